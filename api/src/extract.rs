@@ -1,0 +1,125 @@
+//! Extractors: JSON bodies whose failures answer in problem+json, path ids,
+//! and the two kinds of caller (merchant API key, buyer token). Putting the
+//! caller in the handler's signature means a handler cannot forget the scope.
+
+use std::str::FromStr;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use chrono::Utc;
+use gavel_domain::ids::{BuyerId, MerchantId};
+use gavel_domain::merchants;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `axum::Json`, with every rejection turned into our problem+json.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON, sent with Content-Type: application/json",
+        ),
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {}", e.body_text()),
+        ),
+        JsonRejection::JsonDataError(e) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            data_error_text(&e.body_text()),
+        ),
+        JsonRejection::BytesRejection(e) => {
+            ApiError::new(e.status(), "unreadable_body", e.body_text())
+        }
+        other => ApiError::new(other.status(), "invalid_request", other.body_text()),
+    }
+}
+
+/// serde's message without axum's prefix.
+fn data_error_text(text: &str) -> String {
+    text.split_once(": ")
+        .map_or(text, |(_, rest)| rest)
+        .to_owned()
+}
+
+/// A path id of the expected kind; anything else names no resource: 404.
+pub fn path_id<T: FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found(what))
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer credentials"))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <credentials>`"))
+}
+
+/// A request made with a merchant's API key.
+#[derive(Debug, Clone, Copy)]
+pub struct Merchant(pub MerchantId);
+
+impl FromRequestParts<AppState> for Merchant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = bearer(parts)?;
+        if !key.starts_with("sk_") {
+            return Err(ApiError::unauthorized(
+                "this endpoint needs a merchant API key (sk_…)",
+            ));
+        }
+        merchants::authenticate(&state.pool, key)
+            .await?
+            .map(Merchant)
+            .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))
+    }
+}
+
+/// A request made with a buyer's session token.
+#[derive(Debug, Clone, Copy)]
+pub struct Buyer(pub BuyerId);
+
+impl FromRequestParts<AppState> for Buyer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        state
+            .tokens
+            .verify(token, Utc::now())
+            .map(Buyer)
+            .ok_or_else(|| ApiError::unauthorized("the token is not valid or has expired"))
+    }
+}

@@ -1,0 +1,61 @@
+//! Gavel's HTTP API: turns requests into domain calls and domain results (and
+//! errors) into JSON and problem+json. Handlers stay thin; the rules live in
+//! `gavel-domain` and `gavel-workflows`.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod metrics;
+pub mod openapi;
+pub mod rate_limit;
+pub mod routes;
+pub mod state;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+use routes::{buyers, claims, health, products, sales};
+pub use state::AppState;
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    metrics::install();
+    let v1 = Router::new()
+        .route("/v1/buyers", post(buyers::sign_up))
+        .route("/v1/sessions", post(buyers::sign_in))
+        .route("/v1/products", post(products::create))
+        .route("/v1/sales", post(sales::create).get(sales::list))
+        .route("/v1/sales/{id}", get(sales::get).patch(sales::patch))
+        .route("/v1/sales/{id}/cancel", post(sales::cancel))
+        .route("/v1/sales/{id}/claims", post(claims::create))
+        .route("/v1/claims/{id}", get(claims::get))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(openapi::docs))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .layer(middleware::from_fn(metrics::track))
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}

@@ -1,0 +1,85 @@
+//! Prometheus metrics: requests by route and status with latency histograms
+//! (a layer), claims by outcome (recorded by the claim engine), and the stock
+//! of every active sale (read from the database at scrape time, so ended
+//! sales drop out of the series).
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use gavel_domain::ids::SaleId;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::fmt::Write;
+
+use crate::state::AppState;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once; later calls reuse it.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("gavel_claim_batch_size".into()),
+                        &[1.0, 4.0, 16.0, 64.0, 128.0, 256.0, 512.0],
+                    )
+                })
+                .and_then(|b| b.install_recorder())
+                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+                .ok()
+        })
+        .as_ref()
+}
+
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("gavel_http_request_duration_seconds", "route" => route.clone(), "method" => method.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("gavel_http_requests_total", "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
+}
+
+/// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+pub async fn render(State(state): State<AppState>) -> Response {
+    let mut text = HANDLE
+        .get()
+        .and_then(Option::as_ref)
+        .map(PrometheusHandle::render)
+        .unwrap_or_default();
+    let stock: Result<Vec<(SaleId, i32, i32, i32)>, _> =
+        sqlx::query_as("SELECT id, available, held, sold FROM sales WHERE status = 'active' ORDER BY id LIMIT 1000")
+            .fetch_all(&state.pool)
+            .await;
+    if let Ok(rows) = stock {
+        text.push_str("# HELP gavel_sale_stock Units of each active sale by state.\n# TYPE gavel_sale_stock gauge\n");
+        for (id, available, held, sold) in rows {
+            for (s, n) in [("available", available), ("held", held), ("sold", sold)] {
+                let _ = writeln!(text, "gavel_sale_stock{{sale=\"{id}\",state=\"{s}\"}} {n}");
+            }
+        }
+    }
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}

@@ -1,0 +1,7 @@
+//! One module per resource, each with its request/response types and thin handlers.
+
+pub mod buyers;
+pub mod claims;
+pub mod health;
+pub mod products;
+pub mod sales;

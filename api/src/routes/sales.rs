@@ -1,0 +1,224 @@
+//! Sales: create, read, list, edit before start (`If-Match`), cancel.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use gavel_domain::ids::{ProductId, SaleId};
+use gavel_domain::sales::{self, RawTerms, Sale};
+use gavel_workflows::sale_lifecycle;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Merchant, path_id};
+use crate::state::AppState;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSale {
+    product_id: ProductId,
+    /// Minor units.
+    price: i64,
+    currency: String,
+    inventory: i64,
+    starts_at: DateTime<Utc>,
+    /// Instead of `duration_seconds`.
+    ends_at: Option<DateTime<Utc>>,
+    /// Default 600.
+    duration_seconds: Option<i64>,
+    /// Default 180.
+    hold_seconds: Option<i64>,
+    /// Default 1.
+    per_buyer_limit: Option<i64>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSale {
+    price: Option<i64>,
+    currency: Option<String>,
+    inventory: Option<i64>,
+    starts_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+    duration_seconds: Option<i64>,
+    hold_seconds: Option<i64>,
+    per_buyer_limit: Option<i64>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ListParams {
+    /// 1 to 100, default 10.
+    limit: Option<i64>,
+    /// A sale id: the page starts after it.
+    starting_after: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SaleList {
+    object: &'static str,
+    data: Vec<SaleBody>,
+    has_more: bool,
+}
+
+/// A sale as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct SaleBody {
+    object: &'static str,
+    #[serde(flatten)]
+    sale: Sale,
+}
+
+fn with_etag(status: StatusCode, sale: Sale) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", sale.version)).ok();
+    let mut response = (
+        status,
+        axum::Json(SaleBody {
+            object: "sale",
+            sale,
+        }),
+    )
+        .into_response();
+    if let Some(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// Create a flash sale; it starts and ends by itself.
+#[utoipa::path(post, path = "/v1/sales", tag = "sales", request_body = CreateSale, security(("merchant_key" = [])),
+    responses((status = 201, body = SaleBody), (status = 422, body = crate::openapi::Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    Json(body): Json<CreateSale>,
+) -> ApiResult<Response> {
+    let raw = RawTerms {
+        price: Some(body.price),
+        currency: Some(body.currency),
+        inventory: Some(body.inventory),
+        starts_at: Some(body.starts_at),
+        ends_at: body.ends_at,
+        duration_seconds: body.duration_seconds,
+        hold_seconds: body.hold_seconds,
+        per_buyer_limit: body.per_buyer_limit,
+    };
+    let sale = sale_lifecycle::create_sale(&state.pool, merchant, body.product_id, raw).await?;
+    Ok(with_etag(StatusCode::CREATED, sale))
+}
+
+/// A sale of this merchant.
+#[utoipa::path(get, path = "/v1/sales/{id}", tag = "sales", security(("merchant_key" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = SaleBody), (status = 404, body = crate::openapi::Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id: SaleId = path_id(&id, "sale")?;
+    Ok(with_etag(
+        StatusCode::OK,
+        sales::get(&state.pool, merchant, id).await?,
+    ))
+}
+
+/// This merchant's sales, newest first.
+#[utoipa::path(get, path = "/v1/sales", tag = "sales", security(("merchant_key" = [])), params(ListParams),
+    responses((status = 200, body = SaleList)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    Query(params): Query<ListParams>,
+) -> ApiResult<axum::Json<SaleList>> {
+    let limit = params.limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 100"));
+    }
+    let after = match params.starting_after.as_deref() {
+        Some(raw) => Some(
+            raw.parse::<SaleId>()
+                .map_err(|_| ApiError::invalid("starting_after", "not a sale id"))?,
+        ),
+        None => None,
+    };
+    let mut rows = sales::list(&state.pool, merchant, limit + 1, after).await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let data = rows
+        .into_iter()
+        .map(|sale| SaleBody {
+            object: "sale",
+            sale,
+        })
+        .collect();
+    Ok(axum::Json(SaleList {
+        object: "list",
+        data,
+        has_more,
+    }))
+}
+
+/// Change a scheduled sale. `If-Match` must carry the sale's current version (its ETag).
+#[utoipa::path(patch, path = "/v1/sales/{id}", tag = "sales", request_body = PatchSale, security(("merchant_key" = [])),
+    params(("id" = String, Path), ("If-Match" = String, Header)),
+    responses((status = 200, body = SaleBody), (status = 412, description = "version_mismatch", body = crate::openapi::Problem),
+              (status = 428, description = "If-Match missing", body = crate::openapi::Problem),
+              (status = 409, description = "sale_not_editable", body = crate::openapi::Problem)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<PatchSale>,
+) -> ApiResult<Response> {
+    let id: SaleId = path_id(&id, "sale")?;
+    let if_match = if_match_version(&headers)?;
+    let patch = RawTerms {
+        price: body.price,
+        currency: body.currency,
+        inventory: body.inventory,
+        starts_at: body.starts_at,
+        ends_at: body.ends_at,
+        duration_seconds: body.duration_seconds,
+        hold_seconds: body.hold_seconds,
+        per_buyer_limit: body.per_buyer_limit,
+    };
+    let sale = sale_lifecycle::update_sale(&state.pool, merchant, id, if_match, patch).await?;
+    Ok(with_etag(StatusCode::OK, sale))
+}
+
+/// Cancel a sale that has not ended; open holds are released.
+#[utoipa::path(post, path = "/v1/sales/{id}/cancel", tag = "sales", security(("merchant_key" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = SaleBody), (status = 409, body = crate::openapi::Problem)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id: SaleId = path_id(&id, "sale")?;
+    Ok(with_etag(
+        StatusCode::OK,
+        sale_lifecycle::cancel_sale(&state.pool, merchant, id).await?,
+    ))
+}
+
+fn if_match_version(headers: &HeaderMap) -> ApiResult<i32> {
+    let raw = headers.get(header::IF_MATCH).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "if_match_required",
+            "send If-Match with the sale's ETag",
+        )
+    })?;
+    raw.to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "version_mismatch",
+                "If-Match is not a version ETag",
+            )
+        })
+}

@@ -1,0 +1,16 @@
+//! What every handler shares.
+
+use gavel_domain::auth::{PasswordCost, TokenSigner};
+use gavel_domain::claim_engine::ClaimEngine;
+use sqlx::PgPool;
+
+use crate::rate_limit::RateLimiter;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub claims: ClaimEngine,
+    pub tokens: TokenSigner,
+    pub password_cost: PasswordCost,
+    pub claim_limiter: RateLimiter,
+}

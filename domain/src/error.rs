@@ -1,0 +1,51 @@
+//! The domain's error type. The API maps each variant to one problem+json `code`.
+
+use std::time::Duration;
+
+/// An input that failed validation, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the sale is sold out")]
+    SoldOut,
+    #[error("the sale is not active")]
+    SaleNotActive,
+    #[error("the sale can no longer be changed: it is {status}")]
+    SaleLocked { status: &'static str },
+    #[error("version {expected} does not match the current version {current}")]
+    VersionMismatch { expected: i32, current: i32 },
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("email or password is wrong")]
+    BadCredentials,
+    #[error("the claim has expired")]
+    ClaimExpired,
+    /// Too many concurrent writers on one row; the retry budget ran out.
+    #[error("too much contention; retry shortly")]
+    Contention { retry_after: Duration },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

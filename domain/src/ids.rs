@@ -1,0 +1,129 @@
+//! Prefixed, typed identifiers (`sale_…`, `clm_…`).
+//!
+//! Each id wraps a time-ordered UUIDv7 and prints as its prefix followed by the
+//! UUID's 32 hex digits. Parsing refuses another resource's prefix, so a claim id
+//! can never be looked up as a sale.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+/// An id string that does not name a resource of the expected kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid {kind} id")]
+pub struct BadId {
+    pub kind: &'static str,
+}
+
+macro_rules! prefixed_id {
+    ($(#[$meta:meta])* $name:ident, $prefix:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
+        #[sqlx(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new, time-ordered id.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            pub fn uuid(self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}_{}", $prefix, self.0.simple())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = BadId;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let hex = s
+                    .strip_prefix($prefix)
+                    .and_then(|rest| rest.strip_prefix('_'))
+                    .filter(|hex| hex.len() == 32)
+                    .ok_or(BadId { kind: $prefix })?;
+                Uuid::try_parse(hex).map(Self).map_err(|_| BadId { kind: $prefix })
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .examples([format!("{}_0193a1b2c3d47e8f9a0b1c2d3e4f5a6b", $prefix)])
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+prefixed_id!(/// A merchant (tenant).
+    MerchantId, "mch");
+prefixed_id!(/// A buyer account.
+    BuyerId, "byr");
+prefixed_id!(/// A product a merchant sells.
+    ProductId, "prod");
+prefixed_id!(/// A flash sale.
+    SaleId, "sale");
+prefixed_id!(/// A hold on one unit of a sale.
+    ClaimId, "clm");
+prefixed_id!(/// A domain event (outbox row).
+    EventId, "evt");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_their_prefixed_form() {
+        let id = SaleId::new();
+        let text = id.to_string();
+        assert!(text.starts_with("sale_"));
+        assert_eq!(text.parse::<SaleId>(), Ok(id));
+    }
+
+    #[test]
+    fn another_resources_prefix_is_refused() {
+        let claim = ClaimId::new().to_string();
+        assert_eq!(claim.parse::<SaleId>(), Err(BadId { kind: "sale" }));
+        assert!("sale_xyz".parse::<SaleId>().is_err());
+        assert!("sale".parse::<SaleId>().is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! Durable jobs, written in the caller's transaction.
+//!
+//! Jobs live in apalis-postgres's `apalis.jobs` table and are run by the apalis
+//! workers (`gavel-workers`). Enqueuing goes through [`enqueue`] rather than
+//! apalis's sink so that a job commits atomically with the change that causes it
+//! (a transactional outbox without a separate table), and so that a duplicate
+//! idempotency key is a no-op instead of an error that would abort the
+//! caller's transaction.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+
+use crate::error::{Error, Result};
+use crate::ids::SaleId;
+
+/// Queue names are explicit and versioned: renaming a Rust type must never
+/// orphan queued jobs.
+pub mod queues {
+    pub const SALE_LIFECYCLE: &str = "gavel.sale_lifecycle.v1";
+}
+
+/// Attempts before apalis gives a job up (it then stays `Failed` for an operator).
+const MAX_ATTEMPTS: i32 = 25;
+
+/// Jobs of the sale-lifecycle queue. Each handler re-reads the sale and acts only
+/// if its guard still holds, so running one twice, late, or after a newer
+/// version was scheduled changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SaleJob {
+    /// Activate the sale at `starts_at` if it is still at `version`.
+    Start { sale_id: SaleId, version: i32 },
+    /// Close the sale at `ends_at` if it is still at `version`.
+    End { sale_id: SaleId, version: i32 },
+    /// Return the units of holds that have expired.
+    SweepHolds { sale_id: SaleId },
+}
+
+/// Queues `job` to run at `run_at`. A job with the same `key` on the same queue
+/// already exists → nothing happens and `false` is returned.
+pub async fn enqueue<T: Serialize>(
+    conn: &mut PgConnection,
+    queue: &str,
+    job: &T,
+    run_at: DateTime<Utc>,
+    key: &str,
+) -> Result<bool> {
+    let payload =
+        serde_json::to_vec(job).map_err(|e| Error::Internal(format!("job encoding: {e}")))?;
+    // apalis stores whole seconds and hands a job over once `run_at < now()`: the
+    // second is rounded down, so a job is never late for its instant; handlers that
+    // must not act early wait out the remainder themselves.
+    let run_at_secs = run_at.timestamp();
+    let inserted = sqlx::query(
+        "INSERT INTO apalis.jobs
+             (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
+         VALUES (apalis.generate_ulid(), $1, $2, 'Pending', 0, $3, to_timestamp($4), 0, ''::hstore, $5)
+         ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+    )
+    .bind(queue)
+    .bind(payload)
+    .bind(MAX_ATTEMPTS)
+    .bind(run_at_secs)
+    .bind(key)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}

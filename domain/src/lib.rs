@@ -1,0 +1,23 @@
+//! Gavel's domain: the types every crate shares (ids, money, statuses) and the
+//! repository functions over Postgres that own each table.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod buyers;
+pub mod claim_engine;
+pub mod claims;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod idempotency;
+pub mod ids;
+pub mod jobs;
+pub mod merchants;
+pub mod money;
+pub mod products;
+pub mod sales;
+
+pub use error::{Error, Invalid, Result};
+
+/// The migrations of Gavel's own tables (apalis-postgres has its own).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -1,0 +1,56 @@
+//! Merchants (tenants) and their API keys.
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::auth::{api_key_hash, random_secret};
+use crate::error::{Invalid, Result};
+use crate::ids::MerchantId;
+
+/// What the operator CLI prints once: the only time the API key is visible.
+#[derive(Debug, Serialize)]
+pub struct NewMerchant {
+    pub id: MerchantId,
+    pub api_key: String,
+    pub webhook_secret: String,
+}
+
+pub async fn create(pool: &PgPool, name: &str, webhook_url: Option<&str>) -> Result<NewMerchant> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(Invalid::new("name", "must be 1 to 200 characters").into());
+    }
+    if let Some(url) = webhook_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(Invalid::new("webhook_url", "must be an http(s) URL").into());
+    }
+    let id = MerchantId::new();
+    let api_key = random_secret("sk");
+    let webhook_secret = random_secret("whsec");
+    sqlx::query(
+        "INSERT INTO merchants (id, name, api_key_hash, webhook_url, webhook_secret)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(api_key_hash(&api_key))
+    .bind(webhook_url)
+    .bind(&webhook_secret)
+    .execute(pool)
+    .await?;
+    Ok(NewMerchant {
+        id,
+        api_key,
+        webhook_secret,
+    })
+}
+
+/// The merchant owning this API key, if any.
+pub async fn authenticate(pool: &PgPool, api_key: &str) -> Result<Option<MerchantId>> {
+    let id = sqlx::query_scalar("SELECT id FROM merchants WHERE api_key_hash = $1")
+        .bind(api_key_hash(api_key))
+        .fetch_optional(pool)
+        .await?;
+    Ok(id)
+}

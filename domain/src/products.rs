@@ -1,0 +1,57 @@
+//! Products: what a merchant puts on sale or auction.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::error::{Invalid, Result};
+use crate::ids::{MerchantId, ProductId};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Product {
+    pub id: ProductId,
+    #[serde(skip)]
+    pub merchant_id: MerchantId,
+    pub title: String,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn create(
+    pool: &PgPool,
+    merchant: MerchantId,
+    title: &str,
+    description: Option<&str>,
+) -> Result<Product> {
+    let title = title.trim();
+    if title.is_empty() || title.len() > 200 {
+        return Err(Invalid::new("title", "must be 1 to 200 characters").into());
+    }
+    if description.is_some_and(|d| d.len() > 10_000) {
+        return Err(Invalid::new("description", "must be at most 10,000 characters").into());
+    }
+    let product = sqlx::query_as(
+        "INSERT INTO products (id, merchant_id, title, description) VALUES ($1, $2, $3, $4)
+         RETURNING id, merchant_id, title, description, created_at",
+    )
+    .bind(ProductId::new())
+    .bind(merchant)
+    .bind(title)
+    .bind(description)
+    .fetch_one(pool)
+    .await?;
+    Ok(product)
+}
+
+/// The product if it exists and belongs to `merchant`.
+pub async fn get(pool: &PgPool, merchant: MerchantId, id: ProductId) -> Result<Option<Product>> {
+    let product = sqlx::query_as(
+        "SELECT id, merchant_id, title, description, created_at FROM products
+         WHERE id = $1 AND merchant_id = $2",
+    )
+    .bind(id)
+    .bind(merchant)
+    .fetch_optional(pool)
+    .await?;
+    Ok(product)
+}

@@ -1,0 +1,135 @@
+//! Typed configuration, read once at start: built-in defaults
+//! (`config/default.toml`, compiled in) < `config/$GAVEL_ENV.toml` < environment.
+//! A wrong setting fails at start with the setting's name.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use gavel_domain::auth::PasswordCost;
+use gavel_domain::claim_engine::{ClaimConfig, Strategy};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub http: Http,
+    pub database: Database,
+    pub auth: Auth,
+    pub claims: Claims,
+    pub jobs: Jobs,
+    #[serde(default)]
+    pub admin: Admin,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Http {
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Database {
+    pub url: Option<String>,
+    pub max_connections: u32,
+    pub data_dir: PathBuf,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Auth {
+    pub token_secret: String,
+    pub token_ttl_hours: i64,
+    pub password_memory_kib: u32,
+    pub password_iterations: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Claims {
+    pub strategy: Strategy,
+    pub max_batch: usize,
+    pub sold_out_ttl_ms: u64,
+    pub rate_limit_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Jobs {
+    pub poll_interval_ms: u64,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Admin {
+    pub token: Option<String>,
+}
+
+impl Config {
+    /// Reads the layers; `GAVEL_ENV` picks the optional file, `GAVEL_CONFIG_DIR`
+    /// where files are looked for (default `config`).
+    pub fn load() -> Result<Self, Box<figment::Error>> {
+        let dir = std::env::var("GAVEL_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+        let mut figment =
+            Figment::new().merge(Toml::string(include_str!("../config/default.toml")));
+        if let Ok(env) = std::env::var("GAVEL_ENV") {
+            figment = figment.merge(Toml::string(&env_file(&dir, &env)));
+        }
+        figment
+            .merge(
+                Env::prefixed("GAVEL_")
+                    .split("__")
+                    .ignore(&["env", "config_dir"]),
+            )
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database.url".into()),
+            )
+            .merge(
+                Env::raw()
+                    .only(&["GAVEL_HTTP_ADDR"])
+                    .map(|_| "http.addr".into()),
+            )
+            .merge(
+                Env::raw()
+                    .only(&["GAVEL_ADMIN_TOKEN"])
+                    .map(|_| "admin.token".into()),
+            )
+            .merge(
+                Env::raw()
+                    .only(&["GAVEL_TOKEN_SECRET"])
+                    .map(|_| "auth.token_secret".into()),
+            )
+            .extract()
+            .map_err(Box::new)
+    }
+
+    pub fn password_cost(&self) -> PasswordCost {
+        PasswordCost {
+            memory_kib: self.auth.password_memory_kib,
+            iterations: self.auth.password_iterations,
+        }
+    }
+
+    pub fn claim_config(&self) -> ClaimConfig {
+        ClaimConfig {
+            strategy: self.claims.strategy,
+            max_batch: self.claims.max_batch.max(1),
+            sold_out_ttl: Duration::from_millis(self.claims.sold_out_ttl_ms),
+            ..ClaimConfig::default()
+        }
+    }
+}
+
+/// The environment's file, if there is one (built-in copies for the ones we ship,
+/// so the binary works from any directory).
+fn env_file(dir: &str, env: &str) -> String {
+    let path = PathBuf::from(dir).join(format!("{env}.toml"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(_) => match env {
+            "test" => include_str!("../config/test.toml").to_owned(),
+            "bench" => include_str!("../config/bench.toml").to_owned(),
+            _ => String::new(),
+        },
+    }
+}

@@ -1,0 +1,55 @@
+//! `gavel demo`: seeds a demo merchant, product, buyer and a sale that starts
+//! shortly, then prints what you need to try the API with curl.
+
+use chrono::{Duration, Utc};
+use gavel_domain::auth::TokenSigner;
+use gavel_domain::buyers::{self, SignUp};
+use gavel_domain::ids::SaleId;
+use gavel_domain::sales::RawTerms;
+use gavel_domain::{merchants, products};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::config::Config;
+
+pub async fn seed(pool: &PgPool, config: &Config) -> anyhow::Result<serde_json::Value> {
+    let merchant = merchants::create(pool, "Demo Merchant", None).await?;
+    let product =
+        products::create(pool, merchant.id, "Limited sneakers", Some("The demo drop")).await?;
+    let starts_at = Utc::now() + Duration::seconds(20);
+    let sale = gavel_workflows::sale_lifecycle::create_sale(
+        pool,
+        merchant.id,
+        product.id,
+        RawTerms {
+            price: Some(4999),
+            currency: Some("usd".into()),
+            inventory: Some(100),
+            starts_at: Some(starts_at),
+            duration_seconds: Some(600),
+            ..RawTerms::default()
+        },
+    )
+    .await?;
+    let email = format!("buyer+{}@demo.gavel.dev", &SaleId::new().to_string()[5..13]);
+    let signup = SignUp::parse(&email, "demo-password", Some("Demo Buyer"))?;
+    let buyer = buyers::create(pool, signup, config.password_cost()).await?;
+    let signer = TokenSigner::new(
+        config.auth.token_secret.as_bytes(),
+        Duration::hours(config.auth.token_ttl_hours),
+    )?;
+    let base = format!("http://{}", config.http.addr);
+    Ok(json!({
+        "api": base,
+        "docs": format!("{base}/docs"),
+        "merchant": { "id": merchant.id, "api_key": merchant.api_key },
+        "buyer": { "id": buyer, "email": email, "password": "demo-password", "token": signer.issue(buyer, Utc::now()) },
+        "product_id": product.id,
+        "sale": { "id": sale.id, "starts_at": sale.starts_at, "inventory": sale.inventory },
+        "try": [
+            format!("curl -s {base}/v1/sales/{} -H 'Authorization: Bearer {}'", sale.id, merchant.api_key),
+            format!("curl -s -X POST {base}/v1/sales/{}/claims -H 'Authorization: Bearer <buyer token>'", sale.id),
+        ],
+        "not_yet": "auctions and the Stripe/SMTP/APNs/FCM stand-ins arrive with their issues (see README, Roadmap)",
+    }))
+}

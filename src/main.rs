@@ -1,0 +1,138 @@
+//! The `gavel` command: serve (all roles or some), migrate, operator CLI, demo.
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gavel::{Application, Config, Role, database, demo};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "gavel",
+    version,
+    about = "Flash sales and auctions with durable workflows"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run Gavel: every role in this process, or only those given.
+    Serve {
+        /// Run only this role (repeatable): api, workers.
+        #[arg(long = "role", value_enum)]
+        roles: Vec<Role>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Merchant accounts.
+    Merchants {
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    /// Seed a demo merchant, buyer and sale, print how to use them, and serve.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum MerchantCommand {
+    /// Create a merchant and print its id, API key and webhook secret as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        webhook_url: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("GAVEL_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(err) = run(Cli::parse()).await {
+        eprintln!("gavel: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    match cli.command {
+        Command::Serve { roles } => {
+            let roles = if roles.is_empty() {
+                vec![Role::Api, Role::Workers]
+            } else {
+                roles
+            };
+            serve(config, &roles).await
+        }
+        Command::Migrate => {
+            let pool = connect(&config).await?;
+            database::migrate(&pool).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Merchants {
+            command: MerchantCommand::Create { name, webhook_url },
+        } => {
+            let pool = connect(&config).await?;
+            database::migrate(&pool).await?;
+            let merchant =
+                gavel_domain::merchants::create(&pool, &name, webhook_url.as_deref()).await?;
+            println!("{}", serde_json::to_string_pretty(&merchant)?);
+            Ok(())
+        }
+        Command::Demo => {
+            let pool = connect(&config).await?;
+            database::migrate(&pool).await?;
+            let seeded = demo::seed(&pool, &config).await?;
+            println!("{}", serde_json::to_string_pretty(&seeded)?);
+            serve(config, &[Role::Api, Role::Workers]).await
+        }
+    }
+}
+
+async fn connect(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+    let url = database::resolve_url(&config.database).await?;
+    database::connect(&url, 4).await
+}
+
+async fn serve(config: Config, roles: &[Role]) -> anyhow::Result<()> {
+    let app = Application::build(config, roles).await?;
+    if let Some(addr) = app.addr() {
+        eprintln!("gavel: listening on http://{addr} (roles: {roles:?})");
+    } else {
+        eprintln!("gavel: running (roles: {roles:?})");
+    }
+    let stop = app.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests and jobs");
+        stop.cancel();
+    });
+    app.run_until_stopped()
+        .await
+        .context("gavel stopped with an error")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,12 @@
+//! Gavel's durable workflows: the multi-step flows that must finish even if a
+//! process dies mid-way. Each step is an idempotent function over Postgres,
+//! advanced by jobs in apalis's tables; `gavel-workers` runs them.
+//!
+//! - [`sale_lifecycle`]: create/edit/cancel a sale together with its start and
+//!   end jobs; start, end and hold sweeps.
+//!
+//! Next to come (see README, "Roadmap"): the checkout saga and payment
+//! verification, auction close, reminders, reconciliation.
+#![forbid(unsafe_code)]
+
+pub mod sale_lifecycle;
