@@ -43,9 +43,7 @@ impl Application {
     /// Connects, migrates, binds and starts the given roles.
     pub async fn build(config: Config, roles: &[Role]) -> anyhow::Result<Self> {
         if roles.contains(&Role::Notifier) {
-            anyhow::bail!(
-                "the notifier role is not built yet; run --role api and/or --role workers"
-            );
+            anyhow::bail!("the notifier role is not built yet; run --role api and/or --role workers");
         }
         let url = database::resolve_url(&config.database).await?;
         let pool = database::connect(&url, config.database.max_connections).await?;
@@ -57,11 +55,7 @@ impl Application {
 
         if roles.contains(&Role::Api) {
             let state = app_state(&config, pool.clone())?;
-            tasks.spawn(listen_for_stock(
-                pool.clone(),
-                state.claims.clone(),
-                shutdown.clone(),
-            ));
+            tasks.spawn(listen_for_stock(pool.clone(), state.claims.clone(), shutdown.clone()));
             let listener = tokio::net::TcpListener::bind(config.http.addr)
                 .await
                 .with_context(|| format!("binding {}", config.http.addr))?;
@@ -79,25 +73,12 @@ impl Application {
             let worker_config = WorkerConfig {
                 poll_interval: std::time::Duration::from_millis(config.jobs.poll_interval_ms),
                 batch_size: config.jobs.batch_size.max(1),
-                instance: format!(
-                    "gavel-{}-{}",
-                    std::process::id(),
-                    uuid::Uuid::new_v4().simple()
-                ),
+                instance: format!("gavel-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             };
             let (pool, stop) = (pool.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                gavel_workers::run(pool, worker_config, stop)
-                    .await
-                    .map_err(Into::into)
-            });
+            tasks.spawn(async move { gavel_workers::run(pool, worker_config, stop).await.map_err(Into::into) });
         }
-        Ok(Self {
-            addr,
-            pool,
-            shutdown,
-            tasks,
-        })
+        Ok(Self { addr, pool, shutdown, tasks })
     }
 
     /// The API's bound address (when the API role runs).
@@ -135,10 +116,7 @@ fn app_state(config: &Config, pool: PgPool) -> anyhow::Result<AppState> {
     if config.auth.token_secret.len() < 16 {
         anyhow::bail!("auth.token_secret (GAVEL_TOKEN_SECRET) must be at least 16 characters");
     }
-    let tokens = TokenSigner::new(
-        config.auth.token_secret.as_bytes(),
-        Duration::hours(config.auth.token_ttl_hours),
-    )?;
+    let tokens = TokenSigner::new(config.auth.token_secret.as_bytes(), Duration::hours(config.auth.token_ttl_hours))?;
     Ok(AppState {
         claims: ClaimEngine::new(pool.clone(), config.claim_config()),
         pool,
@@ -149,11 +127,7 @@ fn app_state(config: &Config, pool: PgPool) -> anyhow::Result<AppState> {
 }
 
 /// Drops cached "sold out" answers when any process returns stock to a sale.
-async fn listen_for_stock(
-    pool: PgPool,
-    engine: ClaimEngine,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
+async fn listen_for_stock(pool: PgPool, engine: ClaimEngine, stop: CancellationToken) -> anyhow::Result<()> {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,

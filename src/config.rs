@@ -68,46 +68,32 @@ impl Config {
     /// where files are looked for (default `config`).
     pub fn load() -> Result<Self, Box<figment::Error>> {
         let dir = std::env::var("GAVEL_CONFIG_DIR").unwrap_or_else(|_| "config".into());
-        let mut figment =
-            Figment::new().merge(Toml::string(include_str!("../config/default.toml")));
-        if let Ok(env) = std::env::var("GAVEL_ENV") {
-            figment = figment.merge(Toml::string(&env_file(&dir, &env)));
-        }
-        figment
-            .merge(
-                Env::prefixed("GAVEL_")
-                    .split("__")
-                    .ignore(&["env", "config_dir"]),
-            )
-            .merge(
-                Env::raw()
-                    .only(&["DATABASE_URL"])
-                    .map(|_| "database.url".into()),
-            )
-            .merge(
-                Env::raw()
-                    .only(&["GAVEL_HTTP_ADDR"])
-                    .map(|_| "http.addr".into()),
-            )
-            .merge(
-                Env::raw()
-                    .only(&["GAVEL_ADMIN_TOKEN"])
-                    .map(|_| "admin.token".into()),
-            )
-            .merge(
-                Env::raw()
-                    .only(&["GAVEL_TOKEN_SECRET"])
-                    .map(|_| "auth.token_secret".into()),
-            )
+        let env = std::env::var("GAVEL_ENV").ok();
+        Self::files(&dir, env.as_deref())
+            .merge(Env::prefixed("GAVEL_").split("__").ignore(&["env", "config_dir"]))
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+            .merge(Env::raw().only(&["GAVEL_HTTP_ADDR"]).map(|_| "http.addr".into()))
+            .merge(Env::raw().only(&["GAVEL_ADMIN_TOKEN"]).map(|_| "admin.token".into()))
+            .merge(Env::raw().only(&["GAVEL_TOKEN_SECRET"]).map(|_| "auth.token_secret".into()))
             .extract()
             .map_err(Box::new)
     }
 
-    pub fn password_cost(&self) -> PasswordCost {
-        PasswordCost {
-            memory_kib: self.auth.password_memory_kib,
-            iterations: self.auth.password_iterations,
+    /// The file layers alone, ignoring the process environment (for tests).
+    pub fn for_environment(env: &str) -> Result<Self, Box<figment::Error>> {
+        Self::files("config", Some(env)).extract().map_err(Box::new)
+    }
+
+    fn files(dir: &str, env: Option<&str>) -> Figment {
+        let figment = Figment::new().merge(Toml::string(include_str!("../config/default.toml")));
+        match env {
+            Some(env) => figment.merge(Toml::string(&env_file(dir, env))),
+            None => figment,
         }
+    }
+
+    pub fn password_cost(&self) -> PasswordCost {
+        PasswordCost { memory_kib: self.auth.password_memory_kib, iterations: self.auth.password_iterations }
     }
 
     pub fn claim_config(&self) -> ClaimConfig {

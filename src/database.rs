@@ -24,10 +24,7 @@ pub async fn resolve_url(cfg: &config::Database) -> anyhow::Result<String> {
     if let Some(url) = &cfg.url {
         return Ok(url.clone());
     }
-    for server in [
-        "postgres://postgres@%2Fvar%2Frun%2Fpostgresql",
-        "postgres://postgres@127.0.0.1:5432",
-    ] {
+    for server in ["postgres://postgres@%2Fvar%2Frun%2Fpostgresql", "postgres://postgres@127.0.0.1:5432"] {
         if let Ok(url) = ensure_database(server, &cfg.name).await {
             tracing::info!(server, "using the local PostgreSQL server");
             return Ok(url);
@@ -40,17 +37,14 @@ pub async fn resolve_url(cfg: &config::Database) -> anyhow::Result<String> {
 async fn ensure_database(server: &str, name: &str) -> anyhow::Result<String> {
     let admin = PgConnectOptions::from_str(&format!("{server}/postgres"))?;
     let mut conn = tokio::time::timeout(Duration::from_secs(2), admin.connect()).await??;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(name)
-            .fetch_one(&mut conn)
-            .await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await?;
     if !exists {
         let quoted = name.replace('"', "\"\"");
         // A racing process may create it first; that is fine.
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{quoted}\"")))
-            .execute(&mut conn)
-            .await;
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{quoted}\""))).execute(&mut conn).await;
     }
     conn.close().await?;
     Ok(format!("{server}/{name}"))
@@ -77,25 +71,15 @@ fn pg_bindir() -> Option<PathBuf> {
 /// initdb refuses to run as root; there we run the server binaries as the
 /// `postgres` system user.
 fn as_server_user(bin: &Path, args: &[&str], data_dir: &Path) -> anyhow::Result<Command> {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.trim_ascii() == b"0")
-        .unwrap_or(false);
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout.trim_ascii() == b"0").unwrap_or(false);
     if !root {
         let mut cmd = Command::new(bin);
         cmd.args(args);
         return Ok(cmd);
     }
-    let chown = Command::new("chown")
-        .args(["-R", "postgres:postgres"])
-        .arg(data_dir)
-        .status()?;
+    let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(data_dir).status()?;
     if !chown.success() {
-        bail!(
-            "running as root and could not hand {} to the postgres user",
-            data_dir.display()
-        );
+        bail!("running as root and could not hand {} to the postgres user", data_dir.display());
     }
     let mut cmd = Command::new("runuser");
     cmd.args(["-u", "postgres", "--"]).arg(bin).args(args);
@@ -108,8 +92,7 @@ async fn private_cluster(cfg: &config::Database) -> anyhow::Result<String> {
             "no PostgreSQL found: set DATABASE_URL, start a local server, or install one (e.g. `apt-get install postgresql`)"
         );
     };
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let data_dir = cfg.data_dir.canonicalize()?;
     let data = data_dir.to_string_lossy().into_owned();
     if !data_dir.join("PG_VERSION").exists() {
@@ -135,13 +118,10 @@ async fn private_cluster(cfg: &config::Database) -> anyhow::Result<String> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let opts = format!("-p {port} -k {data} -c listen_addresses=127.0.0.1");
     let log = format!("{data}/server.log");
-    let status = as_server_user(
-        &bin.join("pg_ctl"),
-        &["-D", &data, "-l", &log, "-o", &opts, "-w", "start"],
-        &data_dir,
-    )?
-    .stdout(std::process::Stdio::null())
-    .status()?;
+    let status =
+        as_server_user(&bin.join("pg_ctl"), &["-D", &data, "-l", &log, "-o", &opts, "-w", "start"], &data_dir)?
+            .stdout(std::process::Stdio::null())
+            .status()?;
     if !status.success() {
         bail!("pg_ctl could not start the private cluster; see {log}");
     }
@@ -164,9 +144,6 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     // Both migrators take the same advisory lock, so concurrent starts are safe.
     gavel_workers::setup(pool).await?;
-    gavel_domain::MIGRATOR
-        .run(pool)
-        .await
-        .context("applying migrations")?;
+    gavel_domain::MIGRATOR.run(pool).await.context("applying migrations")?;
     Ok(())
 }

@@ -14,8 +14,7 @@ use crate::config::Config;
 
 pub async fn seed(pool: &PgPool, config: &Config) -> anyhow::Result<serde_json::Value> {
     let merchant = merchants::create(pool, "Demo Merchant", None).await?;
-    let product =
-        products::create(pool, merchant.id, "Limited sneakers", Some("The demo drop")).await?;
+    let product = products::create(pool, merchant.id, "Limited sneakers", Some("The demo drop")).await?;
     let starts_at = Utc::now() + Duration::seconds(20);
     let sale = gavel_workflows::sale_lifecycle::create_sale(
         pool,
@@ -34,10 +33,7 @@ pub async fn seed(pool: &PgPool, config: &Config) -> anyhow::Result<serde_json::
     let email = format!("buyer+{}@demo.gavel.dev", &SaleId::new().to_string()[5..13]);
     let signup = SignUp::parse(&email, "demo-password", Some("Demo Buyer"))?;
     let buyer = buyers::create(pool, signup, config.password_cost()).await?;
-    let signer = TokenSigner::new(
-        config.auth.token_secret.as_bytes(),
-        Duration::hours(config.auth.token_ttl_hours),
-    )?;
+    let signer = TokenSigner::new(config.auth.token_secret.as_bytes(), Duration::hours(config.auth.token_ttl_hours))?;
     let base = format!("http://{}", config.http.addr);
     Ok(json!({
         "api": base,

@@ -7,11 +7,7 @@ use gavel::{Application, Config, Role, database, demo};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    name = "gavel",
-    version,
-    about = "Flash sales and auctions with durable workflows"
-)]
+#[command(name = "gavel", version, about = "Flash sales and auctions with durable workflows")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,10 +46,7 @@ enum MerchantCommand {
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("GAVEL_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("GAVEL_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
         .with_writer(std::io::stderr)
         .init();
     if let Err(err) = run(Cli::parse()).await {
@@ -66,11 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     match cli.command {
         Command::Serve { roles } => {
-            let roles = if roles.is_empty() {
-                vec![Role::Api, Role::Workers]
-            } else {
-                roles
-            };
+            let roles = if roles.is_empty() { vec![Role::Api, Role::Workers] } else { roles };
             serve(config, &roles).await
         }
         Command::Migrate => {
@@ -79,13 +68,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("migrations applied");
             Ok(())
         }
-        Command::Merchants {
-            command: MerchantCommand::Create { name, webhook_url },
-        } => {
+        Command::Merchants { command: MerchantCommand::Create { name, webhook_url } } => {
             let pool = connect(&config).await?;
             database::migrate(&pool).await?;
-            let merchant =
-                gavel_domain::merchants::create(&pool, &name, webhook_url.as_deref()).await?;
+            let merchant = gavel_domain::merchants::create(&pool, &name, webhook_url.as_deref()).await?;
             println!("{}", serde_json::to_string_pretty(&merchant)?);
             Ok(())
         }
@@ -117,20 +103,17 @@ async fn serve(config: Config, roles: &[Role]) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing in-flight requests and jobs");
         stop.cancel();
     });
-    app.run_until_stopped()
-        .await
-        .context("gavel stopped with an error")
+    app.run_until_stopped().await.context("gavel stopped with an error")
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]

@@ -18,13 +18,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            detail: detail.into(),
-            extra: Map::new(),
-            retry_after: None,
-        }
+        Self { status, code, detail: detail.into(), extra: Map::new(), retry_after: None }
     }
 
     /// Adds a fact the client needs (`"field"`, `"current_version"`…).
@@ -39,11 +33,7 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no such {what}"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
@@ -51,12 +41,8 @@ impl ApiError {
     }
 
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            format!("{field}: {}", reason.into()),
-        )
-        .with("field", field)
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", format!("{field}: {}", reason.into()))
+            .with("field", field)
     }
 
     fn title(&self) -> &'static str {
@@ -76,43 +62,25 @@ impl From<Error> for ApiError {
         match err {
             Error::Invalid(invalid) => invalid.into(),
             Error::NotFound(what) => Self::not_found(what),
-            Error::SoldOut => Self::new(
-                S::CONFLICT,
-                "sold_out",
-                "every unit of this sale is sold or held",
-            ),
-            Error::SaleNotActive => Self::new(
-                S::CONFLICT,
-                "sale_not_active",
-                "the sale is not open for claims",
-            ),
-            Error::SaleLocked { status } => Self::new(
-                S::CONFLICT,
-                "sale_not_editable",
-                format!("the sale is {status} and can no longer change"),
-            )
-            .with("status", status),
+            Error::SoldOut => Self::new(S::CONFLICT, "sold_out", "every unit of this sale is sold or held"),
+            Error::SaleNotActive => Self::new(S::CONFLICT, "sale_not_active", "the sale is not open for claims"),
+            Error::SaleLocked { status } => {
+                Self::new(S::CONFLICT, "sale_not_editable", format!("the sale is {status} and can no longer change"))
+                    .with("status", status)
+            }
             Error::VersionMismatch { expected, current } => Self::new(
                 S::PRECONDITION_FAILED,
                 "version_mismatch",
                 format!("If-Match names version {expected} but the sale is at version {current}"),
             )
             .with("current_version", current),
-            Error::EmailTaken => Self::new(
-                S::CONFLICT,
-                "email_taken",
-                "an account with this email already exists",
-            ),
-            Error::BadCredentials => {
-                Self::unauthorized("email or password is wrong").with_code("invalid_credentials")
-            }
+            Error::EmailTaken => Self::new(S::CONFLICT, "email_taken", "an account with this email already exists"),
+            Error::BadCredentials => Self::unauthorized("email or password is wrong").with_code("invalid_credentials"),
             Error::ClaimExpired => Self::new(S::GONE, "claim_expired", "the hold has expired"),
-            Error::Contention { retry_after } => Self::new(
-                S::SERVICE_UNAVAILABLE,
-                "contention",
-                "too many concurrent writers; retry shortly",
-            )
-            .retry_after(retry_after.as_secs()),
+            Error::Contention { retry_after } => {
+                Self::new(S::SERVICE_UNAVAILABLE, "contention", "too many concurrent writers; retry shortly")
+                    .retry_after(retry_after.as_secs())
+            }
             Error::Database(err) => {
                 tracing::error!(error = %err, "database error");
                 Self::internal()
@@ -127,11 +95,7 @@ impl From<Error> for ApiError {
 
 impl ApiError {
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "something went wrong on our side",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side")
     }
 
     fn with_code(mut self, code: &'static str) -> Self {
@@ -154,10 +118,7 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

@@ -42,23 +42,17 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "malformed_json",
             format!("the body is not valid JSON: {}", e.body_text()),
         ),
-        JsonRejection::JsonDataError(e) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            data_error_text(&e.body_text()),
-        ),
-        JsonRejection::BytesRejection(e) => {
-            ApiError::new(e.status(), "unreadable_body", e.body_text())
+        JsonRejection::JsonDataError(e) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", data_error_text(&e.body_text()))
         }
+        JsonRejection::BytesRejection(e) => ApiError::new(e.status(), "unreadable_body", e.body_text()),
         other => ApiError::new(other.status(), "invalid_request", other.body_text()),
     }
 }
 
 /// serde's message without axum's prefix.
 fn data_error_text(text: &str) -> String {
-    text.split_once(": ")
-        .map_or(text, |(_, rest)| rest)
-        .to_owned()
+    text.split_once(": ").map_or(text, |(_, rest)| rest).to_owned()
 }
 
 /// A path id of the expected kind; anything else names no resource: 404.
@@ -87,15 +81,10 @@ pub struct Merchant(pub MerchantId);
 impl FromRequestParts<AppState> for Merchant {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let key = bearer(parts)?;
         if !key.starts_with("sk_") {
-            return Err(ApiError::unauthorized(
-                "this endpoint needs a merchant API key (sk_…)",
-            ));
+            return Err(ApiError::unauthorized("this endpoint needs a merchant API key (sk_…)"));
         }
         merchants::authenticate(&state.pool, key)
             .await?
@@ -111,10 +100,7 @@ pub struct Buyer(pub BuyerId);
 impl FromRequestParts<AppState> for Buyer {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
         state
             .tokens

@@ -43,12 +43,8 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let scope = caller_scope(&req);
     let (parts, body) = req.into_parts();
     let Ok(body) = to_bytes(body, MAX_BODY).await else {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "the body is larger than 1 MiB",
-        )
-        .into_response();
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is larger than 1 MiB")
+            .into_response();
     };
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str());
@@ -73,19 +69,13 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         )
         .retry_after(1)
         .into_response(),
-        Ok(Reservation::Replay {
-            status,
-            content_type,
-            body,
-        }) => {
+        Ok(Reservation::Replay { status, content_type, body }) => {
             let mut response = Response::new(Body::from(body));
             *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             if let Some(ct) = content_type.and_then(|ct| HeaderValue::from_str(&ct).ok()) {
                 response.headers_mut().insert(header::CONTENT_TYPE, ct);
             }
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             response
         }
         Ok(Reservation::Proceed) => {
@@ -104,19 +94,8 @@ async fn store(state: &AppState, scope: &str, key: &str, response: Response) -> 
     };
     let keep = !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS);
     let saved = if keep {
-        let content_type = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        idempotency::complete(
-            &state.pool,
-            scope,
-            key,
-            status.as_u16(),
-            content_type,
-            &body,
-        )
-        .await
+        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        idempotency::complete(&state.pool, scope, key, status.as_u16(), content_type, &body).await
     } else {
         idempotency::release(&state.pool, scope, key).await
     };

@@ -34,10 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sales/{id}/cancel", post(sales::cancel))
         .route("/v1/sales/{id}/claims", post(claims::create))
         .route("/v1/claims/{id}", get(claims::get))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::layer,
-        ));
+        .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::layer));
     Router::new()
         .merge(v1)
         .route("/healthz", get(health::healthz))
@@ -45,9 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::docs))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-        })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

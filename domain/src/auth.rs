@@ -40,10 +40,7 @@ pub struct PasswordCost {
 
 impl Default for PasswordCost {
     fn default() -> Self {
-        Self {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-        }
+        Self { memory_kib: 19 * 1024, iterations: 2 }
     }
 }
 
@@ -57,8 +54,7 @@ fn argon2(cost: PasswordCost) -> Result<Argon2<'static>> {
 pub async fn hash_password(password: String, cost: PasswordCost) -> Result<String> {
     tokio::task::spawn_blocking(move || {
         let salt_bytes: [u8; 16] = rand::rng().random();
-        let salt = SaltString::encode_b64(&salt_bytes)
-            .map_err(|e| Error::Internal(format!("salt: {e}")))?;
+        let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| Error::Internal(format!("salt: {e}")))?;
         argon2(cost)?
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
@@ -71,11 +67,8 @@ pub async fn hash_password(password: String, cost: PasswordCost) -> Result<Strin
 /// True when `password` matches the stored hash (whatever cost it was made with).
 pub async fn verify_password(password: String, stored: String) -> Result<bool> {
     tokio::task::spawn_blocking(move || {
-        let parsed =
-            PasswordHash::new(&stored).map_err(|e| Error::Internal(format!("stored hash: {e}")))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
+        let parsed = PasswordHash::new(&stored).map_err(|e| Error::Internal(format!("stored hash: {e}")))?;
+        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
     .await
     .map_err(|e| Error::Internal(format!("hashing task: {e}")))?
@@ -90,8 +83,7 @@ pub struct TokenSigner {
 
 impl TokenSigner {
     pub fn new(secret: &[u8], ttl: chrono::Duration) -> Result<Self> {
-        let key = Hmac::<Sha256>::new_from_slice(secret)
-            .map_err(|e| Error::Internal(format!("token key: {e}")))?;
+        let key = Hmac::<Sha256>::new_from_slice(secret).map_err(|e| Error::Internal(format!("token key: {e}")))?;
         Ok(Self { key, ttl })
     }
 
@@ -129,8 +121,7 @@ mod tests {
     use super::*;
 
     fn signer() -> TokenSigner {
-        TokenSigner::new(b"test secret", chrono::Duration::hours(1))
-            .unwrap_or_else(|_| unreachable!())
+        TokenSigner::new(b"test secret", chrono::Duration::hours(1)).unwrap_or_else(|_| unreachable!())
     }
 
     #[test]
@@ -139,18 +130,14 @@ mod tests {
         let now = Utc::now();
         let token = signer().issue(buyer, now);
         assert_eq!(signer().verify(&token, now), Some(buyer));
-        assert_eq!(
-            signer().verify(&token, now + chrono::Duration::hours(2)),
-            None
-        );
+        assert_eq!(signer().verify(&token, now + chrono::Duration::hours(2)), None);
     }
 
     #[test]
     fn a_tampered_or_foreign_token_is_refused() {
         let now = Utc::now();
         let token = signer().issue(BuyerId::new(), now);
-        let other = TokenSigner::new(b"other", chrono::Duration::hours(1))
-            .unwrap_or_else(|_| unreachable!());
+        let other = TokenSigner::new(b"other", chrono::Duration::hours(1)).unwrap_or_else(|_| unreachable!());
         assert_eq!(other.verify(&token, now), None);
         let mut forged = token.clone();
         forged.replace_range(6..8, "AA");

@@ -20,10 +20,7 @@ impl SignUp {
         let email = email.trim();
         let valid_email = email.len() <= 254
             && email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty()
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
+                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
             })
             && !email.chars().any(char::is_whitespace);
         if !valid_email {
@@ -36,11 +33,7 @@ impl SignUp {
         if name.is_some_and(|n| n.len() > 200) {
             return Err(Invalid::new("name", "must be at most 200 characters"));
         }
-        Ok(Self {
-            email: email.to_owned(),
-            password: password.to_owned(),
-            name: name.map(str::to_owned),
-        })
+        Ok(Self { email: email.to_owned(), password: password.to_owned(), name: name.map(str::to_owned) })
     }
 }
 
@@ -54,13 +47,7 @@ pub async fn create(pool: &PgPool, signup: SignUp, cost: PasswordCost) -> Result
         .bind(&signup.name)
         .execute(pool)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e, "buyers_email_key") {
-                Error::EmailTaken
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| if is_unique_violation(&e, "buyers_email_key") { Error::EmailTaken } else { e.into() })?;
     Ok(id)
 }
 
@@ -75,11 +62,7 @@ pub async fn sign_in(pool: &PgPool, email: &str, password: &str) -> Result<Buyer
     let Some((id, stored)) = row else {
         return Err(Error::BadCredentials);
     };
-    if verify_password(password.to_owned(), stored).await? {
-        Ok(id)
-    } else {
-        Err(Error::BadCredentials)
-    }
+    if verify_password(password.to_owned(), stored).await? { Ok(id) } else { Err(Error::BadCredentials) }
 }
 
 #[cfg(test)]

@@ -139,8 +139,7 @@ impl ClaimEngine {
         let Ok(map) = self.inner.sold_out.read() else {
             return false;
         };
-        map.get(&sale)
-            .is_some_and(|s| Instant::now() < s.until && !s.holders.contains(&buyer))
+        map.get(&sale).is_some_and(|s| Instant::now() < s.until && !s.holders.contains(&buyer))
     }
 
     async fn claim_batched(&self, sale: SaleId, buyer: BuyerId) -> Result<Attempt> {
@@ -151,9 +150,7 @@ impl ClaimEngine {
                 // The lane exited between lookup and send; the next lookup makes a new one.
                 continue;
             }
-            return answer
-                .await
-                .map_err(|_| Error::Internal("claim lane stopped before answering".into()))?;
+            return answer.await.map_err(|_| Error::Internal("claim lane stopped before answering".into()))?;
         }
     }
 
@@ -178,15 +175,10 @@ impl ClaimEngine {
         let pool = &self.inner.pool;
         retry_serializable(self.inner.config.retry, || async move {
             let mut tx = pool.begin().await?;
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").execute(&mut *tx).await?;
             let mut batch = claims::grant_batch(&mut tx, sale, &[buyer]).await?;
             tx.commit().await?;
-            batch
-                .attempts
-                .remove(&buyer)
-                .ok_or_else(|| Error::Internal("batch lost an attempt".into()))
+            batch.attempts.remove(&buyer).ok_or_else(|| Error::Internal("batch lost an attempt".into()))
         })
         .await
     }
@@ -242,10 +234,7 @@ async fn serve(inner: &Inner, sale: SaleId, batch: &mut Vec<Request>) {
     match result {
         Ok(mut result) => {
             let sold_out = result.available == 0
-                && result
-                    .attempts
-                    .values()
-                    .any(|a| matches!(a, Err(Refusal::SoldOut)) || a.is_ok());
+                && result.attempts.values().any(|a| matches!(a, Err(Refusal::SoldOut)) || a.is_ok());
             for req in batch.drain(..) {
                 let attempt = result
                     .attempts
@@ -290,12 +279,6 @@ async fn remember_sold_out(inner: &Inner, sale: SaleId) {
         return;
     }
     if let Ok(mut map) = inner.sold_out.write() {
-        map.insert(
-            sale,
-            SoldOut {
-                until: Instant::now() + trust,
-                holders: holders.into_iter().collect(),
-            },
-        );
+        map.insert(sale, SoldOut { until: Instant::now() + trust, holders: holders.into_iter().collect() });
     }
 }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::ids::{BuyerId, ClaimId, SaleId};
 use crate::jobs::{self, SaleJob, queues};
+use crate::sales;
 
 /// A claim's life: `Held → CheckedOut | Expired | Released`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -99,6 +100,7 @@ macro_rules! claim_columns {
 
 #[derive(sqlx::FromRow)]
 struct SaleStock {
+    version: i32,
     status: String,
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
@@ -123,27 +125,31 @@ pub struct BatchResult {
 /// A buyer who already holds (or has bought up to the limit) gets their
 /// existing claim back; a hold past its expiry counts as expired here even if
 /// the sweeper has not run; units are granted in the order of `buyers`.
-pub async fn grant_batch(
-    conn: &mut PgConnection,
-    sale_id: SaleId,
-    buyers: &[BuyerId],
-) -> Result<BatchResult> {
+pub async fn grant_batch(conn: &mut PgConnection, sale_id: SaleId, buyers: &[BuyerId]) -> Result<BatchResult> {
     let stock: Option<SaleStock> = sqlx::query_as(
-        "SELECT status, starts_at, ends_at, hold_seconds, per_buyer_limit, available, held, now() AS now
+        "SELECT version, status, starts_at, ends_at, hold_seconds, per_buyer_limit, available, held, now() AS now
          FROM sales WHERE id = $1 FOR UPDATE",
     )
     .bind(sale_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let refuse_all = |r: Refusal, available: i32| BatchResult {
-        attempts: buyers.iter().map(|b| (*b, Err(r))).collect(),
-        available,
-    };
+    let refuse_all =
+        |r: Refusal, available: i32| BatchResult { attempts: buyers.iter().map(|b| (*b, Err(r))).collect(), available };
     let Some(mut stock) = stock else {
         return Ok(refuse_all(Refusal::SaleNotFound, 0));
     };
     let now = stock.now;
-    if stock.status != "active" || now < stock.starts_at || now >= stock.ends_at {
+    if now < stock.starts_at || now >= stock.ends_at {
+        return Ok(refuse_all(Refusal::SaleNotActive, stock.available));
+    }
+    if stock.status == "scheduled" {
+        // Past its start but its start job has not run (a worker died holding it,
+        // or all workers are down): the first claim performs the same guarded
+        // transition, so buyers never wait on a lost job.
+        if sales::start(conn, sale_id, stock.version).await?.is_some() {
+            tracing::warn!(%sale_id, "sale started by a claim ahead of its start job");
+        }
+    } else if stock.status != "active" {
         return Ok(refuse_all(Refusal::SaleNotActive, stock.available));
     }
 
@@ -161,18 +167,11 @@ pub async fn grant_batch(
          WHERE sale_id = $1 AND buyer_id = ANY($2) AND status IN ('held', 'checked_out')
          ORDER BY created_at"
     );
-    let existing: Vec<Claim> = sqlx::query_as(sql)
-        .bind(sale_id)
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
+    let existing: Vec<Claim> = sqlx::query_as(sql).bind(sale_id).bind(&ids).fetch_all(&mut *conn).await?;
 
     // Holds past their expiry are expired now, in this transaction.
-    let overdue: Vec<Uuid> = existing
-        .iter()
-        .filter(|c| c.status == ClaimStatus::Held && c.expires_at <= now)
-        .map(|c| c.id.uuid())
-        .collect();
+    let overdue: Vec<Uuid> =
+        existing.iter().filter(|c| c.status == ClaimStatus::Held && c.expires_at <= now).map(|c| c.id.uuid()).collect();
     let mut returned = 0;
     if !overdue.is_empty() {
         returned += expire(conn, sale_id, now, Expire::These(&overdue)).await?;
@@ -204,15 +203,7 @@ pub async fn grant_batch(
     let mut available = stock.available + returned;
     if available < want {
         // Short of stock: first take back units of holds that have run out.
-        let n = expire(
-            conn,
-            sale_id,
-            now,
-            Expire::Due {
-                limit: i64::from(want - available),
-            },
-        )
-        .await?;
+        let n = expire(conn, sale_id, now, Expire::Due { limit: i64::from(want - available) }).await?;
         returned += n;
         available += n;
     }
@@ -261,29 +252,15 @@ pub async fn grant_batch(
 
     let mut attempts = HashMap::with_capacity(unique.len());
     for claim in new_claims {
-        attempts.insert(
-            claim.buyer_id,
-            Ok(ClaimOutcome {
-                claim,
-                created: true,
-            }),
-        );
+        attempts.insert(claim.buyer_id, Ok(ClaimOutcome { claim, created: true }));
     }
     for buyer in unique {
-        attempts
-            .entry(buyer)
-            .or_insert_with(|| match live.remove(&buyer) {
-                Some(claim) => Ok(ClaimOutcome {
-                    claim,
-                    created: false,
-                }),
-                None => Err(Refusal::SoldOut),
-            });
+        attempts.entry(buyer).or_insert_with(|| match live.remove(&buyer) {
+            Some(claim) => Ok(ClaimOutcome { claim, created: false }),
+            None => Err(Refusal::SoldOut),
+        });
     }
-    Ok(BatchResult {
-        attempts,
-        available: stock.available,
-    })
+    Ok(BatchResult { attempts, available: stock.available })
 }
 
 enum Expire<'a> {
@@ -293,12 +270,7 @@ enum Expire<'a> {
 
 /// Marks held claims expired and returns how many changed; the caller, who
 /// holds the sale row lock, moves the units from `held` to `available`.
-async fn expire(
-    conn: &mut PgConnection,
-    sale_id: SaleId,
-    now: DateTime<Utc>,
-    which: Expire<'_>,
-) -> Result<i32> {
+async fn expire(conn: &mut PgConnection, sale_id: SaleId, now: DateTime<Utc>, which: Expire<'_>) -> Result<i32> {
     let result = match which {
         Expire::These(ids) => {
             sqlx::query(
@@ -331,12 +303,11 @@ async fn expire(
 /// Expires every overdue hold of a sale and returns the units to stock (the
 /// sweeper job). Returns how many holds expired.
 pub async fn sweep_expired(conn: &mut PgConnection, sale_id: SaleId) -> Result<i32> {
-    let now: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT now() FROM sales WHERE id = $1 AND status = 'active' FOR UPDATE",
-    )
-    .bind(sale_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let now: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT now() FROM sales WHERE id = $1 AND status = 'active' FOR UPDATE")
+            .bind(sale_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let Some(now) = now else { return Ok(0) };
     let n = expire(conn, sale_id, now, Expire::Due { limit: i64::MAX }).await?;
     if n > 0 {
@@ -348,35 +319,24 @@ pub async fn sweep_expired(conn: &mut PgConnection, sale_id: SaleId) -> Result<i
         notify_stock_returned(conn, sale_id).await?;
     }
     // Keep the chain alive: the next hold to run out gets a sweep too.
-    let next: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT min(expires_at) FROM claims WHERE sale_id = $1 AND status = 'held'",
-    )
-    .bind(sale_id)
-    .fetch_one(&mut *conn)
-    .await?;
+    let next: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT min(expires_at) FROM claims WHERE sale_id = $1 AND status = 'held'")
+            .bind(sale_id)
+            .fetch_one(&mut *conn)
+            .await?;
     if let Some(next) = next {
         schedule_sweep(conn, sale_id, next).await?;
     }
     Ok(n)
 }
 
-/// One sweep job per sale and expiry second, however many holds expire then.
-/// It runs in the second after `expiry`, so everything due by then is due.
-async fn schedule_sweep(
-    conn: &mut PgConnection,
-    sale_id: SaleId,
-    expiry: DateTime<Utc>,
-) -> Result<()> {
-    let at = expiry + Duration::seconds(1);
-    let key = format!("sweep:{sale_id}:{}", at.timestamp());
-    jobs::enqueue(
-        conn,
-        queues::SALE_LIFECYCLE,
-        &SaleJob::SweepHolds { sale_id },
-        at,
-        &key,
-    )
-    .await?;
+/// One sweep job per sale and expiry second, however many holds expire in it;
+/// it runs at the end of that second, when all of them are due.
+async fn schedule_sweep(conn: &mut PgConnection, sale_id: SaleId, expiry: DateTime<Utc>) -> Result<()> {
+    let second = expiry.timestamp() + 1;
+    let at = DateTime::from_timestamp(second, 0).unwrap_or(expiry);
+    let key = format!("sweep:{sale_id}:{second}");
+    jobs::enqueue(conn, queues::SALE_LIFECYCLE, &SaleJob::SweepHolds { sale_id }, at, &key).await?;
     Ok(())
 }
 
@@ -395,16 +355,12 @@ pub async fn notify_stock_returned(conn: &mut PgConnection, sale_id: SaleId) -> 
 
 /// Who holds or bought a unit of a sale, and when the next hold runs out: the
 /// facts a process needs to answer "sold out" from memory.
-pub async fn holders(
-    pool: &PgPool,
-    sale_id: SaleId,
-) -> Result<(Vec<BuyerId>, Option<DateTime<Utc>>, DateTime<Utc>)> {
-    let buyers: Vec<BuyerId> = sqlx::query_scalar(
-        "SELECT buyer_id FROM claims WHERE sale_id = $1 AND status IN ('held', 'checked_out')",
-    )
-    .bind(sale_id)
-    .fetch_all(pool)
-    .await?;
+pub async fn holders(pool: &PgPool, sale_id: SaleId) -> Result<(Vec<BuyerId>, Option<DateTime<Utc>>, DateTime<Utc>)> {
+    let buyers: Vec<BuyerId> =
+        sqlx::query_scalar("SELECT buyer_id FROM claims WHERE sale_id = $1 AND status IN ('held', 'checked_out')")
+            .bind(sale_id)
+            .fetch_all(pool)
+            .await?;
     let (next_expiry, ends_at): (Option<DateTime<Utc>>, DateTime<Utc>) = sqlx::query_as(
         "SELECT (SELECT min(expires_at) FROM claims WHERE sale_id = $1 AND status = 'held'), ends_at
          FROM sales WHERE id = $1",
@@ -417,17 +373,9 @@ pub async fn holders(
 
 /// A buyer's own claim; someone else's is "not found".
 pub async fn get_for_buyer(pool: &PgPool, buyer: BuyerId, id: ClaimId) -> Result<Claim> {
-    let sql = concat!(
-        "SELECT ",
-        claim_columns!(),
-        ", now() AS now FROM claims WHERE id = $1 AND buyer_id = $2"
-    );
-    let row: Option<(Claim, DateTime<Utc>)> = sqlx::query_as::<_, ClaimAt>(sql)
-        .bind(id)
-        .bind(buyer)
-        .fetch_optional(pool)
-        .await?
-        .map(|r| (r.claim, r.now));
+    let sql = concat!("SELECT ", claim_columns!(), ", now() AS now FROM claims WHERE id = $1 AND buyer_id = $2");
+    let row: Option<(Claim, DateTime<Utc>)> =
+        sqlx::query_as::<_, ClaimAt>(sql).bind(id).bind(buyer).fetch_optional(pool).await?.map(|r| (r.claim, r.now));
     let (claim, now) = row.ok_or(Error::NotFound("claim"))?;
     Ok(claim.as_of(now))
 }

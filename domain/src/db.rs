@@ -17,9 +17,7 @@ pub fn is_retryable(err: &sqlx::Error) -> bool {
 /// SQLSTATE 23505 on the named constraint or index.
 pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
     match err {
-        sqlx::Error::Database(db) => {
-            db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint)
-        }
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint),
         _ => false,
     }
 }
@@ -41,11 +39,7 @@ pub struct RetryBudget {
 
 impl Default for RetryBudget {
     fn default() -> Self {
-        Self {
-            attempts: 8,
-            base_delay: Duration::from_millis(2),
-            max_delay: Duration::from_millis(100),
-        }
+        Self { attempts: 8, base_delay: Duration::from_millis(2), max_delay: Duration::from_millis(100) }
     }
 }
 
@@ -72,7 +66,5 @@ where
             other => return other,
         }
     }
-    Err(Error::Contention {
-        retry_after: Duration::from_secs(1),
-    })
+    Err(Error::Contention { retry_after: Duration::from_secs(1) })
 }

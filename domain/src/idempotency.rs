@@ -25,12 +25,7 @@ pub enum Reservation {
     InProgress,
 }
 
-pub async fn reserve(
-    pool: &PgPool,
-    scope: &str,
-    key: &str,
-    request_hash: &[u8],
-) -> Result<Reservation> {
+pub async fn reserve(pool: &PgPool, scope: &str, key: &str, request_hash: &[u8]) -> Result<Reservation> {
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)
          ON CONFLICT (scope, key) DO UPDATE SET created_at = now(), request_hash = EXCLUDED.request_hash
@@ -48,7 +43,7 @@ pub async fn reserve(
     if inserted == 1 {
         return Ok(Reservation::Proceed);
     }
-    let row: Option<(Vec<u8>, Option<i16>, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+    let row: Option<Stored> = sqlx::query_as(
         "SELECT request_hash, status_code, content_type, body FROM idempotency_keys WHERE scope = $1 AND key = $2",
     )
     .bind(scope)
@@ -57,14 +52,20 @@ pub async fn reserve(
     .await?;
     Ok(match row {
         None => Reservation::InProgress,
-        Some((hash, _, _, _)) if hash != request_hash => Reservation::Mismatch,
-        Some((_, Some(status), content_type, body)) => Reservation::Replay {
-            status: status as u16,
-            content_type,
-            body: body.unwrap_or_default(),
-        },
+        Some(stored) if stored.request_hash != request_hash => Reservation::Mismatch,
+        Some(Stored { status_code: Some(status), content_type, body, .. }) => {
+            Reservation::Replay { status: status as u16, content_type, body: body.unwrap_or_default() }
+        }
         Some(_) => Reservation::InProgress,
     })
+}
+
+#[derive(sqlx::FromRow)]
+struct Stored {
+    request_hash: Vec<u8>,
+    status_code: Option<i16>,
+    content_type: Option<String>,
+    body: Option<Vec<u8>>,
 }
 
 pub async fn complete(
@@ -91,23 +92,19 @@ pub async fn complete(
 
 /// Forgets a reservation whose request failed on our side, so a retry may run.
 pub async fn release(pool: &PgPool, scope: &str, key: &str) -> Result<()> {
-    sqlx::query(
-        "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND completed_at IS NULL",
-    )
-    .bind(scope)
-    .bind(key)
-    .execute(pool)
-    .await?;
+    sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND completed_at IS NULL")
+        .bind(scope)
+        .bind(key)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
 /// Deletes stored responses older than `days` (run by a periodic job).
 pub async fn prune(pool: &PgPool, days: i32) -> Result<u64> {
-    Ok(sqlx::query(
-        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(days => $1)",
-    )
-    .bind(days)
-    .execute(pool)
-    .await?
-    .rows_affected())
+    Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(days => $1)")
+        .bind(days)
+        .execute(pool)
+        .await?
+        .rows_affected())
 }

@@ -46,22 +46,20 @@ pub async fn enqueue<T: Serialize>(
     run_at: DateTime<Utc>,
     key: &str,
 ) -> Result<bool> {
-    let payload =
-        serde_json::to_vec(job).map_err(|e| Error::Internal(format!("job encoding: {e}")))?;
-    // apalis stores whole seconds and hands a job over once `run_at < now()`: the
-    // second is rounded down, so a job is never late for its instant; handlers that
-    // must not act early wait out the remainder themselves.
-    let run_at_secs = run_at.timestamp();
+    let payload = serde_json::to_vec(job).map_err(|e| Error::Internal(format!("job encoding: {e}")))?;
+    // apalis hands a job over once `run_at < now()`. Its own sink stores whole
+    // seconds; storing the exact instant makes a job due at its instant, not up
+    // to a second before or after it.
     let inserted = sqlx::query(
         "INSERT INTO apalis.jobs
              (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
-         VALUES (apalis.generate_ulid(), $1, $2, 'Pending', 0, $3, to_timestamp($4), 0, ''::hstore, $5)
+         VALUES (apalis.generate_ulid(), $1, $2, 'Pending', 0, $3, $4, 0, ''::hstore, $5)
          ON CONFLICT (job_type, idempotency_key) DO NOTHING",
     )
     .bind(queue)
     .bind(payload)
     .bind(MAX_ATTEMPTS)
-    .bind(run_at_secs)
+    .bind(run_at)
     .bind(key)
     .execute(conn)
     .await?

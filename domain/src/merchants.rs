@@ -39,11 +39,7 @@ pub async fn create(pool: &PgPool, name: &str, webhook_url: Option<&str>) -> Res
     .bind(&webhook_secret)
     .execute(pool)
     .await?;
-    Ok(NewMerchant {
-        id,
-        api_key,
-        webhook_secret,
-    })
+    Ok(NewMerchant { id, api_key, webhook_secret })
 }
 
 /// The merchant owning this API key, if any.

@@ -62,12 +62,7 @@ impl FromStr for Currency {
             .iter()
             .find(|(code, _)| *code == lower)
             .map(|(code, _)| Currency(code))
-            .ok_or_else(|| {
-                Invalid::new(
-                    "currency",
-                    format!("`{s}` is not a supported ISO 4217 currency"),
-                )
-            })
+            .ok_or_else(|| Invalid::new("currency", format!("`{s}` is not a supported ISO 4217 currency")))
     }
 }
 
@@ -95,16 +90,10 @@ impl Price {
 
     pub fn new(field: &'static str, minor: i64) -> Result<Self, Invalid> {
         if minor <= 0 {
-            return Err(Invalid::new(
-                field,
-                "must be a positive amount in minor units",
-            ));
+            return Err(Invalid::new(field, "must be a positive amount in minor units"));
         }
         if minor > Self::MAX {
-            return Err(Invalid::new(
-                field,
-                format!("must be at most {}", Self::MAX),
-            ));
+            return Err(Invalid::new(field, format!("must be at most {}", Self::MAX)));
         }
         Ok(Self(minor))
     }

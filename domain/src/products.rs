@@ -17,12 +17,7 @@ pub struct Product {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn create(
-    pool: &PgPool,
-    merchant: MerchantId,
-    title: &str,
-    description: Option<&str>,
-) -> Result<Product> {
+pub async fn create(pool: &PgPool, merchant: MerchantId, title: &str, description: Option<&str>) -> Result<Product> {
     let title = title.trim();
     if title.is_empty() || title.len() > 200 {
         return Err(Invalid::new("title", "must be 1 to 200 characters").into());

@@ -10,6 +10,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use crate::error::{Error, Invalid, Result};
+use crate::events;
 use crate::ids::{MerchantId, ProductId, SaleId};
 use crate::money::{Currency, Price};
 
@@ -121,10 +122,7 @@ fn bounded(field: &'static str, value: i64, min: i64, max: i64) -> Result<i64, I
     if (min..=max).contains(&value) {
         Ok(value)
     } else {
-        Err(Invalid::new(
-            field,
-            format!("must be between {min} and {max}"),
-        ))
+        Err(Invalid::new(field, format!("must be between {min} and {max}")))
     }
 }
 
@@ -141,12 +139,7 @@ impl SaleTerms {
     pub fn parse(raw: RawTerms, now: DateTime<Utc>) -> Result<Self, Invalid> {
         let price = Price::new("price", required("price", raw.price)?)?;
         let currency = required("currency", raw.currency)?.parse()?;
-        let inventory = bounded(
-            "inventory",
-            required("inventory", raw.inventory)?,
-            1,
-            MAX_INVENTORY,
-        )? as i32;
+        let inventory = bounded("inventory", required("inventory", raw.inventory)?, 1, MAX_INVENTORY)? as i32;
         let starts_at = required("starts_at", raw.starts_at)?;
         if starts_at < now - Duration::seconds(START_GRACE_SECONDS) {
             return Err(Invalid::new("starts_at", "must not be in the past"));
@@ -156,35 +149,16 @@ impl SaleTerms {
         }
         let duration = match (raw.ends_at, raw.duration_seconds) {
             (Some(_), Some(_)) => {
-                return Err(Invalid::new(
-                    "ends_at",
-                    "give either ends_at or duration_seconds, not both",
-                ));
+                return Err(Invalid::new("ends_at", "give either ends_at or duration_seconds, not both"));
             }
             (Some(ends_at), None) if ends_at <= starts_at => {
                 return Err(Invalid::new("ends_at", "must be after starts_at"));
             }
-            (Some(ends_at), None) => bounded(
-                "ends_at",
-                (ends_at - starts_at).num_seconds(),
-                1,
-                MAX_DURATION_SECONDS,
-            )?,
-            (None, seconds) => bounded(
-                "duration_seconds",
-                seconds.unwrap_or(600),
-                1,
-                MAX_DURATION_SECONDS,
-            )?,
+            (Some(ends_at), None) => bounded("ends_at", (ends_at - starts_at).num_seconds(), 1, MAX_DURATION_SECONDS)?,
+            (None, seconds) => bounded("duration_seconds", seconds.unwrap_or(600), 1, MAX_DURATION_SECONDS)?,
         };
-        let hold = bounded(
-            "hold_seconds",
-            raw.hold_seconds.unwrap_or(180),
-            1,
-            MAX_HOLD_SECONDS,
-        )?;
-        let per_buyer_limit =
-            bounded("per_buyer_limit", raw.per_buyer_limit.unwrap_or(1), 1, 100)? as i32;
+        let hold = bounded("hold_seconds", raw.hold_seconds.unwrap_or(180), 1, MAX_HOLD_SECONDS)?;
+        let per_buyer_limit = bounded("per_buyer_limit", raw.per_buyer_limit.unwrap_or(1), 1, 100)? as i32;
         Ok(Self {
             price,
             currency,
@@ -206,14 +180,10 @@ impl SaleTerms {
             ends_at: patch.ends_at,
             duration_seconds: match patch.ends_at {
                 Some(_) => patch.duration_seconds,
-                None => patch
-                    .duration_seconds
-                    .or(Some((sale.ends_at - sale.starts_at).num_seconds())),
+                None => patch.duration_seconds.or(Some((sale.ends_at - sale.starts_at).num_seconds())),
             },
             hold_seconds: patch.hold_seconds.or(Some(i64::from(sale.hold_seconds))),
-            per_buyer_limit: patch
-                .per_buyer_limit
-                .or(Some(i64::from(sale.per_buyer_limit))),
+            per_buyer_limit: patch.per_buyer_limit.or(Some(i64::from(sale.per_buyer_limit))),
         };
         Self::parse(merged, now)
     }
@@ -225,10 +195,13 @@ pub async fn insert(
     product: ProductId,
     terms: &SaleTerms,
 ) -> Result<Sale> {
-    let sql = concat!("INSERT INTO sales (id, merchant_id, product_id, status, price, currency, inventory, available,
+    let sql = concat!(
+        "INSERT INTO sales (id, merchant_id, product_id, status, price, currency, inventory, available,
                             starts_at, ends_at, hold_seconds, per_buyer_limit)
          VALUES ($1, $2, $3, 'scheduled', $4, $5, $6, $6, $7, $8, $9, $10)
-         RETURNING ", sale_columns!());
+         RETURNING ",
+        sale_columns!()
+    );
     let sale = sqlx::query_as(sql)
         .bind(SaleId::new())
         .bind(merchant)
@@ -247,42 +220,20 @@ pub async fn insert(
 
 /// A merchant's own sale; another merchant's sale is "not found".
 pub async fn get(pool: &PgPool, merchant: MerchantId, id: SaleId) -> Result<Sale> {
-    let sql = concat!(
-        "SELECT ",
-        sale_columns!(),
-        " FROM sales WHERE id = $1 AND merchant_id = $2"
-    );
-    sqlx::query_as(sql)
-        .bind(id)
-        .bind(merchant)
-        .fetch_optional(pool)
-        .await?
-        .ok_or(Error::NotFound("sale"))
+    let sql = concat!("SELECT ", sale_columns!(), " FROM sales WHERE id = $1 AND merchant_id = $2");
+    sqlx::query_as(sql).bind(id).bind(merchant).fetch_optional(pool).await?.ok_or(Error::NotFound("sale"))
 }
 
 /// Any sale by id, locked for the rest of the transaction (for jobs).
 pub async fn lock(conn: &mut PgConnection, id: SaleId) -> Result<Option<Sale>> {
-    let sql = concat!(
-        "SELECT ",
-        sale_columns!(),
-        " FROM sales WHERE id = $1 FOR UPDATE"
-    );
+    let sql = concat!("SELECT ", sale_columns!(), " FROM sales WHERE id = $1 FOR UPDATE");
     Ok(sqlx::query_as(sql).bind(id).fetch_optional(conn).await?)
 }
 
 /// A merchant's sale, locked, for an edit.
 pub async fn lock_own(conn: &mut PgConnection, merchant: MerchantId, id: SaleId) -> Result<Sale> {
-    let sql = concat!(
-        "SELECT ",
-        sale_columns!(),
-        " FROM sales WHERE id = $1 AND merchant_id = $2 FOR UPDATE"
-    );
-    sqlx::query_as(sql)
-        .bind(id)
-        .bind(merchant)
-        .fetch_optional(conn)
-        .await?
-        .ok_or(Error::NotFound("sale"))
+    let sql = concat!("SELECT ", sale_columns!(), " FROM sales WHERE id = $1 AND merchant_id = $2 FOR UPDATE");
+    sqlx::query_as(sql).bind(id).bind(merchant).fetch_optional(conn).await?.ok_or(Error::NotFound("sale"))
 }
 
 /// One page of a merchant's sales, newest first.
@@ -299,27 +250,23 @@ pub async fn list(
          WHERE merchant_id = $1 AND ($2::uuid IS NULL OR id < $2)
          ORDER BY id DESC LIMIT $3"
     );
-    Ok(sqlx::query_as(sql)
-        .bind(merchant)
-        .bind(starting_after)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?)
+    Ok(sqlx::query_as(sql).bind(merchant).bind(starting_after).bind(limit).fetch_all(pool).await?)
 }
 
 /// Replaces the terms of a scheduled sale and bumps its version, which voids
 /// the lifecycle jobs scheduled for the old version.
 pub async fn update_terms(conn: &mut PgConnection, sale: &Sale, terms: &SaleTerms) -> Result<Sale> {
     if sale.status != SaleStatus::Scheduled {
-        return Err(Error::SaleLocked {
-            status: sale.status.as_str(),
-        });
+        return Err(Error::SaleLocked { status: sale.status.as_str() });
     }
-    let sql = concat!("UPDATE sales SET price = $3, currency = $4, inventory = $5, available = $5, starts_at = $6,
+    let sql = concat!(
+        "UPDATE sales SET price = $3, currency = $4, inventory = $5, available = $5, starts_at = $6,
                           ends_at = $7, hold_seconds = $8, per_buyer_limit = $9,
                           version = version + 1, updated_at = now()
          WHERE id = $1 AND version = $2 AND status = 'scheduled'
-         RETURNING ", sale_columns!());
+         RETURNING ",
+        sale_columns!()
+    );
     sqlx::query_as(sql)
         .bind(sale.id)
         .bind(sale.version)
@@ -332,10 +279,7 @@ pub async fn update_terms(conn: &mut PgConnection, sale: &Sale, terms: &SaleTerm
         .bind(terms.per_buyer_limit)
         .fetch_optional(conn)
         .await?
-        .ok_or(Error::VersionMismatch {
-            expected: sale.version,
-            current: sale.version + 1,
-        })
+        .ok_or(Error::VersionMismatch { expected: sale.version, current: sale.version + 1 })
 }
 
 /// `Scheduled → Active`, if the sale is still scheduled at `version`.
@@ -346,11 +290,28 @@ pub async fn activate(conn: &mut PgConnection, id: SaleId, version: i32) -> Resu
          RETURNING ",
         sale_columns!()
     );
-    Ok(sqlx::query_as(sql)
-        .bind(id)
-        .bind(version)
-        .fetch_optional(conn)
-        .await?)
+    Ok(sqlx::query_as(sql).bind(id).bind(version).fetch_optional(conn).await?)
+}
+
+/// `Scheduled → Active` with its `sale.started` event, in the caller's
+/// transaction; `None` (and no event) if the guard no longer holds. Both the
+/// start job and a claim that finds the start overdue come through here.
+pub async fn start(conn: &mut PgConnection, id: SaleId, version: i32) -> Result<Option<Sale>> {
+    let Some(active) = activate(&mut *conn, id, version).await? else { return Ok(None) };
+    events::record(
+        conn,
+        active.merchant_id,
+        events::kinds::SALE_STARTED,
+        &id.to_string(),
+        &format!("{}:{id}", events::kinds::SALE_STARTED),
+        serde_json::json!({
+            "sale_id": id, "product_id": active.product_id, "inventory": active.inventory,
+            "price": active.price, "currency": active.currency, "starts_at": active.starts_at,
+            "ends_at": active.ends_at,
+        }),
+    )
+    .await?;
+    Ok(Some(active))
 }
 
 /// Closes a sale (to `Ended` or `Cancelled`) and releases its open holds in the
@@ -444,61 +405,16 @@ mod tests {
     fn bad_terms_name_their_field() {
         let now = Utc::now();
         let cases: [(&str, RawTerms); 7] = [
-            (
-                "ends_at",
-                RawTerms {
-                    ends_at: Some(now),
-                    ..raw(now)
-                },
-            ),
-            (
-                "inventory",
-                RawTerms {
-                    inventory: Some(0),
-                    ..raw(now)
-                },
-            ),
-            (
-                "inventory",
-                RawTerms {
-                    inventory: Some(MAX_INVENTORY + 1),
-                    ..raw(now)
-                },
-            ),
-            (
-                "price",
-                RawTerms {
-                    price: Some(-1),
-                    ..raw(now)
-                },
-            ),
-            (
-                "currency",
-                RawTerms {
-                    currency: Some("abc".into()),
-                    ..raw(now)
-                },
-            ),
-            (
-                "duration_seconds",
-                RawTerms {
-                    duration_seconds: Some(0),
-                    ..raw(now)
-                },
-            ),
-            (
-                "starts_at",
-                RawTerms {
-                    starts_at: Some(now - Duration::hours(1)),
-                    ..raw(now)
-                },
-            ),
+            ("ends_at", RawTerms { ends_at: Some(now), ..raw(now) }),
+            ("inventory", RawTerms { inventory: Some(0), ..raw(now) }),
+            ("inventory", RawTerms { inventory: Some(MAX_INVENTORY + 1), ..raw(now) }),
+            ("price", RawTerms { price: Some(-1), ..raw(now) }),
+            ("currency", RawTerms { currency: Some("abc".into()), ..raw(now) }),
+            ("duration_seconds", RawTerms { duration_seconds: Some(0), ..raw(now) }),
+            ("starts_at", RawTerms { starts_at: Some(now - Duration::hours(1)), ..raw(now) }),
         ];
         for (field, terms) in cases {
-            assert_eq!(
-                SaleTerms::parse(terms, now).map_err(|e| e.field),
-                Err(field)
-            );
+            assert_eq!(SaleTerms::parse(terms, now).map_err(|e| e.field), Err(field));
         }
     }
 }

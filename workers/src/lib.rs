@@ -2,7 +2,7 @@
 //! apalis-postgres, polling on a short interval (apalis otherwise wakes only on
 //! its heartbeat, and a job scheduled for later sends no notification when its
 //! time comes). A worker that stops heartbeating has its jobs re-enqueued for
-//! the others after three missed beats.
+//! the others after three missed beats (6 s).
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -38,38 +38,30 @@ pub async fn setup(pool: &PgPool) -> Result<(), WorkersError> {
 }
 
 async fn sale_lifecycle(job: SaleJob, pool: Data<PgPool>) -> Result<(), BoxDynError> {
-    gavel_workflows::sale_lifecycle::run(&pool, job.clone())
-        .await
-        .map_err(|err| {
-            tracing::warn!(?job, error = %err, "sale lifecycle job failed; it will be retried");
-            Box::new(err) as BoxDynError
-        })
+    gavel_workflows::sale_lifecycle::run(&pool, job.clone()).await.map_err(|err| {
+        tracing::warn!(?job, error = %err, "sale lifecycle job failed; it will be retried");
+        Box::new(err) as BoxDynError
+    })
 }
 
 /// Runs every queue's worker until `shutdown` is cancelled, then lets
 /// in-flight jobs finish (up to 30 s).
-pub async fn run(
-    pool: PgPool,
-    config: WorkerConfig,
-    shutdown: CancellationToken,
-) -> Result<(), WorkersError> {
-    let monitor = Monitor::new()
-        .shutdown_timeout(Duration::from_secs(30))
-        .register(move |_restarts| {
-            let storage = PostgresStorage::<SaleJob>::new(&pool)
-                .with_config(
-                    Config::default()
-                        .queue(queues::SALE_LIFECYCLE)
-                        .batch_size(config.batch_size)
-                        .heartbeat_interval(Duration::from_secs(5))
-                        .missed_heartbeats(3),
-                )
-                .poll_with_interval(config.poll_interval);
-            WorkerBuilder::new(format!("{}:{}", config.instance, queues::SALE_LIFECYCLE))
-                .backend(storage)
-                .data(pool.clone())
-                .build(sale_lifecycle)
-        });
+pub async fn run(pool: PgPool, config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkersError> {
+    let monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30)).register(move |_restarts| {
+        let storage = PostgresStorage::<SaleJob>::new(&pool)
+            .with_config(
+                Config::default()
+                    .queue(queues::SALE_LIFECYCLE)
+                    .batch_size(config.batch_size)
+                    .heartbeat_interval(Duration::from_secs(2))
+                    .missed_heartbeats(3),
+            )
+            .poll_with_interval(config.poll_interval);
+        WorkerBuilder::new(format!("{}:{}", config.instance, queues::SALE_LIFECYCLE))
+            .backend(storage)
+            .data(pool.clone())
+            .build(sale_lifecycle)
+    });
     monitor
         .run_with_signal(async move {
             shutdown.cancelled().await;

@@ -20,12 +20,7 @@ use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
 /// Creates a sale and schedules its start and end, in one transaction.
-pub async fn create_sale(
-    pool: &PgPool,
-    merchant: MerchantId,
-    product: ProductId,
-    raw: RawTerms,
-) -> Result<Sale> {
+pub async fn create_sale(pool: &PgPool, merchant: MerchantId, product: ProductId, raw: RawTerms) -> Result<Sale> {
     let terms = SaleTerms::parse(raw, Utc::now())?;
     if products::get(pool, merchant, product).await?.is_none() {
         return Err(gavel_domain::Invalid::new("product_id", "no such product").into());
@@ -49,15 +44,10 @@ pub async fn update_sale(
     let mut tx = pool.begin().await?;
     let sale = sales::lock_own(&mut tx, merchant, id).await?;
     if sale.version != if_match {
-        return Err(Error::VersionMismatch {
-            expected: if_match,
-            current: sale.version,
-        });
+        return Err(Error::VersionMismatch { expected: if_match, current: sale.version });
     }
     if sale.status != SaleStatus::Scheduled {
-        return Err(Error::SaleLocked {
-            status: sale.status.as_str(),
-        });
+        return Err(Error::SaleLocked { status: sale.status.as_str() });
     }
     let terms = SaleTerms::patched(&sale, patch, Utc::now())?;
     let sale = sales::update_terms(&mut tx, &sale, &terms).await?;
@@ -74,18 +64,13 @@ pub async fn cancel_sale(pool: &PgPool, merchant: MerchantId, id: SaleId) -> Res
     match sale.status {
         SaleStatus::Cancelled => return Ok(sale),
         SaleStatus::Ended => {
-            return Err(Error::SaleLocked {
-                status: sale.status.as_str(),
-            });
+            return Err(Error::SaleLocked { status: sale.status.as_str() });
         }
         SaleStatus::Scheduled | SaleStatus::Active => {}
     }
     let closed = sales::close(&mut tx, id, Some(sale.version), SaleStatus::Cancelled)
         .await?
-        .ok_or(Error::VersionMismatch {
-            expected: sale.version,
-            current: sale.version + 1,
-        })?;
+        .ok_or(Error::VersionMismatch { expected: sale.version, current: sale.version + 1 })?;
     let figures = sales::figures(&mut tx, &closed).await?;
     events::record(
         &mut tx,
@@ -103,30 +88,10 @@ pub async fn cancel_sale(pool: &PgPool, merchant: MerchantId, id: SaleId) -> Res
 
 async fn schedule(conn: &mut PgConnection, sale: &Sale) -> Result<()> {
     let (id, v) = (sale.id, sale.version);
-    let start = SaleJob::Start {
-        sale_id: id,
-        version: v,
-    };
-    jobs::enqueue(
-        &mut *conn,
-        queues::SALE_LIFECYCLE,
-        &start,
-        sale.starts_at,
-        &format!("start:{id}:v{v}"),
-    )
-    .await?;
-    let end = SaleJob::End {
-        sale_id: id,
-        version: v,
-    };
-    jobs::enqueue(
-        conn,
-        queues::SALE_LIFECYCLE,
-        &end,
-        sale.ends_at,
-        &format!("end:{id}:v{v}"),
-    )
-    .await?;
+    let start = SaleJob::Start { sale_id: id, version: v };
+    jobs::enqueue(&mut *conn, queues::SALE_LIFECYCLE, &start, sale.starts_at, &format!("start:{id}:v{v}")).await?;
+    let end = SaleJob::End { sale_id: id, version: v };
+    jobs::enqueue(conn, queues::SALE_LIFECYCLE, &end, sale.ends_at, &format!("end:{id}:v{v}")).await?;
     Ok(())
 }
 
@@ -170,19 +135,7 @@ async fn start(pool: &PgPool, sale_id: SaleId, version: i32) -> Result<()> {
     if Utc::now() >= sale.ends_at {
         // A start that runs after the whole window has passed closes the sale.
         close_ended(&mut tx, &sale).await?;
-    } else if let Some(active) = sales::activate(&mut tx, sale_id, version).await? {
-        events::record(
-            &mut tx,
-            active.merchant_id,
-            kinds::SALE_STARTED,
-            &sale_id.to_string(),
-            &format!("{}:{sale_id}", kinds::SALE_STARTED),
-            json!({
-                "sale_id": sale_id, "product_id": active.product_id, "inventory": active.inventory,
-                "price": active.price, "currency": active.currency, "ends_at": active.ends_at,
-            }),
-        )
-        .await?;
+    } else if sales::start(&mut tx, sale_id, version).await?.is_some() {
         tracing::info!(%sale_id, late_ms = (Utc::now() - starts_at).num_milliseconds(), "sale started");
     }
     tx.commit().await?;
@@ -207,8 +160,7 @@ async fn end(pool: &PgPool, sale_id: SaleId, version: i32) -> Result<()> {
 }
 
 async fn close_ended(conn: &mut PgConnection, sale: &Sale) -> Result<()> {
-    let Some(ended) = sales::close(conn, sale.id, Some(sale.version), SaleStatus::Ended).await?
-    else {
+    let Some(ended) = sales::close(conn, sale.id, Some(sale.version), SaleStatus::Ended).await? else {
         return Ok(());
     };
     let figures = sales::figures(conn, &ended).await?;
@@ -226,19 +178,9 @@ async fn close_ended(conn: &mut PgConnection, sale: &Sale) -> Result<()> {
 }
 
 async fn starts_at(pool: &PgPool, id: SaleId) -> Result<Option<DateTime<Utc>>> {
-    Ok(
-        sqlx::query_scalar("SELECT starts_at FROM sales WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?,
-    )
+    Ok(sqlx::query_scalar("SELECT starts_at FROM sales WHERE id = $1").bind(id).fetch_optional(pool).await?)
 }
 
 async fn ends_at(pool: &PgPool, id: SaleId) -> Result<Option<DateTime<Utc>>> {
-    Ok(
-        sqlx::query_scalar("SELECT ends_at FROM sales WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?,
-    )
+    Ok(sqlx::query_scalar("SELECT ends_at FROM sales WHERE id = $1").bind(id).fetch_optional(pool).await?)
 }

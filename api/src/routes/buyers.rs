@@ -55,12 +55,7 @@ pub async fn sign_up(
 /// Sign in with email and password; returns a session token.
 #[utoipa::path(post, path = "/v1/sessions", tag = "buyers", request_body = CreateSession,
     responses((status = 200, body = Session), (status = 401, description = "invalid_credentials", body = crate::openapi::Problem)))]
-pub async fn sign_in(
-    State(state): State<AppState>,
-    Json(body): Json<CreateSession>,
-) -> ApiResult<axum::Json<Session>> {
+pub async fn sign_in(State(state): State<AppState>, Json(body): Json<CreateSession>) -> ApiResult<axum::Json<Session>> {
     let id = buyers::sign_in(&state.pool, &body.email, &body.password).await?;
-    Ok(axum::Json(Session {
-        token: state.tokens.issue(id, Utc::now()),
-    }))
+    Ok(axum::Json(Session { token: state.tokens.issue(id, Utc::now()) }))
 }

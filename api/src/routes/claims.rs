@@ -49,19 +49,11 @@ pub async fn create(
     let sale: SaleId = path_id(&id, "sale")?;
     if let Err(wait) = state.claim_limiter.check(buyer) {
         metrics::counter!("gavel_claims_total", "outcome" => "rate_limited").increment(1);
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many claim attempts; slow down",
-        )
-        .retry_after(wait.as_secs_f64().ceil() as u64));
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many claim attempts; slow down")
+            .retry_after(wait.as_secs_f64().ceil() as u64));
     }
     let outcome = state.claims.claim(sale, buyer).await?;
-    let status = if outcome.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(outcome.claim.into())))
 }
 
@@ -74,7 +66,5 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<ClaimBody>> {
     let id: ClaimId = path_id(&id, "claim")?;
-    Ok(axum::Json(
-        claims::get_for_buyer(&state.pool, buyer, id).await?.into(),
-    ))
+    Ok(axum::Json(claims::get_for_buyer(&state.pool, buyer, id).await?.into()))
 }

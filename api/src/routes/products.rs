@@ -26,12 +26,6 @@ pub async fn create(
     Merchant(merchant): Merchant,
     Json(body): Json<CreateProduct>,
 ) -> ApiResult<(StatusCode, axum::Json<Product>)> {
-    let product = products::create(
-        &state.pool,
-        merchant,
-        &body.title,
-        body.description.as_deref(),
-    )
-    .await?;
+    let product = products::create(&state.pool, merchant, &body.title, body.description.as_deref()).await?;
     Ok((StatusCode::CREATED, axum::Json(product)))
 }

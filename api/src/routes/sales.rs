@@ -71,14 +71,7 @@ pub struct SaleBody {
 
 fn with_etag(status: StatusCode, sale: Sale) -> Response {
     let etag = HeaderValue::from_str(&format!("\"{}\"", sale.version)).ok();
-    let mut response = (
-        status,
-        axum::Json(SaleBody {
-            object: "sale",
-            sale,
-        }),
-    )
-        .into_response();
+    let mut response = (status, axum::Json(SaleBody { object: "sale", sale })).into_response();
     if let Some(etag) = etag {
         response.headers_mut().insert(header::ETAG, etag);
     }
@@ -116,10 +109,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id: SaleId = path_id(&id, "sale")?;
-    Ok(with_etag(
-        StatusCode::OK,
-        sales::get(&state.pool, merchant, id).await?,
-    ))
+    Ok(with_etag(StatusCode::OK, sales::get(&state.pool, merchant, id).await?))
 }
 
 /// This merchant's sales, newest first.
@@ -135,27 +125,14 @@ pub async fn list(
         return Err(ApiError::invalid("limit", "must be between 1 and 100"));
     }
     let after = match params.starting_after.as_deref() {
-        Some(raw) => Some(
-            raw.parse::<SaleId>()
-                .map_err(|_| ApiError::invalid("starting_after", "not a sale id"))?,
-        ),
+        Some(raw) => Some(raw.parse::<SaleId>().map_err(|_| ApiError::invalid("starting_after", "not a sale id"))?),
         None => None,
     };
     let mut rows = sales::list(&state.pool, merchant, limit + 1, after).await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let data = rows
-        .into_iter()
-        .map(|sale| SaleBody {
-            object: "sale",
-            sale,
-        })
-        .collect();
-    Ok(axum::Json(SaleList {
-        object: "list",
-        data,
-        has_more,
-    }))
+    let data = rows.into_iter().map(|sale| SaleBody { object: "sale", sale }).collect();
+    Ok(axum::Json(SaleList { object: "list", data, has_more }))
 }
 
 /// Change a scheduled sale. `If-Match` must carry the sale's current version (its ETag).
@@ -196,29 +173,18 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id: SaleId = path_id(&id, "sale")?;
-    Ok(with_etag(
-        StatusCode::OK,
-        sale_lifecycle::cancel_sale(&state.pool, merchant, id).await?,
-    ))
+    Ok(with_etag(StatusCode::OK, sale_lifecycle::cancel_sale(&state.pool, merchant, id).await?))
 }
 
 fn if_match_version(headers: &HeaderMap) -> ApiResult<i32> {
     let raw = headers.get(header::IF_MATCH).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::PRECONDITION_REQUIRED,
-            "if_match_required",
-            "send If-Match with the sale's ETag",
-        )
+        ApiError::new(StatusCode::PRECONDITION_REQUIRED, "if_match_required", "send If-Match with the sale's ETag")
     })?;
     raw.to_str()
         .ok()
         .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "version_mismatch",
-                "If-Match is not a version ETag",
-            )
+            ApiError::new(StatusCode::PRECONDITION_FAILED, "version_mismatch", "If-Match is not a version ETag")
         })
 }

@@ -1,0 +1,296 @@
+//! The test harness: a fresh real database per test (cloned from a migrated
+//! template), the real application started on port 0, and a small typed client.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use gavel::{Application, Config, Role};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+/// The PostgreSQL server the tests create their databases on.
+pub fn server_url() -> String {
+    std::env::var("GAVEL_TEST_DATABASE_SERVER").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+/// A migrated template database, built once per test run.
+async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let admin = format!("{}/postgres", server_url());
+            let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| panic!("connect {admin}: {e}"));
+            let version = gavel_domain::MIGRATOR.iter().map(|m| m.version).max().unwrap_or_default();
+            let checksum: u64 = gavel_domain::MIGRATOR
+                .iter()
+                .flat_map(|m| m.checksum.iter().copied())
+                .fold(14_695_981_039_346_656_037, |h, b| (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211));
+            let name = format!("gavel_tmpl_{version}_{:x}", checksum & 0xffff_ffff);
+            sqlx::query("SELECT pg_advisory_lock(8675309)").execute(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+            // Databases left by earlier runs (a busy one is skipped).
+            let stale: Vec<String> =
+                sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'gavel\\_test\\_%'")
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap_or_default();
+            for db in stale {
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\"")))
+                    .execute(&mut conn)
+                    .await;
+            }
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or(false);
+            if !exists {
+                let building = format!("{name}_building");
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{building}\"")))
+                    .execute(&mut conn)
+                    .await;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{building}\"")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("create template: {e}"));
+                let pool =
+                    PgPool::connect(&format!("{}/{building}", server_url())).await.unwrap_or_else(|e| panic!("{e}"));
+                gavel::database::migrate(&pool).await.unwrap_or_else(|e| panic!("migrate template: {e:#}"));
+                pool.close().await;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("publish template: {e}"));
+            }
+            sqlx::query("SELECT pg_advisory_unlock(8675309)")
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            name
+        })
+        .await
+}
+
+/// A fresh, migrated database; returns its URL.
+pub async fn fresh_database() -> String {
+    let template = template().await;
+    let name = format!("gavel_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&format!("{}/postgres", server_url())).await.unwrap_or_else(|e| panic!("{e}"));
+    // CREATE … TEMPLATE fails while another session is connected to the template;
+    // only builders connect to it, briefly, so a short retry is enough.
+    for attempt in 0..50 {
+        let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"");
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await {
+            Ok(_) => break,
+            Err(e) if attempt < 49 => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("create test database: {e}"),
+        }
+    }
+    format!("{}/{name}", server_url())
+}
+
+pub fn test_config(db_url: &str) -> Config {
+    let mut config = Config::for_environment("test").unwrap_or_else(|e| panic!("config: {e}"));
+    config.database.url = Some(db_url.to_owned());
+    config.http.addr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
+    config
+}
+
+pub fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(4096)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// One running Gavel (in this process) over a test database.
+pub struct TestApp {
+    pub base: String,
+    pub pool: PgPool,
+    stop: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Merchant {
+    pub key: String,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub raw: String,
+}
+
+impl Response {
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    pub fn is_problem(&self) -> bool {
+        self.headers.get("content-type").and_then(|v| v.to_str().ok()) == Some("application/problem+json")
+            && self.body["status"].as_u64() == Some(u64::from(self.status.as_u16()))
+            && self.body["detail"].is_string()
+    }
+}
+
+impl TestApp {
+    /// API and workers, on a fresh database.
+    pub async fn spawn() -> Self {
+        Self::spawn_on(&fresh_database().await, &[Role::Api, Role::Workers], |_| {}).await
+    }
+
+    pub async fn spawn_on(db_url: &str, roles: &[Role], tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config(db_url);
+        tweak(&mut config);
+        let app = Application::build(config, roles).await.unwrap_or_else(|e| panic!("start gavel: {e:#}"));
+        let base = app.addr().map(|a| format!("http://{a}")).unwrap_or_default();
+        let pool = app.pool().clone();
+        let stop = app.shutdown_token();
+        tokio::spawn(app.run_until_stopped());
+        Self { base, pool, stop }
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = client().request(method, format!("{}{path}", self.base));
+        if let Some(auth) = auth {
+            req = req.bearer_auth(auth);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        send(req).await
+    }
+
+    pub async fn post(&self, path: &str, auth: Option<&str>, body: Value) -> Response {
+        self.request(reqwest::Method::POST, path, auth, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, auth: Option<&str>) -> Response {
+        self.request(reqwest::Method::GET, path, auth, None).await
+    }
+
+    pub async fn merchant(&self) -> Merchant {
+        let m = gavel_domain::merchants::create(&self.pool, "Test Merchant", None)
+            .await
+            .unwrap_or_else(|e| panic!("merchant: {e}"));
+        Merchant { key: m.api_key }
+    }
+
+    pub async fn product(&self, merchant: &Merchant) -> String {
+        let r = self.post("/v1/products", Some(&merchant.key), json!({ "title": "Sneakers" })).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+        r.body["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A sale of a new product, with `overrides` laid over sensible defaults.
+    pub async fn sale(&self, merchant: &Merchant, overrides: Value) -> Value {
+        let product = self.product(merchant).await;
+        let mut body = json!({
+            "product_id": product, "price": 1999, "currency": "usd", "inventory": 10,
+            "starts_at": Utc::now().to_rfc3339(),
+        });
+        if let (Some(b), Some(o)) = (body.as_object_mut(), overrides.as_object()) {
+            b.extend(o.clone());
+        }
+        let r = self.post("/v1/sales", Some(&merchant.key), body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+        r.body
+    }
+
+    /// A sale that is already active (its start job has run).
+    pub async fn active_sale(&self, merchant: &Merchant, overrides: Value) -> String {
+        let sale = self.sale(merchant, overrides).await;
+        let id = sale["id"].as_str().unwrap_or_default().to_owned();
+        self.wait_for_status(merchant, &id, "active", Duration::from_secs(10)).await;
+        id
+    }
+
+    pub async fn wait_for_status(&self, merchant: &Merchant, sale: &str, status: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let r = self.get(&format!("/v1/sales/{sale}"), Some(&merchant.key)).await;
+            if r.body["status"] == status {
+                return r.body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "sale {sale} never became {status}: {}", r.raw);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `n` buyers signed up over the API; returns their tokens.
+    pub async fn buyers(&self, n: usize) -> Vec<String> {
+        futures::stream::iter(0..n)
+            .map(|i| async move {
+                let email = format!("buyer{i}-{}@example.com", uuid::Uuid::new_v4().simple());
+                let r = self.post("/v1/buyers", None, json!({ "email": email, "password": "correct horse" })).await;
+                assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+                r.body["token"].as_str().unwrap_or_default().to_owned()
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await
+    }
+
+    /// `sold + held + available = inventory`, and `held` equals the live hold rows.
+    pub async fn invariant_holds(&self, sale: &str) -> bool {
+        sqlx::query_scalar(
+            "SELECT inventory = available + held + sold
+                    AND held = (SELECT count(*) FROM claims c WHERE c.sale_id = s.id AND c.status = 'held')
+                    AND sold = (SELECT count(*) FROM claims c WHERE c.sale_id = s.id AND c.status = 'checked_out')
+             FROM sales s WHERE id = $1",
+        )
+        .bind(uuid_of(sale))
+        .fetch_one(&self.pool)
+        .await
+        .unwrap_or_else(|e| panic!("invariant query: {e}"))
+    }
+}
+
+pub async fn send(req: reqwest::RequestBuilder) -> Response {
+    let res = req.send().await.unwrap_or_else(|e| panic!("request failed: {e}"));
+    let status = res.status();
+    let headers = res.headers().clone();
+    let raw = res.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    Response { status, headers, body, raw }
+}
+
+/// The UUID inside a prefixed id, for SQL.
+pub fn uuid_of(id: &str) -> uuid::Uuid {
+    let hex = id.rsplit('_').next().unwrap_or_default();
+    uuid::Uuid::try_parse(hex).unwrap_or_else(|e| panic!("{id}: {e}"))
+}
+
+pub fn in_secs(secs: i64) -> String {
+    (Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339()
+}
+
+pub fn parse_time(v: &Value) -> DateTime<Utc> {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a time: {v}"))
+}

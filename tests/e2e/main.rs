@@ -1,0 +1,11 @@
+//! End-to-end tests: the real application over real HTTP and a real
+//! PostgreSQL (a fresh database per test). See `helpers.rs`.
+
+mod bad_input;
+mod expiry;
+mod helpers;
+mod herd;
+mod idempotency;
+mod lifecycle;
+mod operations;
+mod sales_api;
