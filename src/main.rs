@@ -46,7 +46,10 @@ enum MerchantCommand {
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("GAVEL_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_env("GAVEL_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sqlx::postgres::notice=error")),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(err) = run(Cli::parse()).await {

@@ -5,7 +5,7 @@
 //! Granting (a batch of claims), sweeping expired holds and closing a sale all
 //! follow it, so they serialise on the sale row instead of deadlocking.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -116,6 +116,8 @@ struct SaleStock {
 pub struct BatchResult {
     pub attempts: HashMap<BuyerId, Attempt>,
     pub available: i32,
+    /// The expiry second whose sweep job this batch made sure of.
+    pub sweep_second: Option<i64>,
 }
 
 /// Grants claims to a batch of buyers of one sale in one transaction: one lock
@@ -125,7 +127,15 @@ pub struct BatchResult {
 /// A buyer who already holds (or has bought up to the limit) gets their
 /// existing claim back; a hold past its expiry counts as expired here even if
 /// the sweeper has not run; units are granted in the order of `buyers`.
-pub async fn grant_batch(conn: &mut PgConnection, sale_id: SaleId, buyers: &[BuyerId]) -> Result<BatchResult> {
+///
+/// `swept_second` is the expiry second whose sweep job the caller already saw
+/// committed; a batch whose holds expire in that second skips the enqueue.
+pub async fn grant_batch(
+    conn: &mut PgConnection,
+    sale_id: SaleId,
+    buyers: &[BuyerId],
+    swept_second: Option<i64>,
+) -> Result<BatchResult> {
     let stock: Option<SaleStock> = sqlx::query_as(
         "SELECT version, status, starts_at, ends_at, hold_seconds, per_buyer_limit, available, held, now() AS now
          FROM sales WHERE id = $1 FOR UPDATE",
@@ -133,8 +143,11 @@ pub async fn grant_batch(conn: &mut PgConnection, sale_id: SaleId, buyers: &[Buy
     .bind(sale_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let refuse_all =
-        |r: Refusal, available: i32| BatchResult { attempts: buyers.iter().map(|b| (*b, Err(r))).collect(), available };
+    let refuse_all = |r: Refusal, available: i32| BatchResult {
+        attempts: buyers.iter().map(|b| (*b, Err(r))).collect(),
+        available,
+        sweep_second: None,
+    };
     let Some(mut stock) = stock else {
         return Ok(refuse_all(Refusal::SaleNotFound, 0));
     };
@@ -153,12 +166,8 @@ pub async fn grant_batch(conn: &mut PgConnection, sale_id: SaleId, buyers: &[Buy
         return Ok(refuse_all(Refusal::SaleNotActive, stock.available));
     }
 
-    let mut unique: Vec<BuyerId> = Vec::with_capacity(buyers.len());
-    for b in buyers {
-        if !unique.contains(b) {
-            unique.push(*b);
-        }
-    }
+    let mut seen = HashSet::with_capacity(buyers.len());
+    let unique: Vec<BuyerId> = buyers.iter().copied().filter(|b| seen.insert(*b)).collect();
     let ids: Vec<Uuid> = unique.iter().map(|b| b.uuid()).collect();
     let sql = concat!(
         "SELECT ",
@@ -220,25 +229,35 @@ pub async fn grant_batch(conn: &mut PgConnection, sale_id: SaleId, buyers: &[Buy
             created_at: now,
         })
         .collect();
+    stock.available = available - granted;
+    stock.held = stock.held - returned + granted;
+    let mut sweep_second = None;
     if !new_claims.is_empty() {
+        // The holds and the counters in one statement: one round trip per batch.
         let claim_ids: Vec<Uuid> = new_claims.iter().map(|c| c.id.uuid()).collect();
         let buyer_ids: Vec<Uuid> = new_claims.iter().map(|c| c.buyer_id.uuid()).collect();
         sqlx::query(
-            "INSERT INTO claims (id, sale_id, buyer_id, status, expires_at, created_at)
-             SELECT id, $1, buyer, 'held', $4, $5 FROM unnest($2::uuid[], $3::uuid[]) AS t (id, buyer)",
+            "WITH granted AS (
+                 INSERT INTO claims (id, sale_id, buyer_id, status, expires_at, created_at)
+                 SELECT id, $1, buyer, 'held', $4, $5 FROM unnest($2::uuid[], $3::uuid[]) AS t (id, buyer)
+             )
+             UPDATE sales SET available = $6, held = $7 WHERE id = $1",
         )
         .bind(sale_id)
         .bind(&claim_ids)
         .bind(&buyer_ids)
         .bind(expires_at)
         .bind(now)
+        .bind(stock.available)
+        .bind(stock.held)
         .execute(&mut *conn)
         .await?;
-        schedule_sweep(conn, sale_id, expires_at).await?;
-    }
-    stock.available = available - granted;
-    stock.held = stock.held - returned + granted;
-    if granted > 0 || returned > 0 {
+        let second = expires_at.timestamp();
+        if swept_second != Some(second) {
+            schedule_sweep(conn, sale_id, expires_at).await?;
+        }
+        sweep_second = Some(second);
+    } else if returned > 0 {
         sqlx::query("UPDATE sales SET available = $2, held = $3 WHERE id = $1")
             .bind(sale_id)
             .bind(stock.available)
@@ -260,7 +279,7 @@ pub async fn grant_batch(conn: &mut PgConnection, sale_id: SaleId, buyers: &[Buy
             None => Err(Refusal::SoldOut),
         });
     }
-    Ok(BatchResult { attempts, available: stock.available })
+    Ok(BatchResult { attempts, available: stock.available, sweep_second })
 }
 
 enum Expire<'a> {
