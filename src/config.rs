@@ -34,6 +34,8 @@ pub struct Database {
     pub max_connections: u32,
     pub data_dir: PathBuf,
     pub name: String,
+    /// Look for a local server before starting a private cluster.
+    pub probe_local: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -24,7 +24,8 @@ pub async fn resolve_url(cfg: &config::Database) -> anyhow::Result<String> {
     if let Some(url) = &cfg.url {
         return Ok(url.clone());
     }
-    for server in ["postgres://postgres@%2Fvar%2Frun%2Fpostgresql", "postgres://postgres@127.0.0.1:5432"] {
+    let local = ["postgres://postgres@%2Fvar%2Frun%2Fpostgresql", "postgres://postgres@127.0.0.1:5432"];
+    for server in local.iter().filter(|_| cfg.probe_local) {
         if let Ok(url) = ensure_database(server, &cfg.name).await {
             tracing::info!(server, "using the local PostgreSQL server");
             return Ok(url);

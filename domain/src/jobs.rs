@@ -18,6 +18,7 @@ use crate::ids::SaleId;
 /// orphan queued jobs.
 pub mod queues {
     pub const SALE_LIFECYCLE: &str = "gavel.sale_lifecycle.v1";
+    pub const MAINTENANCE: &str = "gavel.maintenance.v1";
 }
 
 /// Attempts before apalis gives a job up (it then stays `Failed` for an operator).
@@ -35,6 +36,14 @@ pub enum SaleJob {
     End { sale_id: SaleId, version: i32 },
     /// Return the units of holds that have expired.
     SweepHolds { sale_id: SaleId },
+}
+
+/// Periodic housekeeping, one job per tick however many processes tick.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MaintenanceJob {
+    /// Delete finished jobs and expired idempotency records.
+    Prune { tick: i64 },
 }
 
 /// Queues `job` to run at `run_at`. A job with the same `key` on the same queue

@@ -2,6 +2,7 @@
 //! PostgreSQL (a fresh database per test). See `helpers.rs`.
 
 mod bad_input;
+mod bootstrap;
 mod expiry;
 mod helpers;
 mod herd;

@@ -34,3 +34,38 @@ async fn metrics_report_requests_claims_and_stock() {
     assert!(metrics.contains("gavel_claims_total{outcome=\"held\"}"), "{metrics}");
     assert!(metrics.contains(&format!("gavel_sale_stock{{sale=\"{sale}\",state=\"available\"}} 2")), "{metrics}");
 }
+
+#[tokio::test]
+async fn maintenance_prunes_old_finished_jobs_and_idempotency_keys_only() {
+    let app = TestApp::spawn().await;
+    for (status, age) in [("Done", "8 days"), ("Done", "1 hour"), ("Killed", "30 days")] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO apalis.jobs (id, job_type, job, status, run_at, done_at, metadata)
+             VALUES (apalis.generate_ulid(), 'test.queue', '\\x00', '{status}', now(), now() - interval '{age}', ''::hstore)"
+        )))
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for (key, age) in [("old", "2 days"), ("fresh", "1 minute")] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, created_at)
+             VALUES ('s', '{key}', '\\x00', now() - interval '{age}')"
+        )))
+        .execute(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let job = gavel_domain::jobs::MaintenanceJob::Prune { tick: 1 };
+    gavel_workflows::maintenance::run(&app.pool, job).await.unwrap_or_else(|e| panic!("{e}"));
+    let jobs: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT status, done_at > now() - interval '1 day' FROM apalis.jobs WHERE job_type = 'test.queue' ORDER BY status",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap_or_default();
+    assert_eq!(jobs, vec![("Done".to_owned(), true), ("Killed".to_owned(), false)]);
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT key FROM idempotency_keys").fetch_all(&app.pool).await.unwrap_or_default();
+    assert_eq!(keys, vec!["fresh".to_owned()]);
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
-use gavel_domain::jobs::{SaleJob, queues};
+use gavel_domain::jobs::{self, MaintenanceJob, SaleJob, queues};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -44,24 +44,47 @@ async fn sale_lifecycle(job: SaleJob, pool: Data<PgPool>) -> Result<(), BoxDynEr
     })
 }
 
+async fn maintenance(job: MaintenanceJob, pool: Data<PgPool>) -> Result<(), BoxDynError> {
+    gavel_workflows::maintenance::run(&pool, job).await.map_err(|err| Box::new(err) as BoxDynError)
+}
+
+/// How often housekeeping runs.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+fn queue_config(queue: &str, config: &WorkerConfig) -> Config {
+    Config::default()
+        .queue(queue)
+        .batch_size(config.batch_size)
+        .heartbeat_interval(Duration::from_secs(2))
+        .missed_heartbeats(3)
+}
+
 /// Runs every queue's worker until `shutdown` is cancelled, then lets
 /// in-flight jobs finish (up to 30 s).
 pub async fn run(pool: PgPool, config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkersError> {
-    let monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30)).register(move |_restarts| {
-        let storage = PostgresStorage::<SaleJob>::new(&pool)
-            .with_config(
-                Config::default()
-                    .queue(queues::SALE_LIFECYCLE)
-                    .batch_size(config.batch_size)
-                    .heartbeat_interval(Duration::from_secs(2))
-                    .missed_heartbeats(3),
-            )
-            .poll_with_interval(config.poll_interval);
-        WorkerBuilder::new(format!("{}:{}", config.instance, queues::SALE_LIFECYCLE))
-            .backend(storage)
-            .data(pool.clone())
-            .build(sale_lifecycle)
-    });
+    tokio::spawn(tick_maintenance(pool.clone(), shutdown.clone()));
+    let (lifecycle_pool, lifecycle_config) = (pool.clone(), config.clone());
+    let monitor = Monitor::new()
+        .shutdown_timeout(Duration::from_secs(30))
+        .register(move |_restarts| {
+            let (pool, config) = (&lifecycle_pool, &lifecycle_config);
+            let storage = PostgresStorage::<SaleJob>::new(pool)
+                .with_config(queue_config(queues::SALE_LIFECYCLE, config))
+                .poll_with_interval(config.poll_interval);
+            WorkerBuilder::new(format!("{}:{}", config.instance, queues::SALE_LIFECYCLE))
+                .backend(storage)
+                .data(pool.clone())
+                .build(sale_lifecycle)
+        })
+        .register(move |_restarts| {
+            let storage = PostgresStorage::<MaintenanceJob>::new(&pool)
+                .with_config(queue_config(queues::MAINTENANCE, &config))
+                .poll_with_interval(Duration::from_secs(5));
+            WorkerBuilder::new(format!("{}:{}", config.instance, queues::MAINTENANCE))
+                .backend(storage)
+                .data(pool.clone())
+                .build(maintenance)
+        });
     monitor
         .run_with_signal(async move {
             shutdown.cancelled().await;
@@ -69,4 +92,29 @@ pub async fn run(pool: PgPool, config: WorkerConfig, shutdown: CancellationToken
         })
         .await
         .map_err(|e| WorkersError::Monitor(e.to_string()))
+}
+
+/// Every process ticks; the job's idempotency key (`cron:prune:<tick>`) makes
+/// each tick one job however many processes run, and a tick missed while all
+/// were down is simply the next one.
+async fn tick_maintenance(pool: PgPool, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let now = chrono::Utc::now();
+        let tick = now.timestamp() / MAINTENANCE_EVERY.as_secs() as i64;
+        let job = MaintenanceJob::Prune { tick };
+        let queued = match pool.acquire().await {
+            Ok(mut conn) => {
+                jobs::enqueue(&mut conn, queues::MAINTENANCE, &job, now, &format!("cron:prune:{tick}")).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        if let Err(err) = queued {
+            tracing::warn!(error = %err, "could not queue the maintenance job");
+        }
+    }
 }

@@ -4,9 +4,11 @@
 //!
 //! - [`sale_lifecycle`]: create/edit/cancel a sale together with its start and
 //!   end jobs; start, end and hold sweeps.
+//! - [`maintenance`]: hourly pruning of finished jobs and idempotency records.
 //!
 //! Next to come (see README, "Roadmap"): the checkout saga and payment
 //! verification, auction close, reminders, reconciliation.
 #![forbid(unsafe_code)]
 
+pub mod maintenance;
 pub mod sale_lifecycle;
