@@ -227,6 +227,7 @@ async fn serve(inner: &Inner, sale: SaleId, batch: &mut Vec<Request>, swept: &mu
     metrics::histogram!("gavel_claim_batch_size").record(buyers.len() as f64);
     let pool = &inner.pool;
     let known = *swept;
+    let started = std::time::Instant::now();
     let result = retry_serializable(inner.config.retry, || {
         let buyers = &buyers;
         async move {
@@ -237,6 +238,7 @@ async fn serve(inner: &Inner, sale: SaleId, batch: &mut Vec<Request>, swept: &mu
         }
     })
     .await;
+    metrics::histogram!("gavel_claim_batch_seconds").record(started.elapsed().as_secs_f64());
     match result {
         Ok(mut result) => {
             if result.sweep_second.is_some() {
