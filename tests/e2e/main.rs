@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod bootstrap;
+mod crash;
 mod expiry;
 mod helpers;
 mod herd;
