@@ -34,14 +34,16 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn gavel: {e}"));
-        let base = format!("http://127.0.0.1:{port}");
+        // Owned by `Server` from here on, so every path (a panic included) reaps it.
+        let server = Self { child, base: format!("http://127.0.0.1:{port}") };
         for _ in 0..200 {
-            if client().get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Self { child, base };
+            let ready = client().get(format!("{}/readyz", server.base)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return server;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("gavel did not become ready on {base}");
+        panic!("gavel did not become ready on {}", server.base);
     }
 
     fn kill(mut self) {
