@@ -30,6 +30,29 @@ enum Command {
     },
     /// Seed a demo merchant, buyer and sale, print how to use them, and serve.
     Demo,
+    /// Run a provider stand-in in the foreground (for offline integration tests).
+    Dev {
+        #[command(subcommand)]
+        provider: DevCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// A Stripe stand-in (PaymentIntents, Refunds, Idempotency-Key, signed webhooks, faults).
+    Stripe {
+        #[arg(long, default_value = "127.0.0.1:12111")]
+        addr: std::net::SocketAddr,
+        /// Where to send signed events (e.g. http://127.0.0.1:8080/v1/stripe/webhook).
+        #[arg(long)]
+        webhook_url: Option<String>,
+        /// The secret events are signed with.
+        #[arg(long, env = "STRIPE_WEBHOOK_SECRET", default_value = "whsec_standin")]
+        webhook_secret: String,
+        /// Latency added to every API request, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -59,6 +82,9 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Dev { provider } = cli.command {
+        return dev(provider).await;
+    }
     let config = Config::load().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     match cli.command {
         Command::Serve { roles } => {
@@ -84,6 +110,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let seeded = demo::seed(&pool, &config).await?;
             println!("{}", serde_json::to_string_pretty(&seeded)?);
             serve(config, &[Role::Api, Role::Workers]).await
+        }
+        Command::Dev { .. } => Ok(()),
+    }
+}
+
+async fn dev(provider: DevCommand) -> anyhow::Result<()> {
+    match provider {
+        DevCommand::Stripe { addr, webhook_url, webhook_secret, latency_ms } => {
+            use gavel_standins::stripe::{Faults, StripeStandIn, WebhookTarget};
+            let webhook = webhook_url.map(|url| WebhookTarget { url, secret: webhook_secret });
+            let stripe = StripeStandIn::start(addr, webhook).await.with_context(|| format!("binding {addr}"))?;
+            stripe.set_faults(Faults { latency_ms, ..Faults::default() });
+            println!(
+                "stripe stand-in listening on {} (faults: POST /_control/faults, state: GET /_control/state)",
+                stripe.api_base()
+            );
+            shutdown_signal().await;
+            Ok(())
         }
     }
 }

@@ -11,3 +11,4 @@ mod idempotency;
 mod lifecycle;
 mod operations;
 mod sales_api;
+mod stripe_standin;

@@ -1,0 +1,153 @@
+//! The Stripe stand-in speaks Stripe's wire protocol: the real async-stripe
+//! client talks to it over HTTP, and async-stripe's webhook verification
+//! accepts its signed events.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use gavel_standins::stripe::{Faults, StripeStandIn, WebhookTarget};
+use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_core::PaymentIntentStatus;
+use stripe_core::payment_intent::{CreatePaymentIntent, RetrievePaymentIntent, SearchPaymentIntent};
+use stripe_core::refund::CreateRefund;
+use stripe_types::Currency;
+use stripe_webhook::{EventObject, Webhook};
+use tokio::sync::mpsc;
+
+const SECRET: &str = "whsec_test_standin";
+
+async fn standin(webhook: Option<WebhookTarget>) -> StripeStandIn {
+    let addr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
+    StripeStandIn::start(addr, webhook).await.unwrap_or_else(|e| panic!("start stand-in: {e}"))
+}
+
+fn client(stripe: &StripeStandIn, timeout: Duration) -> Client {
+    ClientBuilder::new("sk_test_gavel")
+        .url(stripe.api_base())
+        .timeout(timeout)
+        .build()
+        .unwrap_or_else(|e| panic!("client: {e}"))
+}
+
+fn charge(claim: &str, payment_method: &str) -> CreatePaymentIntent {
+    let metadata = HashMap::from([("claim_id".to_owned(), claim.to_owned())]);
+    CreatePaymentIntent::new(1999, Currency::USD).payment_method(payment_method).confirm(true).metadata(metadata)
+}
+
+fn key(k: &str) -> RequestStrategy {
+    RequestStrategy::Idempotent(IdempotencyKey::new(k).unwrap_or_else(|e| panic!("{e}")))
+}
+
+#[tokio::test]
+async fn a_payment_with_an_idempotency_key_charges_once_however_often_it_is_sent() {
+    let stripe = standin(None).await;
+    let client = client(&stripe, Duration::from_secs(5));
+    let first = charge("clm_1", "pm_card_visa").customize().request_strategy(key("clm_1:pay")).send(&client).await;
+    let first = first.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.status, PaymentIntentStatus::Succeeded);
+    assert_eq!(first.amount_received, 1999);
+    let again = charge("clm_1", "pm_card_visa").customize().request_strategy(key("clm_1:pay")).send(&client).await;
+    assert_eq!(again.unwrap_or_else(|e| panic!("{e}")).id, first.id);
+    assert_eq!(stripe.payment_intents().len(), 1, "one charge");
+
+    let other = charge("clm_2", "pm_card_visa").customize().request_strategy(key("clm_1:pay")).send(&client).await;
+    match other {
+        Err(StripeError::Stripe(err, 400)) => {
+            assert_eq!(err.message.as_deref().map(|m| m.contains("same parameters")), Some(true))
+        }
+        other => panic!("a reused key with other parameters must be refused: {other:?}"),
+    }
+    let got = RetrievePaymentIntent::new(first.id.clone()).send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.status, PaymentIntentStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_declined_card_is_a_402_card_error_and_leaves_the_intent_unpaid() {
+    let stripe = standin(None).await;
+    let client = client(&stripe, Duration::from_secs(5));
+    let declined = charge("clm_3", "pm_card_chargeDeclined").send(&client).await;
+    match declined {
+        Err(StripeError::Stripe(err, 402)) => {
+            assert_eq!(err.decline_code.as_deref(), Some("generic_decline"));
+            let pi = err.payment_intent.unwrap_or_else(|| panic!("the intent is in the error"));
+            assert_eq!(pi.status, PaymentIntentStatus::RequiresPaymentMethod);
+        }
+        other => panic!("expected a decline: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_lost_response_times_out_and_the_charge_is_found_by_its_metadata() {
+    let stripe = standin(None).await;
+    let client = client(&stripe, Duration::from_millis(300));
+    stripe.set_faults(Faults { lose_next: 1, ..Faults::default() });
+    let lost = charge("clm_4", "pm_card_visa").customize().request_strategy(key("clm_4:pay")).send(&client).await;
+    assert!(lost.is_err(), "the client saw no answer: {lost:?}");
+    assert_eq!(stripe.faults().lose_next, 0);
+
+    let found = SearchPaymentIntent::new("metadata['claim_id']:'clm_4'").send(&client).await;
+    let found = found.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.data.len(), 1);
+    assert_eq!(found.data[0].status, PaymentIntentStatus::Succeeded, "it charged although the answer was lost");
+    // Retrying with the same key replays the charge instead of making another.
+    let retried = charge("clm_4", "pm_card_visa").customize().request_strategy(key("clm_4:pay")).send(&client).await;
+    assert_eq!(retried.unwrap_or_else(|e| panic!("{e}")).id, found.data[0].id);
+    assert_eq!(stripe.payment_intents().len(), 1);
+}
+
+#[tokio::test]
+async fn injected_server_errors_change_nothing() {
+    let stripe = standin(None).await;
+    let client = client(&stripe, Duration::from_secs(5));
+    stripe.set_faults(Faults { fail_next: 1, ..Faults::default() });
+    let failed = charge("clm_5", "pm_card_visa").send(&client).await;
+    assert!(matches!(failed, Err(StripeError::Stripe(_, 500))), "{failed:?}");
+    assert!(stripe.payment_intents().is_empty());
+}
+
+#[tokio::test]
+async fn refunds_return_money_once_and_events_are_signed_as_stripe_signs_them() {
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let tx = tx.clone();
+            async move {
+                let sig = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let payload = String::from_utf8_lossy(&body);
+                match Webhook::construct_event(&payload, sig, SECRET) {
+                    Ok(event) => {
+                        let what = match event.data.object {
+                            EventObject::PaymentIntentSucceeded(pi) => format!("succeeded {}", pi.id),
+                            EventObject::RefundCreated(r) => format!("refunded {}", r.amount),
+                            _ => "other".to_owned(),
+                        };
+                        let _ = tx.send(what);
+                        axum::http::StatusCode::OK
+                    }
+                    Err(_) => axum::http::StatusCode::BAD_REQUEST,
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("http://{}/hook", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let stripe = standin(Some(WebhookTarget { url, secret: SECRET.into() })).await;
+    let client = client(&stripe, Duration::from_secs(5));
+    let pi = charge("clm_6", "pm_card_visa").send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+    let next = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.ok().flatten();
+    assert_eq!(next, Some(format!("succeeded {}", pi.id)));
+
+    let refund =
+        CreateRefund::new().payment_intent(pi.id.as_str()).send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refund.amount, 1999);
+    let next = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.ok().flatten();
+    assert_eq!(next.as_deref(), Some("refunded 1999"));
+    let twice = CreateRefund::new().payment_intent(pi.id.as_str()).send(&client).await;
+    assert!(matches!(twice, Err(StripeError::Stripe(_, 400))), "no refund beyond the charge: {twice:?}");
+    assert_eq!(stripe.refunds().len(), 1);
+}
