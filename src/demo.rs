@@ -4,7 +4,6 @@
 use chrono::{Duration, Utc};
 use gavel_domain::auth::TokenSigner;
 use gavel_domain::buyers::{self, SignUp};
-use gavel_domain::ids::SaleId;
 use gavel_domain::sales::RawTerms;
 use gavel_domain::{merchants, products};
 use serde_json::json;
@@ -30,7 +29,7 @@ pub async fn seed(pool: &PgPool, config: &Config) -> anyhow::Result<serde_json::
         },
     )
     .await?;
-    let email = format!("buyer+{}@demo.gavel.dev", &SaleId::new().to_string()[5..13]);
+    let email = format!("buyer+{}@demo.gavel.dev", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let signup = SignUp::parse(&email, "demo-password", Some("Demo Buyer"))?;
     let buyer = buyers::create(pool, signup, config.password_cost()).await?;
     let signer = TokenSigner::new(config.auth.token_secret.as_bytes(), Duration::hours(config.auth.token_ttl_hours))?;
@@ -46,6 +45,7 @@ pub async fn seed(pool: &PgPool, config: &Config) -> anyhow::Result<serde_json::
             format!("curl -s {base}/v1/sales/{} -H 'Authorization: Bearer {}'", sale.id, merchant.api_key),
             format!("curl -s -X POST {base}/v1/sales/{}/claims -H 'Authorization: Bearer <buyer token>'", sale.id),
         ],
-        "not_yet": "auctions and the Stripe/SMTP/APNs/FCM stand-ins arrive with their issues (see README, Roadmap)",
+        "not_yet": "checkout, auctions and notifications arrive with their issues (README, Roadmap); \
+                    the Stripe stand-in already runs alone: gavel dev stripe",
     }))
 }
