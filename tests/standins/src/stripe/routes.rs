@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -130,13 +130,21 @@ async fn handle(
 /// Form parameters (`a=1&metadata[k]=v`).
 struct Params(BTreeMap<String, String>);
 
-impl Params {
-    fn parse(body: &[u8]) -> Result<Self, Outcome> {
-        serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
-            .map(|pairs| Self(pairs.into_iter().collect()))
-            .map_err(|e| Outcome::error(400, "invalid_request_error", &format!("Invalid form body: {e}")))
-    }
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = Response;
 
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+            .map(|pairs| Self(pairs.into_iter().collect()))
+            .map_err(|e| {
+                let o = Outcome::error(400, "invalid_request_error", &format!("Invalid form body: {e}"));
+                respond(o.status, o.body, false)
+            })
+    }
+}
+
+impl Params {
     fn get(&self, name: &str) -> Option<String> {
         self.0.get(name).cloned()
     }
@@ -175,11 +183,7 @@ fn confirm(pi: &mut PaymentIntent, payment_method: Option<String>) -> Outcome {
     }
 }
 
-async fn create_intent(State(shared): Shd, headers: HeaderMap, body: Bytes) -> Response {
-    let params = match Params::parse(&body) {
-        Ok(p) => p,
-        Err(o) => return respond(o.status, o.body, false),
-    };
+async fn create_intent(State(shared): Shd, headers: HeaderMap, params: Params) -> Response {
     let fp = params.fingerprint(&Method::POST, "/v1/payment_intents");
     handle(&shared, &headers, Some(fp), |store| {
         let amount = match required_amount(&params) {
@@ -213,11 +217,7 @@ async fn create_intent(State(shared): Shd, headers: HeaderMap, body: Bytes) -> R
     .await
 }
 
-async fn confirm_intent(State(shared): Shd, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let params = match Params::parse(&body) {
-        Ok(p) => p,
-        Err(o) => return respond(o.status, o.body, false),
-    };
+async fn confirm_intent(State(shared): Shd, Path(id): Path<String>, headers: HeaderMap, params: Params) -> Response {
     let fp = params.fingerprint(&Method::POST, &format!("/v1/payment_intents/{id}/confirm"));
     handle(&shared, &headers, Some(fp), |store| match store.intents.iter_mut().find(|pi| pi.id == id) {
         Some(pi) => confirm(pi, params.get("payment_method")),
@@ -298,11 +298,7 @@ fn field_of(pi: &PaymentIntent, field: &str) -> Option<String> {
     }
 }
 
-async fn create_refund(State(shared): Shd, headers: HeaderMap, body: Bytes) -> Response {
-    let params = match Params::parse(&body) {
-        Ok(p) => p,
-        Err(o) => return respond(o.status, o.body, false),
-    };
+async fn create_refund(State(shared): Shd, headers: HeaderMap, params: Params) -> Response {
     let fp = params.fingerprint(&Method::POST, "/v1/refunds");
     handle(&shared, &headers, Some(fp), |store| {
         let Some(pi_id) = params.get("payment_intent") else {
