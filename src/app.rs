@@ -151,7 +151,10 @@ async fn listen_for_stock(pool: PgPool, engine: ClaimEngine, stop: CancellationT
                     }
                     // The connection dropped: notifications may be lost, so drop
                     // every cached answer (their TTL bounds them anyway) and reconnect.
-                    Ok(None) | Err(_) => break,
+                    Ok(None) | Err(_) => {
+                        engine.forget_sold_out();
+                        break;
+                    }
                 },
             }
         }

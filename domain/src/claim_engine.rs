@@ -135,6 +135,13 @@ impl ClaimEngine {
         }
     }
 
+    /// Drops every cached "sold out" (stock notifications may have been missed).
+    pub fn forget_sold_out(&self) {
+        if let Ok(mut map) = self.inner.sold_out.write() {
+            map.clear();
+        }
+    }
+
     fn known_sold_out(&self, sale: SaleId, buyer: BuyerId) -> bool {
         let Ok(map) = self.inner.sold_out.read() else {
             return false;

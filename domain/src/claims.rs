@@ -393,10 +393,9 @@ pub async fn holders(pool: &PgPool, sale_id: SaleId) -> Result<(Vec<BuyerId>, Op
 /// A buyer's own claim; someone else's is "not found".
 pub async fn get_for_buyer(pool: &PgPool, buyer: BuyerId, id: ClaimId) -> Result<Claim> {
     let sql = concat!("SELECT ", claim_columns!(), ", now() AS now FROM claims WHERE id = $1 AND buyer_id = $2");
-    let row: Option<(Claim, DateTime<Utc>)> =
-        sqlx::query_as::<_, ClaimAt>(sql).bind(id).bind(buyer).fetch_optional(pool).await?.map(|r| (r.claim, r.now));
-    let (claim, now) = row.ok_or(Error::NotFound("claim"))?;
-    Ok(claim.as_of(now))
+    let row: ClaimAt =
+        sqlx::query_as(sql).bind(id).bind(buyer).fetch_optional(pool).await?.ok_or(Error::NotFound("claim"))?;
+    Ok(row.claim.as_of(row.now))
 }
 
 #[derive(sqlx::FromRow)]

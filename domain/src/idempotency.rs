@@ -28,7 +28,7 @@ pub enum Reservation {
 pub async fn reserve(pool: &PgPool, scope: &str, key: &str, request_hash: &[u8]) -> Result<Reservation> {
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)
-         ON CONFLICT (scope, key) DO UPDATE SET created_at = now(), request_hash = EXCLUDED.request_hash
+         ON CONFLICT (scope, key) DO UPDATE SET created_at = now()
              WHERE idempotency_keys.completed_at IS NULL
                AND idempotency_keys.request_hash = EXCLUDED.request_hash
                AND idempotency_keys.created_at < now() - make_interval(secs => $4)",
