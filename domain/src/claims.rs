@@ -17,11 +17,14 @@ use crate::ids::{BuyerId, ClaimId, SaleId};
 use crate::jobs::{self, SaleJob, queues};
 use crate::sales;
 
-/// A claim's life: `Held → CheckedOut | Expired | Released`.
+/// A claim's life: `Held → CheckingOut | Expired | Released`, then
+/// `CheckingOut → CheckedOut | Released`. A claim under checkout keeps its unit
+/// and never expires: a payment for it may be on its way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClaimStatus {
     Held,
+    CheckingOut,
     CheckedOut,
     Expired,
     Released,
@@ -33,6 +36,7 @@ impl TryFrom<String> for ClaimStatus {
     fn try_from(s: String) -> Result<Self, String> {
         match s.as_str() {
             "held" => Ok(Self::Held),
+            "checking_out" => Ok(Self::CheckingOut),
             "checked_out" => Ok(Self::CheckedOut),
             "expired" => Ok(Self::Expired),
             "released" => Ok(Self::Released),
@@ -173,7 +177,7 @@ pub async fn grant_batch(
         "SELECT ",
         claim_columns!(),
         " FROM claims
-         WHERE sale_id = $1 AND buyer_id = ANY($2) AND status IN ('held', 'checked_out')
+         WHERE sale_id = $1 AND buyer_id = ANY($2) AND status IN ('held', 'checking_out', 'checked_out')
          ORDER BY created_at"
     );
     let existing: Vec<Claim> = sqlx::query_as(sql).bind(sale_id).bind(&ids).fetch_all(&mut *conn).await?;
@@ -192,6 +196,9 @@ pub async fn grant_batch(
             ClaimStatus::Held if claim.expires_at > now => {
                 live.insert(claim.buyer_id, claim);
             }
+            ClaimStatus::CheckingOut => {
+                live.insert(claim.buyer_id, claim);
+            }
             ClaimStatus::CheckedOut => {
                 *bought.entry(claim.buyer_id).or_default() += 1;
                 live.entry(claim.buyer_id).or_insert(claim);
@@ -202,7 +209,7 @@ pub async fn grant_batch(
     let wanting: Vec<BuyerId> = unique
         .iter()
         .filter(|b| match live.get(b) {
-            Some(c) if c.status == ClaimStatus::Held => false,
+            Some(c) if matches!(c.status, ClaimStatus::Held | ClaimStatus::CheckingOut) => false,
             _ => bought.get(b).copied().unwrap_or(0) < stock.per_buyer_limit,
         })
         .copied()
@@ -330,11 +337,7 @@ pub async fn sweep_expired(conn: &mut PgConnection, sale_id: SaleId) -> Result<i
     let Some(now) = now else { return Ok(0) };
     let n = expire(conn, sale_id, now, Expire::Due { limit: i64::MAX }).await?;
     if n > 0 {
-        sqlx::query("UPDATE sales SET available = available + $2, held = held - $2 WHERE id = $1")
-            .bind(sale_id)
-            .bind(n)
-            .execute(&mut *conn)
-            .await?;
+        move_units(conn, sale_id, Units::HeldToAvailable(n)).await?;
         notify_stock_returned(conn, sale_id).await?;
     }
     // Keep the chain alive: the next hold to run out gets a sweep too.
@@ -375,11 +378,12 @@ pub async fn notify_stock_returned(conn: &mut PgConnection, sale_id: SaleId) -> 
 /// Who holds or bought a unit of a sale, and when the next hold runs out: the
 /// facts a process needs to answer "sold out" from memory.
 pub async fn holders(pool: &PgPool, sale_id: SaleId) -> Result<(Vec<BuyerId>, Option<DateTime<Utc>>, DateTime<Utc>)> {
-    let buyers: Vec<BuyerId> =
-        sqlx::query_scalar("SELECT buyer_id FROM claims WHERE sale_id = $1 AND status IN ('held', 'checked_out')")
-            .bind(sale_id)
-            .fetch_all(pool)
-            .await?;
+    let buyers: Vec<BuyerId> = sqlx::query_scalar(
+        "SELECT buyer_id FROM claims WHERE sale_id = $1 AND status IN ('held', 'checking_out', 'checked_out')",
+    )
+    .bind(sale_id)
+    .fetch_all(pool)
+    .await?;
     let (next_expiry, ends_at): (Option<DateTime<Utc>>, DateTime<Utc>) = sqlx::query_as(
         "SELECT (SELECT min(expires_at) FROM claims WHERE sale_id = $1 AND status = 'held'), ends_at
          FROM sales WHERE id = $1",
@@ -403,4 +407,95 @@ struct ClaimAt {
     #[sqlx(flatten)]
     claim: Claim,
     now: DateTime<Utc>,
+}
+
+/// Locks a claim row (the caller holds its sale's row lock first) and reads it
+/// with the database's clock.
+pub async fn lock(conn: &mut PgConnection, id: ClaimId) -> Result<Option<(Claim, DateTime<Utc>)>> {
+    let sql = concat!("SELECT ", claim_columns!(), ", now() AS now FROM claims WHERE id = $1 FOR UPDATE");
+    let row: Option<ClaimAt> = sqlx::query_as(sql).bind(id).fetch_optional(conn).await?;
+    Ok(row.map(|r| (r.claim, r.now)))
+}
+
+/// A buyer's claim, unlocked: which sale to lock before [`lock`].
+pub async fn sale_of(conn: &mut PgConnection, buyer: BuyerId, id: ClaimId) -> Result<SaleId> {
+    sqlx::query_scalar("SELECT sale_id FROM claims WHERE id = $1 AND buyer_id = $2")
+        .bind(id)
+        .bind(buyer)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(Error::NotFound("claim"))
+}
+
+/// Expires one overdue hold now and returns its unit (caller holds the sale lock).
+pub async fn expire_overdue(conn: &mut PgConnection, sale_id: SaleId, id: ClaimId, now: DateTime<Utc>) -> Result<()> {
+    let n = expire(conn, sale_id, now, Expire::These(&[id.uuid()])).await?;
+    if n > 0 {
+        move_units(conn, sale_id, Units::HeldToAvailable(n)).await?;
+        notify_stock_returned(conn, sale_id).await?;
+    }
+    Ok(())
+}
+
+/// `Held → CheckingOut`: the hold stops running out. `false` if it was not held.
+pub async fn start_checkout(conn: &mut PgConnection, id: ClaimId) -> Result<bool> {
+    let n = sqlx::query("UPDATE claims SET status = 'checking_out' WHERE id = $1 AND status = 'held'")
+        .bind(id)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+/// How a checkout ends for its claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckoutEnd {
+    /// Paid: the unit is sold.
+    Sold,
+    /// Not paid (declined, or the sale was cancelled): the unit returns to stock.
+    Released,
+}
+
+/// `CheckingOut → CheckedOut | Released`, with the sale's counters, under the
+/// sale lock the caller holds. `false` if the claim was not checking out.
+pub async fn finish_checkout(conn: &mut PgConnection, sale_id: SaleId, id: ClaimId, end: CheckoutEnd) -> Result<bool> {
+    let to = match end {
+        CheckoutEnd::Sold => "checked_out",
+        CheckoutEnd::Released => "released",
+    };
+    let n = sqlx::query(
+        "UPDATE claims SET status = $2, closed_at = now() WHERE id = $1 AND sale_id = $3 AND status = 'checking_out'",
+    )
+    .bind(id)
+    .bind(to)
+    .bind(sale_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Ok(false);
+    }
+    match end {
+        CheckoutEnd::Sold => move_units(conn, sale_id, Units::HeldToSold(1)).await?,
+        CheckoutEnd::Released => {
+            move_units(conn, sale_id, Units::HeldToAvailable(1)).await?;
+            notify_stock_returned(conn, sale_id).await?;
+        }
+    }
+    Ok(true)
+}
+
+enum Units {
+    HeldToAvailable(i32),
+    HeldToSold(i32),
+}
+
+async fn move_units(conn: &mut PgConnection, sale_id: SaleId, units: Units) -> Result<()> {
+    let sql = match units {
+        Units::HeldToAvailable(_) => "UPDATE sales SET available = available + $2, held = held - $2 WHERE id = $1",
+        Units::HeldToSold(_) => "UPDATE sales SET sold = sold + $2, held = held - $2 WHERE id = $1",
+    };
+    let (Units::HeldToAvailable(n) | Units::HeldToSold(n)) = units;
+    sqlx::query(sql).bind(sale_id).bind(n).execute(conn).await?;
+    Ok(())
 }

@@ -36,6 +36,15 @@ pub enum Error {
     BadCredentials,
     #[error("the claim has expired")]
     ClaimExpired,
+    #[error("a checkout of this claim is in progress")]
+    CheckoutInProgress,
+    #[error("the order cannot be paid: it is {status}")]
+    OrderNotPayable { status: &'static str },
+    #[error("the order's payment window has closed")]
+    PaymentWindowClosed,
+    /// The payment provider is failing; the circuit breaker refuses calls.
+    #[error("payments are unavailable; retry shortly")]
+    PaymentUnavailable { retry_after: Duration },
     /// Too many concurrent writers on one row; the retry budget ran out.
     #[error("too much contention; retry shortly")]
     Contention { retry_after: Duration },

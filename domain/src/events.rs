@@ -14,6 +14,9 @@ pub mod kinds {
     pub const SALE_STARTED: &str = "sale.started";
     pub const SALE_ENDED: &str = "sale.ended";
     pub const SALE_CANCELLED: &str = "sale.cancelled";
+    pub const ORDER_PAID: &str = "order.paid";
+    pub const ORDER_PAYMENT_FAILED: &str = "order.payment_failed";
+    pub const ORDER_REFUNDED: &str = "order.refunded";
 }
 
 /// Records an event; `false` if one with the same dedupe key exists.

@@ -106,6 +106,12 @@ prefixed_id!(/// A hold on one unit of a sale.
     ClaimId, "clm");
 prefixed_id!(/// A domain event (outbox row).
     EventId, "evt");
+prefixed_id!(/// What a buyer pays for: a sale's unit or an auction's lot.
+    OrderId, "ord");
+prefixed_id!(/// One attempt to take payment for an order (one call to the provider).
+    PaymentId, "pay");
+prefixed_id!(/// Money returned for a payment.
+    RefundId, "rfnd");
 
 #[cfg(test)]
 mod tests {

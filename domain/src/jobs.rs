@@ -12,13 +12,14 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
 use crate::error::{Error, Result};
-use crate::ids::SaleId;
+use crate::ids::{PaymentId, SaleId};
 
 /// Queue names are explicit and versioned: renaming a Rust type must never
 /// orphan queued jobs.
 pub mod queues {
     pub const SALE_LIFECYCLE: &str = "gavel.sale_lifecycle.v1";
     pub const MAINTENANCE: &str = "gavel.maintenance.v1";
+    pub const PAYMENTS: &str = "gavel.payments.v1";
 }
 
 /// Attempts before apalis gives a job up (it then stays `Failed` for an operator).
@@ -36,6 +37,23 @@ pub enum SaleJob {
     End { sale_id: SaleId, version: i32 },
     /// Return the units of holds that have expired.
     SweepHolds { sale_id: SaleId },
+}
+
+/// Steps of the checkout saga. Each re-reads the payment and acts only while
+/// its outcome is open, so a step run twice, late, or after another path (the
+/// HTTP request, a webhook) settled it changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PaymentJob {
+    /// Carry a recorded attempt through: call the provider with the attempt's
+    /// key (or verify, if a call's outcome is already unknown) and settle.
+    /// Queued with every attempt as the fallback for a process that dies.
+    Advance { payment_id: PaymentId },
+    /// Ask the provider what became of an attempt whose answer was lost;
+    /// `round` counts the tries (the backoff grows with it).
+    Verify { payment_id: PaymentId, round: u32 },
+    /// Return a payment whose unit was no longer there.
+    Refund { payment_id: PaymentId, round: u32 },
 }
 
 /// Periodic housekeeping, one job per tick however many processes tick.
@@ -74,4 +92,16 @@ pub async fn enqueue<T: Serialize>(
     .await?
     .rows_affected();
     Ok(inserted == 1)
+}
+
+/// Withdraws a job that has not started yet (the work it was a fallback for is
+/// done); `false` if there was none.
+pub async fn withdraw(conn: &mut PgConnection, queue: &str, key: &str) -> Result<bool> {
+    let n = sqlx::query("DELETE FROM apalis.jobs WHERE job_type = $1 AND idempotency_key = $2 AND status = 'Pending'")
+        .bind(queue)
+        .bind(key)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
 }

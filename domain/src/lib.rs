@@ -14,6 +14,8 @@ pub mod ids;
 pub mod jobs;
 pub mod merchants;
 pub mod money;
+pub mod orders;
+pub mod payments;
 pub mod products;
 pub mod sales;
 

@@ -1,0 +1,239 @@
+//! Payment attempts: one row per call to the provider, written *before* the
+//! call with the idempotency key it carries, so its outcome can always be
+//! found again (by retrying with the key, or by searching the provider for the
+//! attempt's id in the metadata). Refunds of payments that must be returned.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use crate::error::Result;
+use crate::ids::{OrderId, PaymentId, RefundId};
+
+/// `Processing → Succeeded | Failed | Unknown`, `Unknown → Succeeded | Failed`,
+/// `Succeeded → Refunded`. `Unknown` is never taken for a failure: the
+/// provider may have charged; verification asks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// Recorded; the call is about to be made or is in flight.
+    Processing,
+    /// The call timed out or its answer was lost: being verified.
+    Unknown,
+    Succeeded,
+    Failed,
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::Unknown => "unknown",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    /// The outcome is not known yet.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Processing | Self::Unknown)
+    }
+}
+
+impl TryFrom<String> for PaymentStatus {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        [Self::Processing, Self::Unknown, Self::Succeeded, Self::Failed, Self::Refunded]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown payment status {s}"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Payment {
+    pub id: PaymentId,
+    #[serde(skip)]
+    pub order_id: OrderId,
+    pub attempt: i32,
+    #[serde(skip)]
+    pub idempotency_key: String,
+    #[serde(skip)]
+    pub payment_method: String,
+    pub amount: i64,
+    pub currency: String,
+    #[sqlx(try_from = "String")]
+    pub status: PaymentStatus,
+    /// The provider's id (Stripe's `pi_…`), once known.
+    pub provider_id: Option<String>,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    #[serde(skip)]
+    pub verify_attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub settled_at: Option<DateTime<Utc>>,
+}
+
+macro_rules! payment_columns {
+    () => {
+        "id, order_id, attempt, idempotency_key, payment_method, amount, currency, status, provider_id, \
+         failure_code, failure_message, verify_attempts, created_at, settled_at"
+    };
+}
+
+/// What a new attempt is for.
+#[derive(Debug, Clone)]
+pub struct NewPayment<'a> {
+    pub order: OrderId,
+    pub attempt: i32,
+    /// Derived from what is paid for (the claim, or the order and attempt), so
+    /// a retry after a crash sends the same key.
+    pub idempotency_key: String,
+    pub payment_method: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+}
+
+pub async fn insert(conn: &mut PgConnection, new: &NewPayment<'_>) -> Result<Payment> {
+    let sql = concat!(
+        "INSERT INTO payments (id, order_id, attempt, idempotency_key, payment_method, amount, currency, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'processing') RETURNING ",
+        payment_columns!()
+    );
+    Ok(sqlx::query_as(sql)
+        .bind(PaymentId::new())
+        .bind(new.order)
+        .bind(new.attempt)
+        .bind(&new.idempotency_key)
+        .bind(new.payment_method)
+        .bind(new.amount)
+        .bind(new.currency)
+        .fetch_one(conn)
+        .await?)
+}
+
+pub async fn get(conn: &mut PgConnection, id: PaymentId) -> Result<Option<Payment>> {
+    let sql = concat!("SELECT ", payment_columns!(), " FROM payments WHERE id = $1");
+    Ok(sqlx::query_as(sql).bind(id).fetch_optional(conn).await?)
+}
+
+pub async fn lock(conn: &mut PgConnection, id: PaymentId) -> Result<Option<Payment>> {
+    let sql = concat!("SELECT ", payment_columns!(), " FROM payments WHERE id = $1 FOR UPDATE");
+    Ok(sqlx::query_as(sql).bind(id).fetch_optional(conn).await?)
+}
+
+/// The payment the provider knows by `provider_id`.
+pub async fn by_provider_id(conn: &mut PgConnection, provider_id: &str) -> Result<Option<Payment>> {
+    let sql = concat!("SELECT ", payment_columns!(), " FROM payments WHERE provider_id = $1");
+    Ok(sqlx::query_as(sql).bind(provider_id).fetch_optional(conn).await?)
+}
+
+/// The latest attempt of an order.
+pub async fn latest(conn: &mut PgConnection, order: OrderId) -> Result<Option<Payment>> {
+    let sql =
+        concat!("SELECT ", payment_columns!(), " FROM payments WHERE order_id = $1 ORDER BY attempt DESC LIMIT 1");
+    Ok(sqlx::query_as(sql).bind(order).fetch_optional(conn).await?)
+}
+
+/// Settles an open payment (`Processing`/`Unknown` → `to`). `false` if it was
+/// already settled: the first definite outcome wins, later ones change nothing.
+pub async fn settle(
+    conn: &mut PgConnection,
+    id: PaymentId,
+    to: PaymentStatus,
+    provider_id: Option<&str>,
+    failure: Option<(&str, &str)>,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE payments SET status = $2, provider_id = coalesce($3, provider_id),
+                             failure_code = $4, failure_message = $5, updated_at = now(),
+                             settled_at = CASE WHEN $2 IN ('succeeded', 'failed') THEN now() ELSE settled_at END
+         WHERE id = $1 AND status IN ('processing', 'unknown')",
+    )
+    .bind(id)
+    .bind(to.as_str())
+    .bind(provider_id)
+    .bind(failure.map(|f| f.0))
+    .bind(failure.map(|f| f.1))
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Counts a verification round; returns how many there have been.
+pub async fn count_verification(conn: &mut PgConnection, id: PaymentId) -> Result<i32> {
+    Ok(sqlx::query_scalar(
+        "UPDATE payments SET verify_attempts = verify_attempts + 1, updated_at = now() WHERE id = $1
+         RETURNING verify_attempts",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// The refund owed for a payment, recorded before the provider is asked.
+pub async fn insert_refund(conn: &mut PgConnection, payment: &Payment, reason: &str) -> Result<RefundId> {
+    let id: Option<RefundId> = sqlx::query_scalar(
+        "INSERT INTO refunds (id, payment_id, amount, reason, status) VALUES ($1, $2, $3, $4, 'pending')
+         ON CONFLICT (payment_id) DO NOTHING RETURNING id",
+    )
+    .bind(RefundId::new())
+    .bind(payment.id)
+    .bind(payment.amount)
+    .bind(reason)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match id {
+        Some(id) => Ok(id),
+        None => Ok(sqlx::query_scalar("SELECT id FROM refunds WHERE payment_id = $1")
+            .bind(payment.id)
+            .fetch_one(conn)
+            .await?),
+    }
+}
+
+/// Marks a refund done and its payment refunded; `false` if it already was.
+pub async fn complete_refund(conn: &mut PgConnection, payment: PaymentId, provider_id: &str) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE refunds SET status = 'succeeded', provider_id = $2, settled_at = now()
+         WHERE payment_id = $1 AND status = 'pending'",
+    )
+    .bind(payment)
+    .bind(provider_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if n == 1 {
+        sqlx::query("UPDATE payments SET status = 'refunded', updated_at = now() WHERE id = $1")
+            .bind(payment)
+            .execute(conn)
+            .await?;
+    }
+    Ok(n == 1)
+}
+
+/// Whether a provider event with this id was stored before.
+pub async fn provider_event_seen(conn: &mut PgConnection, id: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM stripe_events WHERE id = $1)").bind(id).fetch_one(conn).await?)
+}
+
+/// Stores a provider event once by its id; `false` if it was seen before.
+pub async fn record_provider_event(
+    conn: &mut PgConnection,
+    id: &str,
+    kind: &str,
+    payload: &serde_json::Value,
+) -> Result<bool> {
+    let n = sqlx::query("INSERT INTO stripe_events (id, type, payload) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .bind(id)
+        .bind(kind)
+        .bind(payload)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
