@@ -13,6 +13,8 @@ use gavel_domain::claim_engine::ClaimEngine;
 use gavel_domain::claims::STOCK_RETURNED_CHANNEL;
 use gavel_domain::ids::SaleId;
 use gavel_workers::WorkerConfig;
+use gavel_workflows::checkout::Payments;
+use gavel_workflows::gateway::Gateway;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::task::JoinSet;
@@ -52,9 +54,11 @@ impl Application {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let mut addr = None;
+        let gateway = Gateway::new(&config.gateway_config()).map_err(anyhow::Error::msg)?;
+        let payments = Payments::new(pool.clone(), gateway, config.checkout_config());
 
         if roles.contains(&Role::Api) {
-            let state = app_state(&config, pool.clone())?;
+            let state = app_state(&config, pool.clone(), payments.clone())?;
             tasks.spawn(listen_for_stock(pool.clone(), state.claims.clone(), shutdown.clone()));
             let listener = tokio::net::TcpListener::bind(config.http.addr)
                 .await
@@ -76,7 +80,9 @@ impl Application {
                 instance: format!("gavel-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             };
             let (pool, stop) = (pool.clone(), shutdown.clone());
-            tasks.spawn(async move { gavel_workers::run(pool, worker_config, stop).await.map_err(Into::into) });
+            tasks.spawn(
+                async move { gavel_workers::run(pool, worker_config, payments, stop).await.map_err(Into::into) },
+            );
         }
         Ok(Self { addr, pool, shutdown, tasks })
     }
@@ -112,7 +118,7 @@ impl Application {
     }
 }
 
-fn app_state(config: &Config, pool: PgPool) -> anyhow::Result<AppState> {
+fn app_state(config: &Config, pool: PgPool, payments: Payments) -> anyhow::Result<AppState> {
     if config.auth.token_secret.len() < 16 {
         anyhow::bail!("auth.token_secret (GAVEL_TOKEN_SECRET) must be at least 16 characters");
     }
@@ -123,6 +129,8 @@ fn app_state(config: &Config, pool: PgPool) -> anyhow::Result<AppState> {
         tokens,
         password_cost: config.password_cost(),
         claim_limiter: RateLimiter::per_minute(config.claims.rate_limit_per_minute),
+        payments,
+        stripe_webhook_secret: config.payments.stripe_webhook_secret.clone(),
     })
 }
 

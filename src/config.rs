@@ -10,6 +10,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use gavel_domain::auth::PasswordCost;
 use gavel_domain::claim_engine::{ClaimConfig, Strategy};
+use gavel_workflows::checkout::{CheckoutConfig, PausePoint};
+use gavel_workflows::gateway::GatewayConfig;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -19,8 +21,11 @@ pub struct Config {
     pub auth: Auth,
     pub claims: Claims,
     pub jobs: Jobs,
+    pub payments: Payments,
     #[serde(default)]
     pub admin: Admin,
+    #[serde(default)]
+    pub faults: Faults,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +65,28 @@ pub struct Jobs {
     pub batch_size: usize,
 }
 
+/// Stripe and the checkout saga.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Payments {
+    /// `STRIPE_API_BASE`.
+    pub stripe_api_base: String,
+    /// `STRIPE_SECRET_KEY`.
+    pub stripe_secret_key: String,
+    /// `STRIPE_WEBHOOK_SECRET`: verifies `Stripe-Signature` on `/v1/stripe/webhook`.
+    pub stripe_webhook_secret: String,
+    pub stripe_timeout_ms: u64,
+    pub checkout_wait_ms: u64,
+    pub resume_after_ms: u64,
+    pub breaker_failures: u32,
+    pub breaker_cooldown_ms: u64,
+}
+
+/// Crash-test hooks; empty in production.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Faults {
+    pub pause_at: Option<PausePoint>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Admin {
     pub token: Option<String>,
@@ -77,6 +104,9 @@ impl Config {
             .merge(Env::raw().only(&["GAVEL_HTTP_ADDR"]).map(|_| "http.addr".into()))
             .merge(Env::raw().only(&["GAVEL_ADMIN_TOKEN"]).map(|_| "admin.token".into()))
             .merge(Env::raw().only(&["GAVEL_TOKEN_SECRET"]).map(|_| "auth.token_secret".into()))
+            .merge(Env::raw().only(&["STRIPE_API_BASE"]).map(|_| "payments.stripe_api_base".into()))
+            .merge(Env::raw().only(&["STRIPE_SECRET_KEY"]).map(|_| "payments.stripe_secret_key".into()))
+            .merge(Env::raw().only(&["STRIPE_WEBHOOK_SECRET"]).map(|_| "payments.stripe_webhook_secret".into()))
             .extract()
             .map_err(Box::new)
     }
@@ -104,6 +134,27 @@ impl Config {
             max_batch: self.claims.max_batch.max(1),
             sold_out_ttl: Duration::from_millis(self.claims.sold_out_ttl_ms),
             ..ClaimConfig::default()
+        }
+    }
+}
+
+impl Config {
+    pub fn gateway_config(&self) -> GatewayConfig {
+        let p = &self.payments;
+        GatewayConfig {
+            api_base: p.stripe_api_base.clone(),
+            secret_key: p.stripe_secret_key.clone(),
+            timeout: Duration::from_millis(p.stripe_timeout_ms),
+            breaker_failures: p.breaker_failures,
+            breaker_cooldown: Duration::from_millis(p.breaker_cooldown_ms),
+        }
+    }
+
+    pub fn checkout_config(&self) -> CheckoutConfig {
+        CheckoutConfig {
+            wait: Duration::from_millis(self.payments.checkout_wait_ms),
+            resume_after: Duration::from_millis(self.payments.resume_after_ms),
+            pause_at: self.faults.pause_at,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `gavel demo`: seeds a demo merchant, product, buyer and a sale that starts
+//! `gavel demo`: starts the Stripe stand-in (unless `STRIPE_API_BASE` names a
+//! Stripe), seeds a demo merchant, product, buyer and a sale that starts
 //! shortly, then prints what you need to try the API with curl.
 
 use chrono::{Duration, Utc};
@@ -11,7 +12,24 @@ use sqlx::PgPool;
 
 use crate::config::Config;
 
-pub async fn seed(pool: &PgPool, config: &Config) -> anyhow::Result<serde_json::Value> {
+/// Runs the Stripe stand-in in this process, sending its signed events to our
+/// webhook, and points the payments config at it. Returns its base URL.
+pub async fn stripe(config: &mut Config) -> anyhow::Result<Option<String>> {
+    use gavel_standins::stripe::{StripeStandIn, WebhookTarget};
+    if std::env::var_os("STRIPE_API_BASE").is_some() {
+        return Ok(None);
+    }
+    let webhook = WebhookTarget {
+        url: format!("http://{}/v1/stripe/webhook", config.http.addr),
+        secret: config.payments.stripe_webhook_secret.clone(),
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let stand_in = StripeStandIn::start(addr, Some(webhook)).await?;
+    config.payments.stripe_api_base = stand_in.api_base();
+    Ok(Some(stand_in.api_base()))
+}
+
+pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyhow::Result<serde_json::Value> {
     let merchant = merchants::create(pool, "Demo Merchant", None).await?;
     let product = products::create(pool, merchant.id, "Limited sneakers", Some("The demo drop")).await?;
     let starts_at = Utc::now() + Duration::seconds(20);
@@ -41,11 +59,18 @@ pub async fn seed(pool: &PgPool, config: &Config) -> anyhow::Result<serde_json::
         "buyer": { "id": buyer, "email": email, "password": "demo-password", "token": signer.issue(buyer, Utc::now()) },
         "product_id": product.id,
         "sale": { "id": sale.id, "starts_at": sale.starts_at, "inventory": sale.inventory },
+        "stripe": stripe.map_or_else(
+            || json!({ "api_base": config.payments.stripe_api_base }),
+            |base| json!({ "stand_in": base, "state": format!("{base}_control/state"),
+                           "cards": ["pm_card_visa", "pm_card_chargeDeclined"] }),
+        ),
         "try": [
             format!("curl -s {base}/v1/sales/{} -H 'Authorization: Bearer {}'", sale.id, merchant.api_key),
             format!("curl -s -X POST {base}/v1/sales/{}/claims -H 'Authorization: Bearer <buyer token>'", sale.id),
+            format!("curl -s -X POST {base}/v1/claims/<claim id>/checkout -H 'Authorization: Bearer <buyer token>' \
+                     -H 'Content-Type: application/json' -d '{{\"payment_method\":\"pm_card_visa\"}}'"),
+            format!("curl -s {base}/v1/orders -H 'Authorization: Bearer {}'", merchant.api_key),
         ],
-        "not_yet": "checkout, auctions and notifications arrive with their issues (README, Roadmap); \
-                    the Stripe stand-in already runs alone: gavel dev stripe",
+        "not_yet": "auctions and notifications arrive with their issues (README, Roadmap)",
     }))
 }

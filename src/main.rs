@@ -105,9 +105,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo => {
+            let mut config = config;
+            let stripe = demo::stripe(&mut config).await?;
             let pool = connect(&config).await?;
             database::migrate(&pool).await?;
-            let seeded = demo::seed(&pool, &config).await?;
+            let seeded = demo::seed(&pool, &config, stripe.as_deref()).await?;
             println!("{}", serde_json::to_string_pretty(&seeded)?);
             serve(config, &[Role::Api, Role::Workers]).await
         }

@@ -77,6 +77,24 @@ impl From<Error> for ApiError {
             Error::EmailTaken => Self::new(S::CONFLICT, "email_taken", "an account with this email already exists"),
             Error::BadCredentials => Self::unauthorized("email or password is wrong").with_code("invalid_credentials"),
             Error::ClaimExpired => Self::new(S::GONE, "claim_expired", "the hold has expired"),
+            Error::CheckoutInProgress => Self::new(
+                S::CONFLICT,
+                "checkout_in_progress",
+                "another checkout of this claim is in progress; fetch the order or retry shortly",
+            ),
+            Error::OrderNotPayable { status } => {
+                Self::new(S::CONFLICT, "order_not_payable", format!("the order is {status} and cannot be paid"))
+                    .with("status", status)
+            }
+            Error::PaymentWindowClosed => {
+                Self::new(S::GONE, "payment_window_closed", "the order's payment deadline has passed")
+            }
+            Error::PaymentUnavailable { retry_after } => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "payments_unavailable",
+                "the payment provider is failing; your hold is kept, retry shortly",
+            )
+            .retry_after(retry_after.as_secs_f64().ceil() as u64),
             Error::Contention { retry_after } => {
                 Self::new(S::SERVICE_UNAVAILABLE, "contention", "too many concurrent writers; retry shortly")
                     .retry_after(retry_after.as_secs())

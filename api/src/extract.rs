@@ -109,3 +109,22 @@ impl FromRequestParts<AppState> for Buyer {
             .ok_or_else(|| ApiError::unauthorized("the token is not valid or has expired"))
     }
 }
+
+/// A request made by a merchant or a buyer (endpoints both may read).
+#[derive(Debug, Clone, Copy)]
+pub enum Caller {
+    Merchant(MerchantId),
+    Buyer(BuyerId),
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if bearer(parts)?.starts_with("sk_") {
+            Merchant::from_request_parts(parts, state).await.map(|Merchant(m)| Self::Merchant(m))
+        } else {
+            Buyer::from_request_parts(parts, state).await.map(|Buyer(b)| Self::Buyer(b))
+        }
+    }
+}

@@ -19,7 +19,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
-use routes::{buyers, claims, health, products, sales};
+use routes::{buyers, claims, health, orders, products, sales, stripe_webhook};
 pub use state::AppState;
 
 /// The whole HTTP surface.
@@ -34,9 +34,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sales/{id}/cancel", post(sales::cancel))
         .route("/v1/sales/{id}/claims", post(claims::create))
         .route("/v1/claims/{id}", get(claims::get))
+        .route("/v1/claims/{id}/checkout", post(orders::checkout))
+        .route("/v1/orders", get(orders::list))
+        .route("/v1/orders/{id}", get(orders::get))
+        .route("/v1/orders/{id}/pay", post(orders::pay))
         .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::layer));
     Router::new()
         .merge(v1)
+        .route("/v1/stripe/webhook", post(stripe_webhook::receive))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{buyers, claims, health, products, sales};
+use crate::routes::{buyers, claims, health, orders, products, sales, stripe_webhook};
 
 /// An RFC 9457 problem, as every error is returned.
 #[derive(Serialize, ToSchema)]
@@ -41,6 +41,7 @@ impl Modify for Security {
         buyers::sign_up, buyers::sign_in, products::create,
         sales::create, sales::get, sales::list, sales::patch, sales::cancel,
         claims::create, claims::get,
+        orders::checkout, orders::pay, orders::get, orders::list, stripe_webhook::receive,
         health::healthz, health::readyz, crate::metrics::render,
     ),
     components(schemas(Problem)),

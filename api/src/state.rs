@@ -2,6 +2,7 @@
 
 use gavel_domain::auth::{PasswordCost, TokenSigner};
 use gavel_domain::claim_engine::ClaimEngine;
+use gavel_workflows::checkout::Payments;
 use sqlx::PgPool;
 
 use crate::rate_limit::RateLimiter;
@@ -13,4 +14,6 @@ pub struct AppState {
     pub tokens: TokenSigner,
     pub password_cost: PasswordCost,
     pub claim_limiter: RateLimiter,
+    pub payments: Payments,
+    pub stripe_webhook_secret: String,
 }

@@ -261,7 +261,8 @@ impl TestApp {
     pub async fn invariant_holds(&self, sale: &str) -> bool {
         sqlx::query_scalar(
             "SELECT inventory = available + held + sold
-                    AND held = (SELECT count(*) FROM claims c WHERE c.sale_id = s.id AND c.status = 'held')
+                    AND held = (SELECT count(*) FROM claims c
+                                WHERE c.sale_id = s.id AND c.status IN ('held', 'checking_out'))
                     AND sold = (SELECT count(*) FROM claims c WHERE c.sale_id = s.id AND c.status = 'checked_out')
              FROM sales s WHERE id = $1",
         )

@@ -3,6 +3,8 @@
 
 mod bad_input;
 mod bootstrap;
+mod checkout;
+mod checkout_crash;
 mod crash;
 mod expiry;
 mod helpers;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
-use gavel_domain::jobs::{self, MaintenanceJob, SaleJob, queues};
+use gavel_domain::jobs::{self, MaintenanceJob, PaymentJob, SaleJob, queues};
+use gavel_workflows::checkout::Payments;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +45,13 @@ async fn sale_lifecycle(job: SaleJob, pool: Data<PgPool>) -> Result<(), BoxDynEr
     })
 }
 
+async fn payments(job: PaymentJob, payments: Data<Payments>) -> Result<(), BoxDynError> {
+    payments.run(job.clone()).await.map_err(|err| {
+        tracing::warn!(?job, error = %err, "payment job failed; it will be retried");
+        Box::new(err) as BoxDynError
+    })
+}
+
 async fn maintenance(job: MaintenanceJob, pool: Data<PgPool>) -> Result<(), BoxDynError> {
     gavel_workflows::maintenance::run(&pool, job).await.map_err(|err| Box::new(err) as BoxDynError)
 }
@@ -61,9 +69,15 @@ fn queue_config(queue: &str, config: &WorkerConfig) -> Config {
 
 /// Runs every queue's worker until `shutdown` is cancelled, then lets
 /// in-flight jobs finish (up to 30 s).
-pub async fn run(pool: PgPool, config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkersError> {
+pub async fn run(
+    pool: PgPool,
+    config: WorkerConfig,
+    saga: Payments,
+    shutdown: CancellationToken,
+) -> Result<(), WorkersError> {
     tokio::spawn(tick_maintenance(pool.clone(), shutdown.clone()));
     let (lifecycle_pool, lifecycle_config) = (pool.clone(), config.clone());
+    let (payments_pool, payments_config) = (pool.clone(), config.clone());
     let monitor = Monitor::new()
         .shutdown_timeout(Duration::from_secs(30))
         .register(move |_restarts| {
@@ -75,6 +89,16 @@ pub async fn run(pool: PgPool, config: WorkerConfig, shutdown: CancellationToken
                 .backend(storage)
                 .data(pool.clone())
                 .build(sale_lifecycle)
+        })
+        .register(move |_restarts| {
+            let (pool, config) = (&payments_pool, &payments_config);
+            let storage = PostgresStorage::<PaymentJob>::new(pool)
+                .with_config(queue_config(queues::PAYMENTS, config))
+                .poll_with_interval(config.poll_interval);
+            WorkerBuilder::new(format!("{}:{}", config.instance, queues::PAYMENTS))
+                .backend(storage)
+                .data(saga.clone())
+                .build(payments)
         })
         .register(move |_restarts| {
             let storage = PostgresStorage::<MaintenanceJob>::new(&pool)

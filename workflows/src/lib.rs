@@ -4,11 +4,15 @@
 //!
 //! - [`sale_lifecycle`]: create/edit/cancel a sale together with its start and
 //!   end jobs; start, end and hold sweeps.
+//! - [`checkout`]: the checkout saga — record the attempt, charge through
+//!   Stripe ([`gateway`]), settle, verify unknown outcomes, refund.
 //! - [`maintenance`]: hourly pruning of finished jobs and idempotency records.
 //!
-//! Next to come (see README, "Roadmap"): the checkout saga and payment
-//! verification, auction close, reminders, reconciliation.
+//! Next to come (see README, "Roadmap"): auction close, reminders,
+//! reconciliation.
 #![forbid(unsafe_code)]
 
+pub mod checkout;
+pub mod gateway;
 pub mod maintenance;
 pub mod sale_lifecycle;

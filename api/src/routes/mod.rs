@@ -3,5 +3,7 @@
 pub mod buyers;
 pub mod claims;
 pub mod health;
+pub mod orders;
 pub mod products;
 pub mod sales;
+pub mod stripe_webhook;

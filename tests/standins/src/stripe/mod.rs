@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 pub use objects::{PaymentIntent, Refund};
-pub use webhooks::WebhookTarget;
+pub use webhooks::{WebhookTarget, signature};
 
 /// The stripe API version our events claim (async-stripe's pinned version).
 pub const API_VERSION: &str = "2026-09-30.endive";
@@ -58,7 +58,7 @@ pub(crate) struct Store {
 
 pub(crate) struct Shared {
     pub(crate) store: Mutex<Store>,
-    pub(crate) webhook: Option<WebhookTarget>,
+    pub(crate) webhook: Mutex<Option<WebhookTarget>>,
     pub(crate) http: reqwest::Client,
 }
 
@@ -84,7 +84,8 @@ impl StripeStandIn {
     pub async fn start(addr: SocketAddr, webhook: Option<WebhookTarget>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { store: Mutex::default(), webhook, http: reqwest::Client::new() });
+        let shared =
+            Arc::new(Shared { store: Mutex::default(), webhook: Mutex::new(webhook), http: reqwest::Client::new() });
         let app = routes::router(shared.clone());
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
@@ -101,6 +102,11 @@ impl StripeStandIn {
     /// The base URL to give a Stripe client (`STRIPE_API_BASE`).
     pub fn api_base(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    /// Where events go from now on (`None`: nowhere).
+    pub fn set_webhook(&self, target: Option<WebhookTarget>) {
+        *self.shared.webhook.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = target;
     }
 
     pub fn set_faults(&self, faults: Faults) {

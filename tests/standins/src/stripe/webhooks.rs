@@ -26,7 +26,8 @@ pub fn signature(secret: &str, timestamp: i64, payload: &str) -> String {
 
 /// Sends `kind` about `object` in the background, retrying a few times.
 pub(crate) fn emit(shared: &Shared, kind: &str, object: Value) {
-    let Some(target) = shared.webhook.clone() else { return };
+    let target = shared.webhook.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let Some(target) = target else { return };
     let event = json!({
         "id": new_id("evt"), "object": "event", "account": null, "api_version": API_VERSION,
         "context": null, "created": now(), "data": { "object": object, "previous_attributes": null },

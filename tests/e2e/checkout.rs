@@ -1,0 +1,475 @@
+//! The checkout saga over real HTTP, a real Postgres and the Stripe stand-in
+//! (reached by async-stripe over HTTP): happy path, double submit, lost
+//! answers, declines, expired holds, the circuit breaker, refunds, webhooks and
+//! auction-order payment.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use gavel::{Config, Role};
+use gavel_standins::stripe::{Faults, StripeStandIn, WebhookTarget, signature};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Merchant, Response, TestApp, client, fresh_database, send, uuid_of};
+
+pub const WEBHOOK_SECRET: &str = "whsec_e2e_checkout";
+
+/// A Gavel wired to its own Stripe stand-in.
+pub struct Shop {
+    pub app: TestApp,
+    pub stripe: StripeStandIn,
+    pub merchant: Merchant,
+}
+
+impl Shop {
+    pub async fn open(tweak: impl FnOnce(&mut Config)) -> Self {
+        let stripe = StripeStandIn::start(([127, 0, 0, 1], 0).into(), None)
+            .await
+            .unwrap_or_else(|e| panic!("stripe stand-in: {e}"));
+        let base = stripe.api_base();
+        let app = TestApp::spawn_on(&fresh_database().await, &[Role::Api, Role::Workers], |c| {
+            c.payments.stripe_api_base = base;
+            c.payments.stripe_webhook_secret = WEBHOOK_SECRET.into();
+            tweak(c);
+        })
+        .await;
+        let merchant = app.merchant().await;
+        Self { app, stripe, merchant }
+    }
+
+    /// Stripe's events go to our webhook from now on.
+    pub fn send_webhooks(&self) {
+        let url = format!("{}/v1/stripe/webhook", self.app.base);
+        self.stripe.set_webhook(Some(WebhookTarget { url, secret: WEBHOOK_SECRET.into() }));
+    }
+
+    /// An active sale and `n` buyers each holding one unit: (sale, [(token, claim)]).
+    pub async fn holders(&self, n: usize, sale: Value) -> (String, Vec<(String, String)>) {
+        let mut terms = json!({ "inventory": 10, "price": 1999 });
+        if let (Some(t), Some(o)) = (terms.as_object_mut(), sale.as_object()) {
+            t.extend(o.clone());
+        }
+        let sale = self.app.active_sale(&self.merchant, terms).await;
+        let mut held = Vec::new();
+        for token in self.app.buyers(n).await {
+            let r = self.app.post(&format!("/v1/sales/{sale}/claims"), Some(&token), json!({})).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+            held.push((token, r.body["id"].as_str().unwrap_or_default().to_owned()));
+        }
+        (sale, held)
+    }
+
+    pub async fn checkout(&self, token: &str, claim: &str, payment_method: &str) -> Response {
+        let body = json!({ "payment_method": payment_method });
+        self.app.post(&format!("/v1/claims/{claim}/checkout"), Some(token), body).await
+    }
+
+    pub async fn sale(&self, sale: &str) -> Value {
+        self.app.get(&format!("/v1/sales/{sale}"), Some(&self.merchant.key)).await.body
+    }
+
+    /// Polls the order (as the merchant) until it has `status`.
+    pub async fn wait_for_order(&self, order: &str, status: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let r = self.app.get(&format!("/v1/orders/{order}"), Some(&self.merchant.key)).await;
+            if r.body["status"] == status {
+                return r.body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "order {order} never became {status}: {}", r.raw);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// How many events of `kind` the outbox holds.
+    pub async fn events(&self, kind: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE type = $1")
+            .bind(kind)
+            .fetch_one(&self.app.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub async fn claim_status(&self, claim: &str) -> String {
+        sqlx::query_scalar("SELECT status FROM claims WHERE id = $1")
+            .bind(uuid_of(claim))
+            .fetch_one(&self.app.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+fn counts(sale: &Value) -> (i64, i64, i64) {
+    let n = |k: &str| sale[k].as_i64().unwrap_or(-1);
+    (n("available"), n("held"), n("sold"))
+}
+
+#[tokio::test]
+async fn a_held_claim_checks_out_to_a_paid_order_with_one_charge() {
+    let shop = Shop::open(|_| {}).await;
+    let (sale, held) = shop.holders(2, json!({})).await;
+    let (token, claim) = &held[0];
+    let r = shop.checkout(token, claim, "pm_card_visa").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    assert_eq!(r.body["status"], "paid", "{}", r.raw);
+    assert_eq!((r.body["amount"].as_i64(), r.body["currency"].as_str()), (Some(1999), Some("usd")));
+    assert_eq!(r.body["claim_id"], claim.as_str());
+    assert_eq!(r.body["payment"]["status"], "succeeded");
+    assert_eq!(counts(&shop.sale(&sale).await), (8, 1, 1), "one sold, one still held");
+    assert!(shop.app.invariant_holds(&sale).await);
+    assert_eq!(shop.claim_status(claim).await, "checked_out");
+
+    let intents = shop.stripe.payment_intents();
+    assert_eq!(intents.len(), 1);
+    assert_eq!((intents[0].amount, intents[0].status.as_str()), (1999, "succeeded"));
+    assert_eq!(
+        intents[0].metadata.get("gavel_payment_id"),
+        r.body["payment"]["id"].as_str().map(str::to_owned).as_ref()
+    );
+    assert_eq!(shop.events("order.paid").await, 1);
+
+    // The same checkout again returns the same order and charges nothing more.
+    let again = shop.checkout(token, claim, "pm_card_visa").await;
+    assert_eq!((again.status, &again.body["id"]), (StatusCode::OK, &r.body["id"]));
+    assert_eq!(shop.stripe.payment_intents().len(), 1);
+
+    // The merchant and the buyer see it; another buyer does not.
+    let order = r.body["id"].as_str().unwrap_or_default();
+    let mine = shop.app.get(&format!("/v1/orders/{order}"), Some(token)).await;
+    assert_eq!(mine.body["status"], "paid", "{}", mine.raw);
+    let theirs = shop.app.get(&format!("/v1/orders/{order}"), Some(&held[1].0)).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    let listed = shop.app.get("/v1/orders", Some(&shop.merchant.key)).await;
+    assert_eq!(listed.body["data"].as_array().map(Vec::len), Some(1), "{}", listed.raw);
+    let other_merchant = shop.app.merchant().await;
+    let hidden = shop.app.get(&format!("/v1/orders/{order}"), Some(&other_merchant.key)).await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_checkouts_of_one_claim_make_one_charge_and_one_order() {
+    let shop = Shop::open(|_| {}).await;
+    shop.stripe.set_faults(Faults { latency_ms: 300, ..Faults::default() });
+    let (sale, held) = shop.holders(1, json!({})).await;
+    let (token, claim) = held[0].clone();
+    let answers = futures::future::join_all((0..20).map(|_| {
+        let req = client()
+            .post(format!("{}/v1/claims/{claim}/checkout", shop.app.base))
+            .bearer_auth(&token)
+            .json(&json!({ "payment_method": "pm_card_visa" }));
+        send(req)
+    }))
+    .await;
+    let mut orders = std::collections::HashSet::new();
+    for a in &answers {
+        match a.status {
+            StatusCode::OK => {
+                orders.insert(a.body["id"].as_str().unwrap_or_default().to_owned());
+            }
+            StatusCode::CONFLICT => assert_eq!(a.code(), "checkout_in_progress", "{}", a.raw),
+            other => panic!("unexpected {other}: {}", a.raw),
+        }
+    }
+    assert_eq!(orders.len(), 1, "every 200 is the same order");
+    assert_eq!(shop.stripe.payment_intents().len(), 1, "one charge");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE claim_id = $1")
+        .bind(uuid_of(&claim))
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n, 1);
+    let order = orders.into_iter().next().unwrap_or_default();
+    shop.wait_for_order(&order, "paid", Duration::from_secs(10)).await;
+    assert_eq!(counts(&shop.sale(&sale).await), (9, 0, 1));
+}
+
+#[tokio::test]
+async fn a_charge_whose_answer_was_lost_is_verified_and_settles_once() {
+    let shop = Shop::open(|_| {}).await;
+    let (sale, held) = shop.holders(1, json!({ "hold_seconds": 2 })).await;
+    let (token, claim) = &held[0];
+    shop.stripe.set_faults(Faults { lose_next: 1, ..Faults::default() });
+    let r = shop.checkout(token, claim, "pm_card_visa").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    assert_eq!(r.body["status"], "pending_verification", "a timeout is not a failure: {}", r.raw);
+    assert_eq!(r.body["payment"]["status"], "unknown");
+    assert_eq!(shop.claim_status(claim).await, "checking_out");
+
+    // The hold (2 s) runs out while the payment is being verified: it must not expire.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let order = r.body["id"].as_str().unwrap_or_default();
+    let paid = shop.wait_for_order(order, "paid", Duration::from_secs(15)).await;
+    assert_eq!(paid["payment"]["status"], "succeeded");
+    assert_eq!(shop.stripe.payment_intents().len(), 1, "exactly one charge");
+    assert_eq!(counts(&shop.sale(&sale).await), (9, 0, 1));
+    assert!(shop.app.invariant_holds(&sale).await);
+    assert_eq!(shop.events("order.paid").await, 1);
+}
+
+#[tokio::test]
+async fn a_declined_card_fails_the_order_and_returns_the_unit_to_stock() {
+    let shop = Shop::open(|_| {}).await;
+    let (sale, held) = shop.holders(1, json!({ "inventory": 1 })).await;
+    let (token, claim) = &held[0];
+    assert_eq!(counts(&shop.sale(&sale).await), (0, 1, 0));
+    let r = shop.checkout(token, claim, "pm_card_chargeDeclined").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    assert_eq!(r.body["status"], "payment_failed", "{}", r.raw);
+    assert_eq!(r.body["payment"]["failure_code"], "generic_decline");
+    assert_eq!(counts(&shop.sale(&sale).await), (1, 0, 0), "the unit is back");
+    assert_eq!(shop.claim_status(claim).await, "released");
+    assert_eq!(shop.events("order.payment_failed").await, 1);
+    // Asking again shows the same failed order; the buyer may claim anew.
+    let again = shop.checkout(token, claim, "pm_card_visa").await;
+    assert_eq!(
+        (again.body["id"].clone(), again.body["status"].clone()),
+        (r.body["id"].clone(), json!("payment_failed"))
+    );
+    let reclaim = shop.app.post(&format!("/v1/sales/{sale}/claims"), Some(token), json!({})).await;
+    assert_eq!(reclaim.status, StatusCode::CREATED, "{}", reclaim.raw);
+    assert_eq!(shop.stripe.payment_intents().len(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_hold_is_410_claim_expired_and_charges_nothing() {
+    let shop = Shop::open(|_| {}).await;
+    let (sale, held) = shop.holders(1, json!({ "hold_seconds": 1 })).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let r = shop.checkout(&held[0].0, &held[0].1, "pm_card_visa").await;
+    assert_eq!((r.status, r.code()), (StatusCode::GONE, "claim_expired"), "{}", r.raw);
+    assert!(r.is_problem());
+    assert!(shop.stripe.payment_intents().is_empty());
+    assert_eq!(counts(&shop.sale(&sale).await), (10, 0, 0));
+}
+
+#[tokio::test]
+async fn checkout_refuses_bad_input_and_other_buyers_claims() {
+    let shop = Shop::open(|_| {}).await;
+    let (_, held) = shop.holders(2, json!({})).await;
+    let (token, claim) = &held[0];
+    let path = format!("/v1/claims/{claim}/checkout");
+    for (body, code) in [
+        (json!({}), "invalid_request"),
+        (json!({ "payment_method": "" }), "invalid_request"),
+        (json!({ "payment_method": "pm card" }), "invalid_request"),
+        (json!({ "payment_method": 12 }), "invalid_request"),
+        (json!({ "payment_method": "pm_card_visa", "extra": 1 }), "invalid_request"),
+    ] {
+        let r = shop.app.post(&path, Some(token), body.clone()).await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, code), "{body}: {}", r.raw);
+        assert!(r.is_problem());
+    }
+    let theirs = shop.checkout(&held[1].0, claim, "pm_card_visa").await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{}", theirs.raw);
+    let bogus = shop.checkout(token, "clm_nope", "pm_card_visa").await;
+    assert_eq!(bogus.status, StatusCode::NOT_FOUND);
+    let anonymous = shop.app.post(&path, None, json!({ "payment_method": "pm_card_visa" })).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert!(shop.stripe.payment_intents().is_empty(), "nothing was charged");
+    assert_eq!(shop.claim_status(claim).await, "held");
+}
+
+#[tokio::test]
+async fn an_open_breaker_answers_503_at_once_and_keeps_the_hold() {
+    let shop = Shop::open(|c| {
+        c.payments.breaker_failures = 2;
+        c.payments.breaker_cooldown_ms = 1500;
+    })
+    .await;
+    let (sale, held) = shop.holders(3, json!({})).await;
+    shop.stripe.set_faults(Faults { fail_next: 1000, ..Faults::default() });
+    // Two calls fail with 500: outcome unknown, not failed.
+    for (token, claim) in &held[..2] {
+        let r = shop.checkout(token, claim, "pm_card_visa").await;
+        assert_eq!(r.body["status"], "pending_verification", "{}", r.raw);
+    }
+    let started = std::time::Instant::now();
+    let r = shop.checkout(&held[2].0, &held[2].1, "pm_card_visa").await;
+    assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "payments_unavailable"), "{}", r.raw);
+    assert!(r.headers.get("retry-after").is_some());
+    assert!(started.elapsed() < Duration::from_millis(500), "the breaker answers without calling Stripe");
+    assert_eq!(shop.claim_status(&held[2].1).await, "held", "the hold is kept");
+
+    // Stripe recovers: after the cooldown the held claim checks out, and the
+    // two unknown payments are verified (Stripe never saw them: sent again).
+    shop.stripe.set_faults(Faults::default());
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let r = shop.checkout(&held[2].0, &held[2].1, "pm_card_visa").await;
+    assert_eq!(r.body["status"], "paid", "{}", r.raw);
+    let orders: Vec<String> = sqlx::query_scalar("SELECT 'ord_' || replace(id::text, '-', '') FROM orders")
+        .fetch_all(&shop.app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for order in &orders {
+        shop.wait_for_order(order, "paid", Duration::from_secs(20)).await;
+    }
+    assert_eq!(shop.stripe.payment_intents().len(), 3, "one charge per claim");
+    assert_eq!(counts(&shop.sale(&sale).await), (7, 0, 3));
+}
+
+#[tokio::test]
+async fn a_payment_that_succeeds_after_its_sale_was_cancelled_is_refunded() {
+    let shop = Shop::open(|_| {}).await;
+    let (sale, held) = shop.holders(1, json!({})).await;
+    let (token, claim) = &held[0];
+    shop.stripe.set_faults(Faults { lose_next: 1, ..Faults::default() });
+    let r = shop.checkout(token, claim, "pm_card_visa").await;
+    assert_eq!(r.body["status"], "pending_verification", "{}", r.raw);
+    // Keep verification from getting through until the sale is cancelled.
+    shop.stripe.set_faults(Faults { fail_next: 1000, ..Faults::default() });
+    let c = shop.app.post(&format!("/v1/sales/{sale}/cancel"), Some(&shop.merchant.key), json!({})).await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.raw);
+    shop.stripe.set_faults(Faults::default());
+
+    let order = r.body["id"].as_str().unwrap_or_default();
+    let refunded = shop.wait_for_order(order, "refunded", Duration::from_secs(20)).await;
+    assert!(matches!(refunded["payment"]["status"].as_str(), Some("succeeded" | "refunded")), "{refunded}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while shop.stripe.refunds().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no refund reached Stripe");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refunds = shop.stripe.refunds();
+    assert_eq!((refunds.len(), refunds[0].amount), (1, 1999), "refunded once, in full");
+    let recorded: (String, Option<String>) = sqlx::query_as("SELECT status, provider_id FROM refunds")
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recorded, ("succeeded".to_owned(), Some(refunds[0].id.clone())));
+    let order = shop.app.get(&format!("/v1/orders/{order}"), Some(&shop.merchant.key)).await;
+    assert_eq!(
+        (order.body["status"].as_str(), order.body["payment"]["status"].as_str()),
+        (Some("refunded"), Some("refunded"))
+    );
+    assert_eq!(shop.events("order.refunded").await, 1);
+    assert_eq!(counts(&shop.sale(&sale).await), (10, 0, 0), "nothing sold on a cancelled sale");
+    assert!(shop.app.invariant_holds(&sale).await);
+}
+
+/// A Stripe event as the stand-in would send it, signed at `at`.
+fn signed_event(id: &str, kind: &str, object: Value, at: i64, secret: &str) -> (String, String) {
+    let event = json!({
+        "id": id, "object": "event", "account": null, "api_version": gavel_standins::stripe::API_VERSION,
+        "context": null, "created": at, "data": { "object": object, "previous_attributes": null },
+        "livemode": false, "pending_webhooks": 1, "request": { "id": null, "idempotency_key": null }, "type": kind,
+    })
+    .to_string();
+    let sig = signature(secret, at, &event);
+    (event, sig)
+}
+
+async fn deliver(shop: &Shop, payload: &str, sig: &str) -> Response {
+    let req = client()
+        .post(format!("{}/v1/stripe/webhook", shop.app.base))
+        .header("content-type", "application/json")
+        .header("stripe-signature", sig)
+        .body(payload.to_owned());
+    send(req).await
+}
+
+#[tokio::test]
+async fn webhooks_are_verified_stored_once_and_settle_the_order_they_name() {
+    let shop = Shop::open(|_| {}).await;
+    let (sale, held) = shop.holders(1, json!({})).await;
+    let (token, claim) = &held[0];
+    // The answer to the charge is lost; Stripe's webhook tells us first.
+    shop.send_webhooks();
+    shop.stripe.set_faults(Faults { lose_next: 1, ..Faults::default() });
+    let r = shop.checkout(token, claim, "pm_card_visa").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    let order = r.body["id"].as_str().unwrap_or_default();
+    shop.wait_for_order(order, "paid", Duration::from_secs(10)).await;
+    assert_eq!(r.body["status"], "paid", "the webhook settled it before the request's answer: {}", r.raw);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(shop.events("order.paid").await, 1, "settled once");
+    assert_eq!(counts(&shop.sale(&sale).await), (9, 0, 1));
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM stripe_events WHERE type = 'payment_intent.succeeded'")
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored, 1);
+
+    // A redelivery and an out-of-order failure of the same intent change nothing.
+    let pi = shop.stripe.payment_intents().remove(0);
+    let now = Utc::now().timestamp();
+    let object = pi.to_json();
+    let (first, sig) = signed_event("evt_dup_1", "payment_intent.succeeded", object.clone(), now, WEBHOOK_SECRET);
+    assert_eq!(deliver(&shop, &first, &sig).await.body["duplicate"], false);
+    let again = deliver(&shop, &first, &sig).await;
+    assert_eq!((again.status, again.body["duplicate"].clone()), (StatusCode::OK, json!(true)));
+    let mut failed = pi.to_json();
+    failed["status"] = json!("requires_payment_method");
+    let (late, sig) = signed_event("evt_late_fail", "payment_intent.payment_failed", failed, now, WEBHOOK_SECRET);
+    assert_eq!(deliver(&shop, &late, &sig).await.status, StatusCode::OK);
+    assert_eq!(shop.wait_for_order(order, "paid", Duration::from_secs(1)).await["payment"]["status"], "succeeded");
+    assert_eq!(shop.events("order.paid").await, 1);
+
+    // Wrong secret, stale timestamp, no signature: 400 and nothing stored.
+    let (forged, bad_sig) = signed_event("evt_forged", "payment_intent.succeeded", object.clone(), now, "whsec_wrong");
+    let r = deliver(&shop, &forged, &bad_sig).await;
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_signature"), "{}", r.raw);
+    let (stale, old_sig) = signed_event("evt_stale", "payment_intent.succeeded", object, now - 600, WEBHOOK_SECRET);
+    assert_eq!(deliver(&shop, &stale, &old_sig).await.status, StatusCode::BAD_REQUEST);
+    let unsigned = send(client().post(format!("{}/v1/stripe/webhook", shop.app.base)).body(first.clone())).await;
+    assert_eq!((unsigned.status, unsigned.code()), (StatusCode::BAD_REQUEST, "invalid_signature"));
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM stripe_events WHERE id LIKE 'evt_%' ORDER BY id")
+        .fetch_all(&shop.app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!ids.iter().any(|id| id == "evt_forged" || id == "evt_stale"), "{ids:?}");
+}
+
+#[tokio::test]
+async fn an_order_awaiting_payment_is_paid_through_the_same_saga_within_its_window() {
+    let shop = Shop::open(|_| {}).await;
+    let tokens = shop.app.buyers(1).await;
+    let me = shop.app.get("/v1/orders", Some(&tokens[0])).await;
+    assert_eq!(me.body["data"], json!([]), "{}", me.raw);
+    let buyer: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM buyers").fetch_one(&shop.app.pool).await.unwrap_or_else(|e| panic!("{e}"));
+    let merchant: uuid::Uuid = sqlx::query_scalar("SELECT id FROM merchants")
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let new_order = |due: chrono::DateTime<Utc>| gavel_domain::orders::AwaitingPayment {
+        merchant: gavel_domain::ids::MerchantId(merchant),
+        buyer: gavel_domain::ids::BuyerId(buyer),
+        auction_id: uuid::Uuid::now_v7(),
+        amount: 12_500,
+        currency: "usd".into(),
+        due_at: due,
+    };
+    let mut conn = shop.app.pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let open =
+        gavel_domain::orders::insert_awaiting_payment(&mut conn, &new_order(Utc::now() + chrono::Duration::hours(1)))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    let lapsed =
+        gavel_domain::orders::insert_awaiting_payment(&mut conn, &new_order(Utc::now() - chrono::Duration::seconds(1)))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    drop(conn);
+    let pay = |order: String, pm: &'static str| {
+        let token = tokens[0].clone();
+        let app = &shop.app;
+        async move { app.post(&format!("/v1/orders/{order}/pay"), Some(&token), json!({ "payment_method": pm })).await }
+    };
+    let declined = pay(open.id.to_string(), "pm_card_chargeDeclined").await;
+    assert_eq!(
+        (declined.status, declined.body["status"].clone()),
+        (StatusCode::OK, json!("payment_failed")),
+        "{}",
+        declined.raw
+    );
+    let paid = pay(open.id.to_string(), "pm_card_visa").await;
+    assert_eq!(paid.body["status"], "paid", "{}", paid.raw);
+    assert_eq!(paid.body["payment"]["attempt"], 2);
+    let again = pay(open.id.to_string(), "pm_card_visa").await;
+    assert_eq!((again.body["status"].clone(), again.body["payment"]["attempt"].clone()), (json!("paid"), json!(2)));
+    assert_eq!(shop.stripe.payment_intents().len(), 2, "one intent per attempt");
+    let late = pay(lapsed.id.to_string(), "pm_card_visa").await;
+    assert_eq!((late.status, late.code()), (StatusCode::GONE, "payment_window_closed"), "{}", late.raw);
+    assert_eq!(shop.stripe.payment_intents().len(), 2);
+}

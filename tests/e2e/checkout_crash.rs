@@ -1,0 +1,188 @@
+//! `gavel serve` killed with SIGKILL at each point of the checkout saga
+//! (after the attempt is recorded, after Stripe answered, before the order
+//! commit), then restarted: every saga finishes with exactly one charge and
+//! one paid order per claim, and no unit is lost or sold twice.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use gavel::Role;
+use gavel_standins::stripe::StripeStandIn;
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::checkout::WEBHOOK_SECRET;
+use crate::helpers::{TestApp, client, fresh_database, uuid_of};
+
+const CLAIMS: usize = 4;
+
+struct Server {
+    child: Child,
+    base: String,
+    paused: mpsc::UnboundedReceiver<String>,
+}
+
+impl Server {
+    async fn start(db: &str, stripe: &StripeStandIn, pause_at: Option<&str>) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gavel"));
+        cmd.arg("serve")
+            .env("DATABASE_URL", db)
+            .env("GAVEL_ENV", "test")
+            .env("GAVEL_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("GAVEL_LOG", "warn")
+            .env("STRIPE_API_BASE", stripe.api_base())
+            .env("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            // A crashed process's sagas are picked up soon after.
+            .env("GAVEL_PAYMENTS__RESUME_AFTER_MS", "1000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(point) = pause_at {
+            cmd.env("GAVEL_FAULTS__PAUSE_AT", point);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn gavel: {e}"));
+        let (tx, paused) = mpsc::unbounded_channel();
+        if let Some(stderr) = child.stderr.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("gavel: paused at") {
+                        let _ = tx.send(line);
+                    }
+                }
+            });
+        }
+        let server = Self { child, base: format!("http://127.0.0.1:{port}"), paused };
+        for _ in 0..200 {
+            let ready = client().get(format!("{}/readyz", server.base)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gavel did not become ready on {}", server.base);
+    }
+
+    /// SIGKILL, and reap.
+    fn kill(mut self) {
+        self.child.kill().unwrap_or_else(|e| panic!("{e}"));
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn killed_at(point: &str) {
+    let stripe = StripeStandIn::start(([127, 0, 0, 1], 0).into(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let db = fresh_database().await;
+    // Set-up through an in-process API (no workers: only the child runs jobs).
+    let setup = TestApp::spawn_on(&db, &[Role::Api], |c| c.payments.stripe_api_base = stripe.api_base()).await;
+    let merchant = setup.merchant().await;
+    let sale = setup.sale(&merchant, json!({ "inventory": 10 })).await;
+    let sale = sale["id"].as_str().unwrap_or_default().to_owned();
+    let tokens = setup.buyers(CLAIMS).await;
+
+    let mut server = Server::start(&db, &stripe, Some(point)).await;
+    let mut claims = Vec::new();
+    for token in &tokens {
+        let r = setup.post(&format!("/v1/sales/{sale}/claims"), Some(token), json!({})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+        claims.push(r.body["id"].as_str().unwrap_or_default().to_owned());
+    }
+    // Every checkout goes to the doomed server; their answers do not matter.
+    for (token, claim) in tokens.iter().zip(&claims) {
+        let req = client()
+            .post(format!("{}/v1/claims/{claim}/checkout", server.base))
+            .bearer_auth(token)
+            .json(&json!({ "payment_method": "pm_card_visa" }));
+        tokio::spawn(async move {
+            let _ = req.send().await;
+        });
+    }
+    let first = tokio::time::timeout(Duration::from_secs(15), server.paused.recv()).await;
+    assert!(matches!(first, Ok(Some(_))), "the server never reached {point}");
+    // Let the others reach it too where they can (the commit point holds the sale lock).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.kill();
+
+    let restarted = Server::start(&db, &stripe, None).await;
+    // Clients retry: each gets its order (or "in progress" while it resumes);
+    // a checkout that never began begins now.
+    for (token, claim) in tokens.iter().zip(&claims) {
+        let r = client()
+            .post(format!("{}/v1/claims/{claim}/checkout", restarted.base))
+            .bearer_auth(token)
+            .json(&json!({ "payment_method": "pm_card_visa" }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(r.status(), StatusCode::OK | StatusCode::CONFLICT), "{point}: retry answered {}", r.status());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let paid: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = 'paid'")
+            .fetch_one(&setup.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if paid == CLAIMS as i64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{point}: only {paid} of {CLAIMS} orders paid after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let intents = stripe.payment_intents();
+    assert_eq!(intents.len(), CLAIMS, "{point}: exactly one charge per claim");
+    assert!(intents.iter().all(|pi| pi.status == "succeeded"));
+    let orders: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&setup.pool).await.unwrap_or_default();
+    assert_eq!(orders, CLAIMS as i64, "{point}: one order per claim");
+    for claim in &claims {
+        let status: String = sqlx::query_scalar("SELECT status FROM claims WHERE id = $1")
+            .bind(uuid_of(claim))
+            .fetch_one(&setup.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status, "checked_out", "{point}");
+    }
+    let (available, held, sold): (i32, i32, i32) =
+        sqlx::query_as("SELECT available, held, sold FROM sales WHERE id = $1")
+            .bind(uuid_of(&sale))
+            .fetch_one(&setup.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((available, held, sold), (10 - CLAIMS as i32, 0, CLAIMS as i32), "{point}");
+    assert!(setup.invariant_holds(&sale).await);
+    let paid_events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'order.paid'")
+        .fetch_one(&setup.pool)
+        .await
+        .unwrap_or_default();
+    assert_eq!(paid_events, CLAIMS as i64, "{point}: one order.paid per order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_killed_after_recording_the_attempt_charges_once_after_restart() {
+    killed_at("after_attempt_recorded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_killed_after_stripe_answered_charges_once_after_restart() {
+    killed_at("after_provider_answered").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_killed_before_the_order_commit_charges_once_after_restart() {
+    killed_at("before_order_commit").await;
+}

@@ -1,0 +1,121 @@
+//! Step 1 of the saga: record the attempt before anything is sent.
+
+use chrono::Utc;
+use gavel_domain::claims::{self, ClaimStatus};
+use gavel_domain::ids::{BuyerId, ClaimId, OrderId, PaymentId};
+use gavel_domain::jobs::{self, PaymentJob, queues};
+use gavel_domain::orders::{self, OrderStatus};
+use gavel_domain::payments::{self, NewPayment, Payment};
+use gavel_domain::{Error, Result, sales};
+use sqlx::{PgConnection, PgPool};
+
+use super::CheckoutConfig;
+
+pub(super) enum Begun {
+    /// This request recorded a new attempt: run it.
+    New { order: OrderId, payment: PaymentId },
+    /// The order exists and is settled: show it.
+    Existing(OrderId),
+}
+
+/// The key of the fallback job that resumes an attempt after a crash.
+pub(super) fn advance_key(payment: PaymentId) -> String {
+    format!("advance:{payment}")
+}
+
+/// Checkout of a claim: lock the sale, then the claim (the lock order of every
+/// stock change), and turn the hold into a recorded attempt.
+pub(super) async fn claim(
+    pool: &PgPool,
+    config: &CheckoutConfig,
+    buyer: BuyerId,
+    claim_id: ClaimId,
+    payment_method: &str,
+) -> Result<Begun> {
+    let mut tx = pool.begin().await?;
+    let sale_id = claims::sale_of(&mut tx, buyer, claim_id).await?;
+    let sale = sales::lock(&mut tx, sale_id).await?.ok_or(Error::NotFound("claim"))?;
+    let (claim, now) = claims::lock(&mut tx, claim_id).await?.ok_or(Error::NotFound("claim"))?;
+    match claim.status {
+        ClaimStatus::Held if claim.expires_at > now => {
+            let order = orders::insert_for_claim(&mut tx, sale.merchant_id, &claim, sale.price, &sale.currency).await?;
+            let new = NewPayment {
+                order: order.id,
+                attempt: 1,
+                // One claim, one charge: the key is the claim's.
+                idempotency_key: format!("gavel:checkout:{claim_id}"),
+                payment_method,
+                amount: order.amount,
+                currency: &order.currency,
+            };
+            let payment = record_attempt(&mut tx, config, &new).await?;
+            if !claims::start_checkout(&mut tx, claim_id).await? {
+                return Err(Error::Internal(format!("claim {claim_id} stopped being held under its lock")));
+            }
+            tx.commit().await?;
+            metrics::counter!("gavel_checkouts_total", "outcome" => "started").increment(1);
+            Ok(Begun::New { order: order.id, payment: payment.id })
+        }
+        ClaimStatus::Held => {
+            claims::expire_overdue(&mut tx, sale_id, claim_id, now).await?;
+            tx.commit().await?;
+            Err(Error::ClaimExpired)
+        }
+        ClaimStatus::CheckingOut => Err(Error::CheckoutInProgress),
+        ClaimStatus::CheckedOut | ClaimStatus::Released | ClaimStatus::Expired => {
+            match orders::for_claim(&mut tx, claim_id).await? {
+                Some(order) => Ok(Begun::Existing(order.id)),
+                None => Err(Error::ClaimExpired),
+            }
+        }
+    }
+}
+
+/// Payment of an order awaiting it (an auction's winner): a new attempt each
+/// time, until one succeeds or the window closes.
+pub(super) async fn order(
+    pool: &PgPool,
+    config: &CheckoutConfig,
+    buyer: BuyerId,
+    order_id: OrderId,
+    payment_method: &str,
+) -> Result<Begun> {
+    let mut tx = pool.begin().await?;
+    let order =
+        orders::lock(&mut tx, order_id).await?.filter(|o| o.buyer_id == buyer).ok_or(Error::NotFound("order"))?;
+    match order.status {
+        OrderStatus::AwaitingPayment | OrderStatus::PaymentFailed => {}
+        OrderStatus::PendingVerification => return Err(Error::CheckoutInProgress),
+        OrderStatus::Paid | OrderStatus::Refunded => return Ok(Begun::Existing(order.id)),
+    }
+    if order.claim_id.is_some() {
+        // A sale's order is paid through its claim's checkout; a failed one has
+        // released its unit.
+        return Err(Error::OrderNotPayable { status: order.status.as_str() });
+    }
+    if order.payment_due_at.is_some_and(|due| due <= Utc::now()) {
+        return Err(Error::PaymentWindowClosed);
+    }
+    let attempt = payments::latest(&mut tx, order.id).await?.map_or(1, |p| p.attempt + 1);
+    let new = NewPayment {
+        order: order.id,
+        attempt,
+        idempotency_key: format!("gavel:order:{}:{attempt}", order.id),
+        payment_method,
+        amount: order.amount,
+        currency: &order.currency,
+    };
+    let payment = record_attempt(&mut tx, config, &new).await?;
+    orders::set_status(&mut tx, order.id, OrderStatus::PendingVerification).await?;
+    tx.commit().await?;
+    Ok(Begun::New { order: order.id, payment: payment.id })
+}
+
+/// Writes the attempt and its fallback job in the caller's transaction.
+async fn record_attempt(conn: &mut PgConnection, config: &CheckoutConfig, new: &NewPayment<'_>) -> Result<Payment> {
+    let payment = payments::insert(conn, new).await?;
+    let due = Utc::now() + config.resume_after;
+    let job = PaymentJob::Advance { payment_id: payment.id };
+    jobs::enqueue(conn, queues::PAYMENTS, &job, due, &advance_key(payment.id)).await?;
+    Ok(payment)
+}

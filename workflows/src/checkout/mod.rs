@@ -1,0 +1,173 @@
+//! The checkout saga: a held claim (or an auction order) becomes a paid order
+//! with exactly one charge, whatever the provider or the process does.
+//!
+//! 1. **Begin** (one transaction, under the sale lock): the hold becomes
+//!    `checking_out` (it stops running out), the order and the payment
+//!    attempt are written with the idempotency key the call will carry, and an
+//!    `Advance` job is queued a little later as the fallback should this
+//!    process die.
+//! 2. **Charge**: the PaymentIntent is created and confirmed through
+//!    async-stripe with that key, no lock held across the call.
+//! 3. **Settle** (one transaction, under the sale lock): on success the hold
+//!    is consumed (`held − 1, sold + 1`), the order is `paid` and `order.paid`
+//!    is recorded; on a definite failure the unit returns to stock and the
+//!    order is `payment_failed`; on a timeout or lost answer the attempt is
+//!    `unknown` and a `Verify` job asks Stripe later (backoff as data below),
+//!    re-sending the same request only when Stripe has never seen it.
+//!
+//! The HTTP request runs steps 2–3 itself and waits for them up to a budget;
+//! the jobs, a webhook and a retried request can all reach the same steps, and
+//! every step re-reads the attempt and acts only while its outcome is open, so
+//! whichever comes first settles it and the rest change nothing.
+//!
+//! Compensation, as the product decides it: a **declined** payment releases
+//! the unit to stock at once (the buyer is told and may claim again while
+//! stock lasts); a payment that **succeeds after its unit was lost** (the sale
+//! was cancelled under it) is refunded in full by a durable `Refund` job.
+
+mod begin;
+mod settle;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gavel_domain::ids::{BuyerId, ClaimId, OrderId, PaymentId};
+use gavel_domain::jobs::PaymentJob;
+use gavel_domain::orders::{self, Order, Viewer};
+use gavel_domain::payments::{self, Payment};
+use gavel_domain::{Error, Invalid, Result};
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use crate::gateway::Gateway;
+pub use settle::ProviderEvent;
+
+/// Places in the saga where a crash test can freeze the process before it
+/// kills it (`GAVEL_FAULTS__PAUSE_AT`); never set in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PausePoint {
+    /// The attempt is committed; Stripe has not been called.
+    AfterAttemptRecorded,
+    /// Stripe answered; nothing of its answer is written yet.
+    AfterProviderAnswered,
+    /// The settling transaction is written but not committed.
+    BeforeOrderCommit,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckoutConfig {
+    /// How long the HTTP request waits for the saga before answering with the
+    /// order as it stands (`pending_verification`).
+    pub wait: Duration,
+    /// When the fallback `Advance` job of an attempt becomes due.
+    pub resume_after: Duration,
+    pub pause_at: Option<PausePoint>,
+}
+
+/// An order and its latest payment attempt, as the API shows them.
+#[derive(Debug, Clone)]
+pub struct OrderView {
+    pub order: Order,
+    pub payment: Option<Payment>,
+}
+
+/// The checkout saga's entry points, shared by the API and the workers.
+#[derive(Clone)]
+pub struct Payments {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    gateway: Gateway,
+    config: CheckoutConfig,
+}
+
+impl Payments {
+    pub fn new(pool: PgPool, gateway: Gateway, config: CheckoutConfig) -> Self {
+        Self { inner: Arc::new(Inner { pool, gateway, config }) }
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    fn gateway(&self) -> &Gateway {
+        &self.inner.gateway
+    }
+
+    /// `POST /v1/claims/{id}/checkout`: pays for a held claim. A repeat (or a
+    /// retry after the answer was lost) returns the same order.
+    pub async fn checkout(&self, buyer: BuyerId, claim: ClaimId, payment_method: &str) -> Result<OrderView> {
+        let method = parse_payment_method(payment_method)?;
+        self.admit()?;
+        match begin::claim(self.pool(), &self.inner.config, buyer, claim, method).await? {
+            begin::Begun::Existing(order) => self.view(order).await,
+            begin::Begun::New { order, payment } => self.run_and_wait(order, payment).await,
+        }
+    }
+
+    /// `POST /v1/orders/{id}/pay`: pays for an order awaiting payment (an
+    /// auction's winner, within the window), through the same steps.
+    pub async fn pay(&self, buyer: BuyerId, order: OrderId, payment_method: &str) -> Result<OrderView> {
+        let method = parse_payment_method(payment_method)?;
+        self.admit()?;
+        match begin::order(self.pool(), &self.inner.config, buyer, order, method).await? {
+            begin::Begun::Existing(order) => self.view(order).await,
+            begin::Begun::New { order, payment } => self.run_and_wait(order, payment).await,
+        }
+    }
+
+    /// An order as `viewer` may see it.
+    pub async fn get(&self, viewer: Viewer, id: OrderId) -> Result<OrderView> {
+        let order = orders::get(self.pool(), viewer, id).await?;
+        self.view(order.id).await
+    }
+
+    fn admit(&self) -> Result<()> {
+        self.gateway().check().map_err(|u| Error::PaymentUnavailable { retry_after: u.retry_after })
+    }
+
+    /// Runs the saga in a task of its own (it goes on if the request is
+    /// dropped) and waits for it up to the budget.
+    async fn run_and_wait(&self, order: OrderId, payment: PaymentId) -> Result<OrderView> {
+        let this = self.clone();
+        let task = tokio::spawn(async move { this.advance(payment).await });
+        match tokio::time::timeout(self.inner.config.wait, task).await {
+            Ok(Ok(Err(err))) => tracing::warn!(%payment, error = %err, "checkout step failed; its job will resume it"),
+            Ok(Err(join)) => tracing::error!(%payment, error = %join, "checkout task died; its job will resume it"),
+            Ok(Ok(Ok(()))) | Err(_) => {}
+        }
+        self.view(order).await
+    }
+
+    async fn view(&self, order: OrderId) -> Result<OrderView> {
+        let mut conn = self.pool().acquire().await?;
+        let order = orders::by_id(&mut conn, order).await?.ok_or(Error::NotFound("order"))?;
+        let payment = payments::latest(&mut conn, order.id).await?;
+        Ok(OrderView { order, payment })
+    }
+
+    /// Runs one job of the payments queue.
+    pub async fn run(&self, job: PaymentJob) -> Result<()> {
+        match job {
+            PaymentJob::Advance { payment_id } => self.advance(payment_id).await,
+            PaymentJob::Verify { payment_id, round } => self.verify(payment_id, round).await,
+            PaymentJob::Refund { payment_id, round } => self.refund(payment_id, round).await,
+        }
+    }
+
+    async fn pause(&self, at: PausePoint, payment: PaymentId) {
+        if self.inner.config.pause_at == Some(at) {
+            eprintln!("gavel: paused at {at:?} for {payment}");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// A Stripe payment method id (`pm_…`) or test token: visible ASCII, no spaces.
+fn parse_payment_method(raw: &str) -> Result<&str> {
+    let ok = (3..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+    if ok { Ok(raw) } else { Err(Invalid::new("payment_method", "must be a payment method id such as pm_…").into()) }
+}

@@ -1,0 +1,260 @@
+//! Steps 2 and 3 of the saga (charge, settle), verification of unknown
+//! outcomes, refunds, and Stripe's webhook events fed into the same settling.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use gavel_domain::claims::{self, CheckoutEnd};
+use gavel_domain::events::{self, kinds};
+use gavel_domain::ids::PaymentId;
+use gavel_domain::jobs::{self, PaymentJob, queues};
+use gavel_domain::orders::{self, Order, OrderStatus};
+use gavel_domain::payments::{self, Payment, PaymentStatus};
+use gavel_domain::sales::{self, SaleStatus};
+use gavel_domain::{Error, Result};
+use serde_json::json;
+
+use super::begin::advance_key;
+use super::{PausePoint, Payments};
+use crate::gateway::{ChargeFor, Outcome};
+
+/// When an unknown outcome is asked about again: round n waits the n-th
+/// entry (the last one repeats). Stripe keeps idempotency keys for 24 hours;
+/// the schedule reaches that well before.
+const VERIFY_BACKOFF: &[Duration] = &[
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(15),
+    Duration::from_secs(60),
+    Duration::from_secs(300),
+    Duration::from_secs(900),
+];
+
+/// Refund retries; after the last the refund is left `pending` for an operator
+/// (and reconciliation), loudly.
+const REFUND_BACKOFF: &[Duration] = &[
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(120),
+    Duration::from_secs(600),
+    Duration::from_secs(3600),
+];
+
+fn backoff(schedule: &[Duration], round: u32) -> Duration {
+    let i = (round as usize).saturating_sub(1).min(schedule.len() - 1);
+    schedule[i]
+}
+
+/// A Stripe event about one of our payments, already verified by the API.
+#[derive(Debug, Clone)]
+pub enum ProviderEvent {
+    PaymentSucceeded { provider_id: String, payment: Option<PaymentId> },
+    PaymentFailed { provider_id: String, payment: Option<PaymentId>, code: String, message: String },
+}
+
+impl Payments {
+    /// Carries an attempt on from wherever it stands.
+    pub(super) async fn advance(&self, id: PaymentId) -> Result<()> {
+        let Some(payment) = self.payment(id).await? else { return Ok(()) };
+        match payment.status {
+            PaymentStatus::Processing => {
+                self.pause(PausePoint::AfterAttemptRecorded, id).await;
+                let outcome = match self.gateway().admit() {
+                    Ok(()) => self.gateway().charge(ChargeFor { payment: &payment, order: payment.order_id }).await,
+                    Err(_) => Outcome::Unknown { provider_id: None, reason: "circuit breaker open".into() },
+                };
+                self.pause(PausePoint::AfterProviderAnswered, id).await;
+                self.settle(&payment, outcome).await
+            }
+            PaymentStatus::Unknown => self.verify(id, payment.verify_attempts as u32).await,
+            PaymentStatus::Succeeded | PaymentStatus::Failed | PaymentStatus::Refunded => Ok(()),
+        }
+    }
+
+    /// Asks Stripe what became of an attempt; if Stripe has never seen it,
+    /// sends it now with its key (so a request that did arrive is replayed,
+    /// not repeated).
+    pub(super) async fn verify(&self, id: PaymentId, round: u32) -> Result<()> {
+        let Some(payment) = self.payment(id).await? else { return Ok(()) };
+        if !payment.status.is_open() {
+            return Ok(());
+        }
+        let outcome = match self.gateway().admit() {
+            Err(_) => Outcome::Unknown { provider_id: None, reason: "circuit breaker open".into() },
+            Ok(()) => match self.gateway().find(&payment).await {
+                Ok(Some(outcome)) => outcome,
+                Ok(None) => self.gateway().charge(ChargeFor { payment: &payment, order: payment.order_id }).await,
+                Err(reason) => Outcome::Unknown { provider_id: None, reason },
+            },
+        };
+        tracing::info!(%id, round, ?outcome, "verified a payment with the provider");
+        self.settle(&payment, outcome).await
+    }
+
+    /// Writes what the provider said. The first definite outcome wins; an
+    /// unknown one schedules the next verification.
+    pub(super) async fn settle(&self, payment: &Payment, outcome: Outcome) -> Result<()> {
+        match outcome {
+            Outcome::Unknown { provider_id, reason } => self.settle_unknown(payment, provider_id, &reason).await,
+            definite => self.settle_definite(payment.id, definite).await,
+        }
+    }
+
+    async fn settle_unknown(&self, payment: &Payment, provider_id: Option<String>, reason: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let Some(current) = payments::lock(&mut tx, payment.id).await? else { return Ok(()) };
+        if !current.status.is_open() {
+            return Ok(());
+        }
+        payments::settle(&mut tx, payment.id, PaymentStatus::Unknown, provider_id.as_deref(), None).await?;
+        let round = payments::count_verification(&mut tx, payment.id).await?.max(1) as u32;
+        let due = Utc::now() + backoff(VERIFY_BACKOFF, round);
+        let job = PaymentJob::Verify { payment_id: payment.id, round };
+        jobs::enqueue(&mut tx, queues::PAYMENTS, &job, due, &format!("verify:{}:{round}", payment.id)).await?;
+        jobs::withdraw(&mut tx, queues::PAYMENTS, &advance_key(payment.id)).await?;
+        tx.commit().await?;
+        metrics::counter!("gavel_payments_total", "outcome" => "unknown").increment(1);
+        tracing::warn!(payment = %payment.id, round, reason, "payment outcome unknown; verification scheduled");
+        Ok(())
+    }
+
+    async fn settle_definite(&self, id: PaymentId, outcome: Outcome) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let Some(payment) = payments::get(&mut tx, id).await? else { return Ok(()) };
+        let order = orders::by_id(&mut tx, payment.order_id).await?.ok_or(Error::NotFound("order"))?;
+        // Lock order: the sale, then the order and its attempt.
+        let sale = match order.sale_id {
+            Some(sale_id) => sales::lock(&mut tx, sale_id).await?,
+            None => None,
+        };
+        let order = orders::lock(&mut tx, order.id).await?.ok_or(Error::NotFound("order"))?;
+        let Some(payment) = payments::lock(&mut tx, id).await? else { return Ok(()) };
+        if !payment.status.is_open() {
+            return Ok(());
+        }
+        let (kind, status) = match outcome {
+            Outcome::Succeeded { provider_id } => {
+                payments::settle(&mut tx, id, PaymentStatus::Succeeded, Some(&provider_id), None).await?;
+                let unit_kept = match (order.claim_id, &sale) {
+                    (Some(claim), Some(sale)) if sale.status != SaleStatus::Cancelled => {
+                        claims::finish_checkout(&mut tx, sale.id, claim, CheckoutEnd::Sold).await?
+                    }
+                    (Some(claim), Some(sale)) => {
+                        claims::finish_checkout(&mut tx, sale.id, claim, CheckoutEnd::Released).await?;
+                        false
+                    }
+                    (Some(_), None) => false,
+                    (None, _) => order.status == OrderStatus::PendingVerification,
+                };
+                if unit_kept {
+                    (kinds::ORDER_PAID, OrderStatus::Paid)
+                } else {
+                    // Paid for something no longer there: give the money back.
+                    payments::insert_refund(&mut tx, &payment, "unit_no_longer_available").await?;
+                    let job = PaymentJob::Refund { payment_id: id, round: 0 };
+                    jobs::enqueue(&mut tx, queues::PAYMENTS, &job, Utc::now(), &format!("refund:{id}:0")).await?;
+                    (kinds::ORDER_REFUNDED, OrderStatus::Refunded)
+                }
+            }
+            Outcome::Failed { provider_id, code, message } => {
+                payments::settle(&mut tx, id, PaymentStatus::Failed, provider_id.as_deref(), Some((&code, &message)))
+                    .await?;
+                if let (Some(claim), Some(sale)) = (order.claim_id, &sale) {
+                    claims::finish_checkout(&mut tx, sale.id, claim, CheckoutEnd::Released).await?;
+                }
+                (kinds::ORDER_PAYMENT_FAILED, OrderStatus::PaymentFailed)
+            }
+            Outcome::Unknown { .. } => return Err(Error::Internal("an unknown outcome is not definite".into())),
+        };
+        let order = orders::set_status(&mut tx, order.id, status).await?;
+        record_event(&mut tx, &order, &payment, kind).await?;
+        jobs::withdraw(&mut tx, queues::PAYMENTS, &advance_key(id)).await?;
+        self.pause(PausePoint::BeforeOrderCommit, id).await;
+        tx.commit().await?;
+        metrics::counter!("gavel_payments_total", "outcome" => status.as_str()).increment(1);
+        tracing::info!(order = %order.id, payment = %id, status = status.as_str(), "checkout settled");
+        Ok(())
+    }
+
+    /// Returns a succeeded payment's money; retried on its own schedule.
+    pub(super) async fn refund(&self, id: PaymentId, round: u32) -> Result<()> {
+        let Some(payment) = self.payment(id).await? else { return Ok(()) };
+        let (PaymentStatus::Succeeded, Some(provider_id)) = (payment.status, payment.provider_id.clone()) else {
+            return Ok(());
+        };
+        let answer = match self.gateway().admit() {
+            Ok(()) => self.gateway().refund(&payment, &provider_id).await,
+            Err(_) => Err("circuit breaker open".to_owned()),
+        };
+        let mut tx = self.pool().begin().await?;
+        match answer {
+            Ok(refund_id) => {
+                payments::complete_refund(&mut tx, id, &refund_id).await?;
+                tracing::info!(payment = %id, refund = refund_id, "payment refunded");
+            }
+            Err(reason) if (round as usize) < REFUND_BACKOFF.len() => {
+                let next = round + 1;
+                let due = Utc::now() + backoff(REFUND_BACKOFF, next);
+                let job = PaymentJob::Refund { payment_id: id, round: next };
+                jobs::enqueue(&mut tx, queues::PAYMENTS, &job, due, &format!("refund:{id}:{next}")).await?;
+                tracing::warn!(payment = %id, round, reason, "refund failed; retrying later");
+            }
+            Err(reason) => {
+                tracing::error!(payment = %id, reason, "refund keeps failing; left pending for an operator");
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A verified Stripe event: settles the attempt it names, if still open.
+    pub async fn on_provider_event(&self, event: ProviderEvent) -> Result<()> {
+        let (provider_id, named, outcome) = match event {
+            ProviderEvent::PaymentSucceeded { provider_id, payment } => {
+                (provider_id.clone(), payment, Outcome::Succeeded { provider_id })
+            }
+            ProviderEvent::PaymentFailed { provider_id, payment, code, message } => {
+                (provider_id.clone(), payment, Outcome::Failed { provider_id: Some(provider_id), code, message })
+            }
+        };
+        let mut conn = self.pool().acquire().await?;
+        let payment = match named {
+            Some(id) => payments::get(&mut conn, id).await?,
+            None => payments::by_provider_id(&mut conn, &provider_id).await?,
+        };
+        drop(conn);
+        match payment {
+            Some(payment) => self.settle(&payment, outcome).await,
+            None => {
+                tracing::warn!(provider_id, "a Stripe event names no payment of ours; ignored");
+                Ok(())
+            }
+        }
+    }
+
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {
+        let mut conn = self.pool().acquire().await?;
+        payments::get(&mut conn, id).await
+    }
+}
+
+async fn record_event(conn: &mut sqlx::PgConnection, order: &Order, payment: &Payment, kind: &str) -> Result<()> {
+    events::record(
+        conn,
+        order.merchant_id,
+        kind,
+        &order.id.to_string(),
+        // One event per attempt and kind: an order is paid once, but an auction
+        // order may fail more than once.
+        &format!("{kind}:{}", payment.id),
+        json!({
+            "order_id": order.id, "sale_id": order.sale_id, "claim_id": order.claim_id,
+            "buyer_id": order.buyer_id, "amount": order.amount, "currency": order.currency,
+            "payment_id": payment.id,
+        }),
+    )
+    .await?;
+    Ok(())
+}

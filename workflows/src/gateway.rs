@@ -1,0 +1,403 @@
+//! The payment provider as the checkout saga sees it: Stripe, spoken to
+//! through async-stripe, behind a circuit breaker.
+//!
+//! Every answer is sorted into what the saga can act on: a definite success, a
+//! definite failure (a decline, or a request Stripe refused without charging),
+//! or *unknown* (a timeout, a lost answer, a 5xx, a 409 for a request still in
+//! flight) — which is never taken for a failure, because Stripe may have
+//! charged. Every write carries the idempotency key recorded with the attempt.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::checkout::ProviderEvent;
+use gavel_domain::ids::{OrderId, PaymentId};
+use gavel_domain::payments::Payment;
+use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_core::PaymentIntentStatus;
+use stripe_core::payment_intent::{
+    CreatePaymentIntent, CreatePaymentIntentAutomaticPaymentMethods,
+    CreatePaymentIntentAutomaticPaymentMethodsAllowRedirects, RetrievePaymentIntent, SearchPaymentIntent,
+};
+use stripe_core::refund::CreateRefund;
+use stripe_types::Currency;
+
+/// Where Stripe is and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// `https://api.stripe.com/`, or a stand-in's base.
+    pub api_base: String,
+    pub secret_key: String,
+    /// How long one call may take before its outcome counts as unknown.
+    pub timeout: Duration,
+    /// Consecutive transport failures that open the breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses calls before letting one probe through.
+    pub breaker_cooldown: Duration,
+}
+
+/// What became of a charge, as far as the provider has told us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded {
+        provider_id: String,
+    },
+    /// Definitely not charged.
+    Failed {
+        provider_id: Option<String>,
+        code: String,
+        message: String,
+    },
+    /// Not known yet: ask again later.
+    Unknown {
+        provider_id: Option<String>,
+        reason: String,
+    },
+}
+
+/// The breaker is open: calls are refused for `retry_after`.
+#[derive(Debug, Clone, Copy)]
+pub struct Unavailable {
+    pub retry_after: Duration,
+}
+
+/// What the charge is for (the metadata by which it can be found again).
+#[derive(Debug, Clone, Copy)]
+pub struct ChargeFor<'a> {
+    pub payment: &'a Payment,
+    pub order: OrderId,
+}
+
+#[derive(Clone)]
+pub struct Gateway {
+    client: Client,
+    breaker: Arc<Breaker>,
+}
+
+/// The metadata key that names our payment attempt on Stripe's objects.
+pub const PAYMENT_KEY: &str = "gavel_payment_id";
+
+impl Gateway {
+    pub fn new(config: &GatewayConfig) -> Result<Self, String> {
+        let mut base = config.api_base.clone();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        let client = ClientBuilder::new(&config.secret_key)
+            .url(base)
+            .timeout(config.timeout)
+            .build()
+            .map_err(|e| format!("stripe client: {e}"))?;
+        let breaker = Breaker::new(config.breaker_failures.max(1), config.breaker_cooldown);
+        Ok(Self { client, breaker: Arc::new(breaker) })
+    }
+
+    /// `Err` while the breaker is open and cooling down; checkout answers 503
+    /// without touching the hold. Takes no probe slot.
+    pub fn check(&self) -> Result<(), Unavailable> {
+        self.breaker.check()
+    }
+
+    /// Like [`Gateway::check`], but when the cooldown is over this caller
+    /// becomes the one probe; used right before a call.
+    pub fn admit(&self) -> Result<(), Unavailable> {
+        self.breaker.admit()
+    }
+
+    /// Creates and confirms the attempt's PaymentIntent, with its idempotency
+    /// key: sent twice, it charges once.
+    pub async fn charge(&self, what: ChargeFor<'_>) -> Outcome {
+        let p = what.payment;
+        let metadata = HashMap::from([
+            (PAYMENT_KEY.to_owned(), p.id.to_string()),
+            ("gavel_order_id".to_owned(), what.order.to_string()),
+        ]);
+        let currency = Currency::from_str(&p.currency).unwrap_or(Currency::USD);
+        let redirects = CreatePaymentIntentAutomaticPaymentMethods {
+            allow_redirects: Some(CreatePaymentIntentAutomaticPaymentMethodsAllowRedirects::Never),
+            enabled: true,
+        };
+        let request = CreatePaymentIntent::new(p.amount, currency)
+            .payment_method(p.payment_method.as_str())
+            .confirm(true)
+            .automatic_payment_methods(redirects)
+            .metadata(metadata);
+        let strategy = match idempotent(&p.idempotency_key) {
+            Ok(s) => s,
+            Err(reason) => return Outcome::Unknown { provider_id: None, reason },
+        };
+        let answer = request.customize().request_strategy(strategy).send(&self.client).await;
+        self.classify(answer.map(|pi| (pi.id.to_string(), pi.status, pi.last_payment_error)))
+    }
+
+    /// Looks the attempt up at the provider: by its PaymentIntent id when we
+    /// know it, else by the attempt id in the metadata. `Ok(None)`: Stripe has
+    /// no such payment (the call never reached it).
+    pub async fn find(&self, payment: &Payment) -> Result<Option<Outcome>, String> {
+        let found = match &payment.provider_id {
+            Some(id) => RetrievePaymentIntent::new(id.as_str()).send(&self.client).await.map(Some),
+            None => {
+                let query = format!("metadata['{PAYMENT_KEY}']:'{}'", payment.id);
+                SearchPaymentIntent::new(query).send(&self.client).await.map(|list| list.data.into_iter().next())
+            }
+        };
+        match found {
+            Ok(Some(pi)) => {
+                self.breaker.record(true);
+                Ok(Some(self.classify(Ok((pi.id.to_string(), pi.status, pi.last_payment_error)))))
+            }
+            Ok(None) => {
+                self.breaker.record(true);
+                Ok(None)
+            }
+            Err(err) => {
+                self.breaker.record(!is_transport_failure(&err));
+                Err(err.to_string())
+            }
+        }
+    }
+
+    /// Refunds a succeeded payment in full; the key makes a retry refund once.
+    /// Returns Stripe's refund id.
+    pub async fn refund(&self, payment: &Payment, provider_id: &str) -> Result<String, String> {
+        let metadata = HashMap::from([(PAYMENT_KEY.to_owned(), payment.id.to_string())]);
+        let strategy = idempotent(&format!("refund:{}", payment.id))?;
+        let answer = CreateRefund::new()
+            .payment_intent(provider_id)
+            .metadata(metadata)
+            .customize()
+            .request_strategy(strategy)
+            .send(&self.client)
+            .await;
+        self.breaker.record(answer.as_ref().is_ok_or_definite());
+        answer.map(|r| r.id.to_string()).map_err(|e| e.to_string())
+    }
+
+    fn classify(
+        &self,
+        answer: Result<(String, PaymentIntentStatus, Option<Box<stripe_shared::ApiErrors>>), StripeError>,
+    ) -> Outcome {
+        self.breaker.record(answer.as_ref().is_ok_or_definite());
+        match answer {
+            Ok((id, PaymentIntentStatus::Succeeded, _)) => Outcome::Succeeded { provider_id: id },
+            Ok((id, PaymentIntentStatus::RequiresPaymentMethod | PaymentIntentStatus::Canceled, error)) => {
+                let (code, message) = error
+                    .map(|e| describe(&e))
+                    .unwrap_or_else(|| ("payment_failed".to_owned(), "the payment method was not accepted".to_owned()));
+                Outcome::Failed { provider_id: Some(id), code, message }
+            }
+            Ok((id, PaymentIntentStatus::RequiresAction, _)) => Outcome::Failed {
+                provider_id: Some(id),
+                code: "authentication_required".into(),
+                message: "the card needs the buyer to authenticate, which this checkout does not support".into(),
+            },
+            Ok((id, status, _)) => {
+                Outcome::Unknown { provider_id: Some(id), reason: format!("the payment is {}", status.as_str()) }
+            }
+            Err(StripeError::Stripe(err, status)) if is_definite(status) => {
+                let (code, message) = describe(&err);
+                let provider_id = err.payment_intent.as_ref().map(|pi| pi.id.to_string());
+                Outcome::Failed { provider_id, code, message }
+            }
+            Err(err) => Outcome::Unknown { provider_id: None, reason: err.to_string() },
+        }
+    }
+}
+
+fn idempotent(key: &str) -> Result<RequestStrategy, String> {
+    IdempotencyKey::new(key).map(RequestStrategy::Idempotent).map_err(|e| format!("idempotency key: {e}"))
+}
+
+/// A 4xx other than 409 (a request with this key still in flight) and 429 (rate
+/// limited) means Stripe refused the request: nothing was charged.
+fn is_definite(status: u16) -> bool {
+    (400..500).contains(&status) && status != 409 && status != 429
+}
+
+fn is_transport_failure(err: &StripeError) -> bool {
+    match err {
+        StripeError::Stripe(_, status) => *status >= 500 || *status == 429,
+        StripeError::Timeout | StripeError::ClientError(_) | StripeError::JSONDeserialize(_) => true,
+        StripeError::ConfigError(_) => false,
+    }
+}
+
+trait Definite {
+    /// The provider answered (whatever it said): the breaker's notion of health.
+    fn is_ok_or_definite(&self) -> bool;
+}
+
+impl<T> Definite for Result<&T, &StripeError> {
+    fn is_ok_or_definite(&self) -> bool {
+        match self {
+            Ok(_) => true,
+            Err(err) => !is_transport_failure(err),
+        }
+    }
+}
+
+fn describe(err: &stripe_shared::ApiErrors) -> (String, String) {
+    let code = err
+        .decline_code
+        .clone()
+        .or_else(|| err.code.as_ref().map(|c| c.as_str().to_owned()))
+        .unwrap_or_else(|| "payment_failed".to_owned());
+    let message = err.message.clone().unwrap_or_else(|| "the payment was refused".to_owned());
+    (code, message)
+}
+
+/// Counts consecutive transport failures; at the threshold it opens for the
+/// cooldown, then lets one call through as a probe (its failure re-opens it,
+/// its success closes it). One per process: each process judges Stripe from
+/// its own calls.
+struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    state: Mutex<BreakerState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum BreakerState {
+    Closed { failures: u32 },
+    Open { until: Instant },
+}
+
+impl Breaker {
+    fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self { threshold, cooldown, state: Mutex::new(BreakerState::Closed { failures: 0 }) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn check(&self) -> Result<(), Unavailable> {
+        match *self.lock() {
+            BreakerState::Open { until } if Instant::now() < until => {
+                Err(Unavailable { retry_after: until - Instant::now() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn admit(&self) -> Result<(), Unavailable> {
+        let mut state = self.lock();
+        match *state {
+            BreakerState::Closed { .. } => Ok(()),
+            BreakerState::Open { until } => {
+                let now = Instant::now();
+                if now < until {
+                    return Err(Unavailable { retry_after: until - now });
+                }
+                // Half-open: this caller probes; the others wait another cooldown.
+                *state = BreakerState::Open { until: now + self.cooldown };
+                metrics::counter!("gavel_stripe_breaker_probes_total").increment(1);
+                Ok(())
+            }
+        }
+    }
+
+    fn record(&self, healthy: bool) {
+        let mut state = self.lock();
+        *state = match (*state, healthy) {
+            (_, true) => BreakerState::Closed { failures: 0 },
+            (BreakerState::Closed { failures }, false) if failures + 1 < self.threshold => {
+                BreakerState::Closed { failures: failures + 1 }
+            }
+            (BreakerState::Closed { .. }, false) => {
+                tracing::warn!(cooldown_ms = self.cooldown.as_millis() as u64, "stripe circuit breaker opened");
+                metrics::counter!("gavel_stripe_breaker_opened_total").increment(1);
+                BreakerState::Open { until: Instant::now() + self.cooldown }
+            }
+            (open @ BreakerState::Open { .. }, false) => open,
+        };
+    }
+}
+
+/// Ids in Stripe's metadata name our payment attempt.
+fn payment_of(metadata: &HashMap<String, String>) -> Option<PaymentId> {
+    metadata.get(PAYMENT_KEY).and_then(|id| id.parse().ok())
+}
+
+/// A webhook delivery whose signature checked out.
+#[derive(Debug, Clone)]
+pub struct VerifiedEvent {
+    pub id: String,
+    pub kind: String,
+    /// What it says about one of our payments, if anything.
+    pub event: Option<ProviderEvent>,
+}
+
+/// Why a webhook delivery was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejected {
+    /// Wrong secret, malformed header, or a timestamp more than 5 minutes off.
+    Signature(String),
+    /// Signed, but not an event we can read.
+    Payload(String),
+}
+
+/// Verifies `Stripe-Signature` over the raw body (async-stripe's check: HMAC
+/// of `t.payload`, ±300 s) and reads the event.
+pub fn verify_event(payload: &str, signature: &str, secret: &str) -> Result<VerifiedEvent, Rejected> {
+    use stripe_webhook::{EventObject, Webhook, WebhookError};
+    let event = Webhook::construct_event(payload, signature, secret).map_err(|e| match e {
+        WebhookError::BadParse(why) => Rejected::Payload(why),
+        other => Rejected::Signature(other.to_string()),
+    })?;
+    let intent_failure = |pi: &stripe_shared::PaymentIntent| {
+        pi.last_payment_error
+            .as_deref()
+            .map(describe)
+            .unwrap_or_else(|| ("payment_failed".to_owned(), "the payment failed".to_owned()))
+    };
+    let what = match &event.data.object {
+        EventObject::PaymentIntentSucceeded(pi) => {
+            Some(ProviderEvent::PaymentSucceeded { provider_id: pi.id.to_string(), payment: payment_of(&pi.metadata) })
+        }
+        EventObject::PaymentIntentPaymentFailed(pi) => {
+            let (code, message) = intent_failure(pi);
+            Some(ProviderEvent::PaymentFailed {
+                provider_id: pi.id.to_string(),
+                payment: payment_of(&pi.metadata),
+                code,
+                message,
+            })
+        }
+        _ => None,
+    };
+    Ok(VerifiedEvent { id: event.id.to_string(), kind: event.type_.as_str().to_owned(), event: what })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_after_consecutive_failures_and_lets_one_probe_through_after_the_cooldown() {
+        let breaker = Breaker::new(3, Duration::from_millis(50));
+        breaker.record(false);
+        breaker.record(false);
+        assert!(breaker.admit().is_ok(), "two failures keep it closed");
+        breaker.record(false);
+        assert!(breaker.admit().is_err(), "the third opens it");
+        assert!(breaker.check().is_err());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(breaker.check().is_ok(), "a check takes no probe");
+        assert!(breaker.admit().is_ok(), "one probe after the cooldown");
+        assert!(breaker.admit().is_err(), "only one");
+        breaker.record(true);
+        assert!(breaker.admit().is_ok(), "a healthy probe closes it");
+    }
+
+    #[test]
+    fn a_success_resets_the_failure_count() {
+        let breaker = Breaker::new(2, Duration::from_secs(60));
+        breaker.record(false);
+        breaker.record(true);
+        breaker.record(false);
+        assert!(breaker.admit().is_ok());
+    }
+}
