@@ -8,6 +8,10 @@
 //! sold-out sale for `--soldout-seconds` with buyers who hold nothing,
 //! reporting sold-out answers/s and p50/p99. Each connection is one
 //! HTTP/1.1 keep-alive stream; requests are bounded in number and time.
+//!
+//! `checkout`: `--holders` buyers each claim a unit, then all check out at the
+//! same moment, one connection each; reports paid checkouts/s, p50/p99 and the
+//! answers by order status (see `bench/checkout.sh`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +64,19 @@ enum Cmd {
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// Checkout: `--holders` buyers each hold a unit, then all check out at
+    /// once (one connection each), against Stripe or its stand-in.
+    Checkout {
+        #[arg(long)]
+        merchant_key: String,
+        /// Buyers holding a unit, all checking out at the same moment.
+        #[arg(long, default_value_t = 1_000)]
+        holders: usize,
+        #[arg(long, default_value = "pm_card_visa")]
+        payment_method: String,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
 }
 
 #[tokio::main]
@@ -78,6 +95,19 @@ async fn main() -> anyhow::Result<()> {
                 label,
             };
             run.execute().await
+        }
+        Cmd::Checkout { merchant_key, holders, payment_method, label } => {
+            let run = ClaimRun {
+                addr: cli.addr,
+                merchant_key,
+                concurrency: 64,
+                inventory: holders,
+                extra_buyers: 0,
+                max_seconds: 60,
+                soldout_seconds: 0,
+                label,
+            };
+            run.checkouts(&payment_method).await
         }
     }
 }
@@ -238,21 +268,91 @@ impl ClaimRun {
         Ok(())
     }
 
-    async fn spawn_workers<F, Fut>(&self, make: F) -> anyhow::Result<Vec<Tally>>
+    /// Set-up (sign-ups, a sale, one hold each) on 64 connections, then every
+    /// holder checks out at once on a connection of its own.
+    async fn checkouts(&self, payment_method: &str) -> anyhow::Result<()> {
+        let buyers = self.sign_up(self.inventory).await?;
+        let sale = self.create_sale().await?;
+        let claim_path = Arc::new(format!("/v1/sales/{sale}/claims"));
+        let (buyers, next) = (Arc::new(buyers), Arc::new(AtomicUsize::new(0)));
+        let holds = self
+            .spawn_workers(|mut conn, _| {
+                let (buyers, next, path) = (buyers.clone(), next.clone(), claim_path.clone());
+                async move {
+                    let mut held = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(buyer) = buyers.get(i) else { return anyhow::Ok(held) };
+                        let (status, claim) = conn.json(Method::POST, &path, Some(buyer), None).await?;
+                        if status != 201 {
+                            bail!("claim answered {status}: {claim}");
+                        }
+                        held.push((buyer.clone(), claim["id"].as_str().unwrap_or_default().to_owned()));
+                    }
+                }
+            })
+            .await?;
+        let held: Vec<(String, String)> = holds.into_iter().flatten().collect();
+        eprintln!("{} buyers hold a unit; all check out now", held.len());
+
+        let mut conns = Vec::with_capacity(held.len());
+        for _ in 0..held.len() {
+            conns.push(Conn::open(self.addr).await?);
+        }
+        let body = Arc::new(json!({ "payment_method": payment_method }));
+        let gate = Arc::new(tokio::sync::Barrier::new(held.len() + 1));
+        let mut handles = Vec::with_capacity(held.len());
+        for ((buyer, claim), mut conn) in held.into_iter().zip(conns) {
+            let (body, gate) = (body.clone(), gate.clone());
+            handles.push(tokio::spawn(async move {
+                gate.wait().await;
+                let t = Instant::now();
+                let (status, order) =
+                    conn.json(Method::POST, &format!("/v1/claims/{claim}/checkout"), Some(&buyer), Some(&body)).await?;
+                let micros = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                let outcome =
+                    if status == 200 { order["status"].as_str().unwrap_or("?").to_owned() } else { status.to_string() };
+                anyhow::Ok((outcome, micros))
+            }));
+        }
+        gate.wait().await;
+        let started = Instant::now();
+        let mut latencies = Vec::with_capacity(handles.len());
+        let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+        for h in handles {
+            let (outcome, micros) = h.await??;
+            *outcomes.entry(outcome).or_default() += 1;
+            latencies.push(micros);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let (p50, p99) = percentiles(&latencies);
+        let paid = outcomes.get("paid").copied().unwrap_or(0);
+        println!(
+            "{}",
+            json!({
+                "label": self.label, "holders": latencies.len(), "seconds": round(secs),
+                "paid_per_second": round(paid as f64 / secs), "p50_ms": p50, "p99_ms": p99, "answers": outcomes,
+            })
+        );
+        Ok(())
+    }
+
+    async fn spawn_workers<F, Fut, T>(&self, make: F) -> anyhow::Result<Vec<T>>
     where
         F: Fn(Conn, usize) -> Fut,
-        Fut: Future<Output = anyhow::Result<Tally>> + Send + 'static,
+        Fut: Future<Output = anyhow::Result<T>> + Send + 'static,
+        T: Send + 'static,
     {
         let mut handles = Vec::with_capacity(self.concurrency);
         for worker in 0..self.concurrency {
             let conn = Conn::open(self.addr).await?;
             handles.push(tokio::spawn(make(conn, worker)));
         }
-        let mut tallies = Vec::with_capacity(handles.len());
+        let mut results = Vec::with_capacity(handles.len());
         for h in handles {
-            tallies.push(h.await??);
+            results.push(h.await??);
         }
-        Ok(tallies)
+        Ok(results)
     }
 
     async fn sign_up(&self, n: usize) -> anyhow::Result<Vec<String>> {
