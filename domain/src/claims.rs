@@ -1,9 +1,14 @@
 //! Claims: holds on one unit of a sale, and the SQL that grants, finds and
 //! expires them.
 //!
-//! Lock order, everywhere: the sale row first (`FOR UPDATE`), then its claims.
-//! Granting (a batch of claims), sweeping expired holds and closing a sale all
-//! follow it, so they serialise on the sale row instead of deadlocking.
+//! Lock order: whoever changes claims *and* the sale's counters takes the sale
+//! row first (`FOR NO KEY UPDATE`, which foreign-key checks do not wait for),
+//! then the claims: granting (a batch of claims), sweeping expired holds and
+//! closing a sale serialise on the sale row instead of deadlocking. Checkout
+//! is the one exception, and safe: it only touches claims that are
+//! `checking_out`, which none of those ever wait for, and it takes the hot
+//! sale row last, for one statement and the commit (see `gavel-workflows`'
+//! checkout).
 
 use std::collections::{HashMap, HashSet};
 
@@ -142,7 +147,7 @@ pub async fn grant_batch(
 ) -> Result<BatchResult> {
     let stock: Option<SaleStock> = sqlx::query_as(
         "SELECT version, status, starts_at, ends_at, hold_seconds, per_buyer_limit, available, held, now() AS now
-         FROM sales WHERE id = $1 FOR UPDATE",
+         FROM sales WHERE id = $1 FOR NO KEY UPDATE",
     )
     .bind(sale_id)
     .fetch_optional(&mut *conn)
@@ -330,14 +335,14 @@ async fn expire(conn: &mut PgConnection, sale_id: SaleId, now: DateTime<Utc>, wh
 /// sweeper job). Returns how many holds expired.
 pub async fn sweep_expired(conn: &mut PgConnection, sale_id: SaleId) -> Result<i32> {
     let now: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT now() FROM sales WHERE id = $1 AND status = 'active' FOR UPDATE")
+        sqlx::query_scalar("SELECT now() FROM sales WHERE id = $1 AND status = 'active' FOR NO KEY UPDATE")
             .bind(sale_id)
             .fetch_optional(&mut *conn)
             .await?;
     let Some(now) = now else { return Ok(0) };
     let n = expire(conn, sale_id, now, Expire::Due { limit: i64::MAX }).await?;
     if n > 0 {
-        move_units(conn, sale_id, Units::HeldToAvailable(n)).await?;
+        held_to_available(conn, sale_id, n).await?;
         notify_stock_returned(conn, sale_id).await?;
     }
     // Keep the chain alive: the next hold to run out gets a sweep too.
@@ -409,32 +414,30 @@ struct ClaimAt {
     now: DateTime<Utc>,
 }
 
-/// Locks a claim row (the caller holds its sale's row lock first) and reads it
-/// with the database's clock.
-pub async fn lock(conn: &mut PgConnection, id: ClaimId) -> Result<Option<(Claim, DateTime<Utc>)>> {
-    let sql = concat!("SELECT ", claim_columns!(), ", now() AS now FROM claims WHERE id = $1 FOR UPDATE");
-    let row: Option<ClaimAt> = sqlx::query_as(sql).bind(id).fetch_optional(conn).await?;
-    Ok(row.map(|r| (r.claim, r.now)))
+/// A buyer's claim, locked for checkout, with what its order needs from the
+/// sale (read, not locked: a sale's price cannot change once it has claims).
+#[derive(Debug, sqlx::FromRow)]
+pub struct CheckoutTarget {
+    #[sqlx(flatten)]
+    pub claim: Claim,
+    pub now: DateTime<Utc>,
+    pub merchant_id: crate::ids::MerchantId,
+    pub price: i64,
+    pub currency: String,
 }
 
-/// A buyer's claim, unlocked: which sale to lock before [`lock`].
-pub async fn sale_of(conn: &mut PgConnection, buyer: BuyerId, id: ClaimId) -> Result<SaleId> {
-    sqlx::query_scalar("SELECT sale_id FROM claims WHERE id = $1 AND buyer_id = $2")
-        .bind(id)
-        .bind(buyer)
-        .fetch_optional(conn)
-        .await?
-        .ok_or(Error::NotFound("claim"))
-}
-
-/// Expires one overdue hold now and returns its unit (caller holds the sale lock).
-pub async fn expire_overdue(conn: &mut PgConnection, sale_id: SaleId, id: ClaimId, now: DateTime<Utc>) -> Result<()> {
-    let n = expire(conn, sale_id, now, Expire::These(&[id.uuid()])).await?;
-    if n > 0 {
-        move_units(conn, sale_id, Units::HeldToAvailable(n)).await?;
-        notify_stock_returned(conn, sale_id).await?;
-    }
-    Ok(())
+pub async fn lock_for_checkout(conn: &mut PgConnection, buyer: BuyerId, id: ClaimId) -> Result<CheckoutTarget> {
+    sqlx::query_as(
+        "SELECT c.id, c.sale_id, c.buyer_id, c.status, c.expires_at, c.created_at, now() AS now,
+                s.merchant_id, s.price, s.currency
+         FROM claims c JOIN sales s ON s.id = c.sale_id
+         WHERE c.id = $1 AND c.buyer_id = $2 FOR UPDATE OF c",
+    )
+    .bind(id)
+    .bind(buyer)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(Error::NotFound("claim"))
 }
 
 /// `Held → CheckingOut`: the hold stops running out. `false` if it was not held.
@@ -456,8 +459,8 @@ pub enum CheckoutEnd {
     Released,
 }
 
-/// `CheckingOut → CheckedOut | Released`, with the sale's counters, under the
-/// sale lock the caller holds. `false` if the claim was not checking out.
+/// `CheckingOut → CheckedOut | Released` for the claim row alone; the sale's
+/// counters follow with [`settle_unit`]. `false` if it was not checking out.
 pub async fn finish_checkout(conn: &mut PgConnection, sale_id: SaleId, id: ClaimId, end: CheckoutEnd) -> Result<bool> {
     let to = match end {
         CheckoutEnd::Sold => "checked_out",
@@ -472,30 +475,38 @@ pub async fn finish_checkout(conn: &mut PgConnection, sale_id: SaleId, id: Claim
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    if n == 0 {
-        return Ok(false);
-    }
+    Ok(n == 1)
+}
+
+/// Moves a checked-out unit in the sale's counters: `held → sold`, unless the
+/// sale has been cancelled (then `false` and nothing changes: the caller
+/// starts over and releases instead), or `held → available`.
+pub async fn settle_unit(conn: &mut PgConnection, sale_id: SaleId, end: CheckoutEnd) -> Result<bool> {
     match end {
-        CheckoutEnd::Sold => move_units(conn, sale_id, Units::HeldToSold(1)).await?,
+        CheckoutEnd::Sold => {
+            let n = sqlx::query(
+                "UPDATE sales SET sold = sold + 1, held = held - 1 WHERE id = $1 AND status <> 'cancelled'",
+            )
+            .bind(sale_id)
+            .execute(conn)
+            .await?
+            .rows_affected();
+            Ok(n == 1)
+        }
         CheckoutEnd::Released => {
-            move_units(conn, sale_id, Units::HeldToAvailable(1)).await?;
+            held_to_available(&mut *conn, sale_id, 1).await?;
             notify_stock_returned(conn, sale_id).await?;
+            Ok(true)
         }
     }
-    Ok(true)
 }
 
-enum Units {
-    HeldToAvailable(i32),
-    HeldToSold(i32),
-}
-
-async fn move_units(conn: &mut PgConnection, sale_id: SaleId, units: Units) -> Result<()> {
-    let sql = match units {
-        Units::HeldToAvailable(_) => "UPDATE sales SET available = available + $2, held = held - $2 WHERE id = $1",
-        Units::HeldToSold(_) => "UPDATE sales SET sold = sold + $2, held = held - $2 WHERE id = $1",
-    };
-    let (Units::HeldToAvailable(n) | Units::HeldToSold(n)) = units;
-    sqlx::query(sql).bind(sale_id).bind(n).execute(conn).await?;
+/// Returns `n` held units to stock (the caller holds the sale lock or this takes it).
+async fn held_to_available(conn: &mut PgConnection, sale_id: SaleId, n: i32) -> Result<()> {
+    sqlx::query("UPDATE sales SET available = available + $2, held = held - $2 WHERE id = $1")
+        .bind(sale_id)
+        .bind(n)
+        .execute(conn)
+        .await?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::claims::Claim;
 use crate::error::{Error, Result};
-use crate::ids::{BuyerId, ClaimId, MerchantId, OrderId, SaleId};
+use crate::ids::{BuyerId, ClaimId, MerchantId, OrderId, PaymentId, SaleId};
 
 /// `AwaitingPayment → PendingVerification → Paid | PaymentFailed`, and
 /// `Paid → Refunded`. An auction order may go from `PaymentFailed` back to
@@ -78,6 +78,10 @@ macro_rules! order_columns {
         "id, merchant_id, buyer_id, sale_id, claim_id, auction_id, status, amount, currency, payment_due_at, \
          created_at, updated_at, paid_at"
     };
+    (o) => {
+        "o.id, o.merchant_id, o.buyer_id, o.sale_id, o.claim_id, o.auction_id, o.status, o.amount, o.currency, \
+         o.payment_due_at, o.created_at, o.updated_at, o.paid_at"
+    };
 }
 
 /// The order of a claim's checkout, created in `PendingVerification` (its
@@ -134,6 +138,26 @@ pub async fn insert_awaiting_payment(conn: &mut PgConnection, new: &AwaitingPaym
         .bind(new.due_at)
         .fetch_one(conn)
         .await?)
+}
+
+/// The order a payment attempt is for, locked, with its sale's status (for a
+/// sale's order) read alongside.
+#[derive(Debug, sqlx::FromRow)]
+pub struct PaidFor {
+    #[sqlx(flatten)]
+    pub order: Order,
+    pub sale_status: Option<String>,
+}
+
+pub async fn lock_for_payment(conn: &mut PgConnection, payment: PaymentId) -> Result<Option<PaidFor>> {
+    let sql = concat!(
+        "SELECT ",
+        order_columns!(o),
+        ", s.status AS sale_status
+         FROM orders o LEFT JOIN sales s ON s.id = o.sale_id
+         WHERE o.id = (SELECT order_id FROM payments WHERE id = $1) FOR UPDATE OF o"
+    );
+    Ok(sqlx::query_as(sql).bind(payment).fetch_optional(conn).await?)
 }
 
 pub async fn lock(conn: &mut PgConnection, id: OrderId) -> Result<Option<Order>> {

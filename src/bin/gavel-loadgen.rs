@@ -74,6 +74,9 @@ enum Cmd {
         holders: usize,
         #[arg(long, default_value = "pm_card_visa")]
         payment_method: String,
+        /// Checkouts started per second (0: all at once).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
         #[arg(long, default_value = "")]
         label: String,
     },
@@ -96,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
             };
             run.execute().await
         }
-        Cmd::Checkout { merchant_key, holders, payment_method, label } => {
+        Cmd::Checkout { merchant_key, holders, payment_method, rate, label } => {
             let run = ClaimRun {
                 addr: cli.addr,
                 merchant_key,
@@ -107,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
                 soldout_seconds: 0,
                 label,
             };
-            run.checkouts(&payment_method).await
+            run.checkouts(&payment_method, rate).await
         }
     }
 }
@@ -269,8 +272,9 @@ impl ClaimRun {
     }
 
     /// Set-up (sign-ups, a sale, one hold each) on 64 connections, then every
-    /// holder checks out at once on a connection of its own.
-    async fn checkouts(&self, payment_method: &str) -> anyhow::Result<()> {
+    /// holder checks out on a connection of its own: all at once, or `rate`
+    /// starts per second.
+    async fn checkouts(&self, payment_method: &str, rate: u32) -> anyhow::Result<()> {
         let buyers = self.sign_up(self.inventory).await?;
         let sale = self.create_sale().await?;
         let claim_path = Arc::new(format!("/v1/sales/{sale}/claims"));
@@ -302,10 +306,12 @@ impl ClaimRun {
         let body = Arc::new(json!({ "payment_method": payment_method }));
         let gate = Arc::new(tokio::sync::Barrier::new(held.len() + 1));
         let mut handles = Vec::with_capacity(held.len());
-        for ((buyer, claim), mut conn) in held.into_iter().zip(conns) {
+        for (i, ((buyer, claim), mut conn)) in held.into_iter().zip(conns).enumerate() {
             let (body, gate) = (body.clone(), gate.clone());
+            let offset = if rate == 0 { Duration::ZERO } else { Duration::from_secs_f64(i as f64 / f64::from(rate)) };
             handles.push(tokio::spawn(async move {
                 gate.wait().await;
+                tokio::time::sleep(offset).await;
                 let t = Instant::now();
                 let (status, order) =
                     conn.json(Method::POST, &format!("/v1/claims/{claim}/checkout"), Some(&buyer), Some(&body)).await?;
@@ -330,7 +336,7 @@ impl ClaimRun {
         println!(
             "{}",
             json!({
-                "label": self.label, "holders": latencies.len(), "seconds": round(secs),
+                "label": self.label, "holders": latencies.len(), "rate": rate, "seconds": round(secs),
                 "paid_per_second": round(paid as f64 / secs), "p50_ms": p50, "p99_ms": p99, "answers": outcomes,
             })
         );

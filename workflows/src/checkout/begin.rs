@@ -6,14 +6,14 @@ use gavel_domain::ids::{BuyerId, ClaimId, OrderId, PaymentId};
 use gavel_domain::jobs::{self, PaymentJob, queues};
 use gavel_domain::orders::{self, OrderStatus};
 use gavel_domain::payments::{self, NewPayment, Payment};
-use gavel_domain::{Error, Result, sales};
+use gavel_domain::{Error, Result};
 use sqlx::{PgConnection, PgPool};
 
 use super::CheckoutConfig;
 
 pub(super) enum Begun {
     /// This request recorded a new attempt: run it.
-    New { order: OrderId, payment: PaymentId },
+    New { order: OrderId, payment: Box<Payment> },
     /// The order exists and is settled: show it.
     Existing(OrderId),
 }
@@ -23,8 +23,8 @@ pub(super) fn advance_key(payment: PaymentId) -> String {
     format!("advance:{payment}")
 }
 
-/// Checkout of a claim: lock the sale, then the claim (the lock order of every
-/// stock change), and turn the hold into a recorded attempt.
+/// Checkout of a claim: lock the claim row (not the hot sale row: its
+/// counters do not change here) and turn the hold into a recorded attempt.
 pub(super) async fn claim(
     pool: &PgPool,
     config: &CheckoutConfig,
@@ -33,12 +33,12 @@ pub(super) async fn claim(
     payment_method: &str,
 ) -> Result<Begun> {
     let mut tx = pool.begin().await?;
-    let sale_id = claims::sale_of(&mut tx, buyer, claim_id).await?;
-    let sale = sales::lock(&mut tx, sale_id).await?.ok_or(Error::NotFound("claim"))?;
-    let (claim, now) = claims::lock(&mut tx, claim_id).await?.ok_or(Error::NotFound("claim"))?;
+    let target = claims::lock_for_checkout(&mut tx, buyer, claim_id).await?;
+    let claim = &target.claim;
     match claim.status {
-        ClaimStatus::Held if claim.expires_at > now => {
-            let order = orders::insert_for_claim(&mut tx, sale.merchant_id, &claim, sale.price, &sale.currency).await?;
+        ClaimStatus::Held if claim.expires_at > target.now => {
+            let order =
+                orders::insert_for_claim(&mut tx, target.merchant_id, claim, target.price, &target.currency).await?;
             let new = NewPayment {
                 order: order.id,
                 attempt: 1,
@@ -54,10 +54,15 @@ pub(super) async fn claim(
             }
             tx.commit().await?;
             metrics::counter!("gavel_checkouts_total", "outcome" => "started").increment(1);
-            Ok(Begun::New { order: order.id, payment: payment.id })
+            Ok(Begun::New { order: order.id, payment: Box::new(payment) })
         }
         ClaimStatus::Held => {
-            claims::expire_overdue(&mut tx, sale_id, claim_id, now).await?;
+            // Run out: return its unit now, taking the sale lock first as every
+            // stock change does (so not under this claim's lock).
+            let sale_id = claim.sale_id;
+            drop(tx);
+            let mut tx = pool.begin().await?;
+            claims::sweep_expired(&mut tx, sale_id).await?;
             tx.commit().await?;
             Err(Error::ClaimExpired)
         }
@@ -108,7 +113,7 @@ pub(super) async fn order(
     let payment = record_attempt(&mut tx, config, &new).await?;
     orders::set_status(&mut tx, order.id, OrderStatus::PendingVerification).await?;
     tx.commit().await?;
-    Ok(Begun::New { order: order.id, payment: payment.id })
+    Ok(Begun::New { order: order.id, payment: Box::new(payment) })
 }
 
 /// Writes the attempt and its fallback job in the caller's transaction.

@@ -104,7 +104,7 @@ impl Payments {
         self.admit()?;
         match begin::claim(self.pool(), &self.inner.config, buyer, claim, method).await? {
             begin::Begun::Existing(order) => self.view(order).await,
-            begin::Begun::New { order, payment } => self.run_and_wait(order, payment).await,
+            begin::Begun::New { order, payment } => self.run_and_wait(order, *payment).await,
         }
     }
 
@@ -115,7 +115,7 @@ impl Payments {
         self.admit()?;
         match begin::order(self.pool(), &self.inner.config, buyer, order, method).await? {
             begin::Begun::Existing(order) => self.view(order).await,
-            begin::Begun::New { order, payment } => self.run_and_wait(order, payment).await,
+            begin::Begun::New { order, payment } => self.run_and_wait(order, *payment).await,
         }
     }
 
@@ -131,12 +131,17 @@ impl Payments {
 
     /// Runs the saga in a task of its own (it goes on if the request is
     /// dropped) and waits for it up to the budget.
-    async fn run_and_wait(&self, order: OrderId, payment: PaymentId) -> Result<OrderView> {
+    async fn run_and_wait(&self, order: OrderId, payment: Payment) -> Result<OrderView> {
         let this = self.clone();
-        let task = tokio::spawn(async move { this.advance(payment).await });
+        let id = payment.id;
+        let task = tokio::spawn(async move { this.advance_from(payment).await });
         match tokio::time::timeout(self.inner.config.wait, task).await {
-            Ok(Ok(Err(err))) => tracing::warn!(%payment, error = %err, "checkout step failed; its job will resume it"),
-            Ok(Err(join)) => tracing::error!(%payment, error = %join, "checkout task died; its job will resume it"),
+            Ok(Ok(Err(err))) => {
+                tracing::warn!(payment = %id, error = %err, "checkout step failed; its job will resume it")
+            }
+            Ok(Err(join)) => {
+                tracing::error!(payment = %id, error = %join, "checkout task died; its job will resume it")
+            }
             Ok(Ok(Ok(()))) | Err(_) => {}
         }
         self.view(order).await

@@ -10,7 +10,7 @@ use gavel_domain::ids::PaymentId;
 use gavel_domain::jobs::{self, PaymentJob, queues};
 use gavel_domain::orders::{self, Order, OrderStatus};
 use gavel_domain::payments::{self, Payment, PaymentStatus};
-use gavel_domain::sales::{self, SaleStatus};
+use gavel_domain::sales::SaleStatus;
 use gavel_domain::{Error, Result};
 use serde_json::json;
 
@@ -47,6 +47,11 @@ fn backoff(schedule: &[Duration], round: u32) -> Duration {
     schedule[i]
 }
 
+enum Settled {
+    Done,
+    SaleCancelled,
+}
+
 /// A Stripe event about one of our payments, already verified by the API.
 #[derive(Debug, Clone)]
 pub enum ProviderEvent {
@@ -57,7 +62,15 @@ pub enum ProviderEvent {
 impl Payments {
     /// Carries an attempt on from wherever it stands.
     pub(super) async fn advance(&self, id: PaymentId) -> Result<()> {
-        let Some(payment) = self.payment(id).await? else { return Ok(()) };
+        match self.payment(id).await? {
+            Some(payment) => self.advance_from(payment).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`Payments::advance`] with the attempt as last read.
+    pub(super) async fn advance_from(&self, payment: Payment) -> Result<()> {
+        let id = payment.id;
         match payment.status {
             PaymentStatus::Processing => {
                 self.pause(PausePoint::AfterAttemptRecorded, id).await;
@@ -120,35 +133,48 @@ impl Payments {
         Ok(())
     }
 
+    /// Settles a definite outcome in one transaction. Its rows are locked in
+    /// the order order → attempt → claim, and the hot sale row last, for one
+    /// statement and the commit, so concurrent checkouts of a sale queue on it
+    /// as briefly as possible. A sale cancelled under a success is seen by the
+    /// guarded counter update; the transaction then starts over and refunds.
     async fn settle_definite(&self, id: PaymentId, outcome: Outcome) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
-        let Some(payment) = payments::get(&mut tx, id).await? else { return Ok(()) };
-        let order = orders::by_id(&mut tx, payment.order_id).await?.ok_or(Error::NotFound("order"))?;
-        // Lock order: the sale, then the order and its attempt.
-        let sale = match order.sale_id {
-            Some(sale_id) => sales::lock(&mut tx, sale_id).await?,
-            None => None,
-        };
-        let order = orders::lock(&mut tx, order.id).await?.ok_or(Error::NotFound("order"))?;
-        let Some(payment) = payments::lock(&mut tx, id).await? else { return Ok(()) };
-        if !payment.status.is_open() {
-            return Ok(());
+        let mut sale_cancelled = false;
+        loop {
+            match self.try_settle_definite(id, &outcome, sale_cancelled).await? {
+                Settled::Done => return Ok(()),
+                Settled::SaleCancelled => sale_cancelled = true,
+            }
         }
+    }
+
+    async fn try_settle_definite(&self, id: PaymentId, outcome: &Outcome, sale_cancelled: bool) -> Result<Settled> {
+        let mut tx = self.pool().begin().await?;
+        let Some(paid_for) = orders::lock_for_payment(&mut tx, id).await? else { return Ok(Settled::Done) };
+        let order = paid_for.order;
+        let Some(payment) = payments::lock(&mut tx, id).await? else { return Ok(Settled::Done) };
+        if !payment.status.is_open() {
+            return Ok(Settled::Done);
+        }
+        let cancelled = sale_cancelled || paid_for.sale_status.as_deref() == Some(SaleStatus::Cancelled.as_str());
+        // The unit's way out, if the order is a sale's: (sale, how it ends).
+        let mut unit = None;
         let (kind, status) = match outcome {
             Outcome::Succeeded { provider_id } => {
-                payments::settle(&mut tx, id, PaymentStatus::Succeeded, Some(&provider_id), None).await?;
-                let unit_kept = match (order.claim_id, &sale) {
-                    (Some(claim), Some(sale)) if sale.status != SaleStatus::Cancelled => {
-                        claims::finish_checkout(&mut tx, sale.id, claim, CheckoutEnd::Sold).await?
-                    }
+                payments::settle(&mut tx, id, PaymentStatus::Succeeded, Some(provider_id), None).await?;
+                let end = if cancelled { CheckoutEnd::Released } else { CheckoutEnd::Sold };
+                let kept = match (order.claim_id, order.sale_id) {
                     (Some(claim), Some(sale)) => {
-                        claims::finish_checkout(&mut tx, sale.id, claim, CheckoutEnd::Released).await?;
-                        false
+                        let moved = claims::finish_checkout(&mut tx, sale, claim, end).await?;
+                        if moved {
+                            unit = Some((sale, end));
+                        }
+                        moved && end == CheckoutEnd::Sold
                     }
-                    (Some(_), None) => false,
                     (None, _) => order.status == OrderStatus::PendingVerification,
+                    (Some(_), None) => false,
                 };
-                if unit_kept {
+                if kept {
                     (kinds::ORDER_PAID, OrderStatus::Paid)
                 } else {
                     // Paid for something no longer there: give the money back.
@@ -159,10 +185,12 @@ impl Payments {
                 }
             }
             Outcome::Failed { provider_id, code, message } => {
-                payments::settle(&mut tx, id, PaymentStatus::Failed, provider_id.as_deref(), Some((&code, &message)))
-                    .await?;
-                if let (Some(claim), Some(sale)) = (order.claim_id, &sale) {
-                    claims::finish_checkout(&mut tx, sale.id, claim, CheckoutEnd::Released).await?;
+                let failure = Some((code.as_str(), message.as_str()));
+                payments::settle(&mut tx, id, PaymentStatus::Failed, provider_id.as_deref(), failure).await?;
+                if let (Some(claim), Some(sale)) = (order.claim_id, order.sale_id)
+                    && claims::finish_checkout(&mut tx, sale, claim, CheckoutEnd::Released).await?
+                {
+                    unit = Some((sale, CheckoutEnd::Released));
                 }
                 (kinds::ORDER_PAYMENT_FAILED, OrderStatus::PaymentFailed)
             }
@@ -171,11 +199,17 @@ impl Payments {
         let order = orders::set_status(&mut tx, order.id, status).await?;
         record_event(&mut tx, &order, &payment, kind).await?;
         jobs::withdraw(&mut tx, queues::PAYMENTS, &advance_key(id)).await?;
+        if let Some((sale, end)) = unit
+            && !claims::settle_unit(&mut tx, sale, end).await?
+        {
+            // Cancelled since we looked: roll back and settle again as a refund.
+            return Ok(Settled::SaleCancelled);
+        }
         self.pause(PausePoint::BeforeOrderCommit, id).await;
         tx.commit().await?;
         metrics::counter!("gavel_payments_total", "outcome" => status.as_str()).increment(1);
         tracing::info!(order = %order.id, payment = %id, status = status.as_str(), "checkout settled");
-        Ok(())
+        Ok(Settled::Done)
     }
 
     /// Returns a succeeded payment's money; retried on its own schedule.
@@ -226,6 +260,8 @@ impl Payments {
         };
         drop(conn);
         match payment {
+            // Settled already (the usual case: our own call's answer came first).
+            Some(payment) if !payment.status.is_open() => Ok(()),
             Some(payment) => self.settle(&payment, outcome).await,
             None => {
                 tracing::warn!(provider_id, "a Stripe event names no payment of ours; ignored");
