@@ -50,6 +50,22 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
+/// `axum::extract::Query`, with a malformed query string answered in problem+json.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Self(v))
+            .map_err(|e| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", data_error_text(&e.body_text()))
+            })
+    }
+}
+
 /// serde's message without axum's prefix.
 fn data_error_text(text: &str) -> String {
     text.split_once(": ").map_or(text, |(_, rest)| rest).to_owned()

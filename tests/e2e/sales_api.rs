@@ -103,6 +103,18 @@ async fn sales_list_newest_first_in_pages() {
     assert_eq!(page2.body["has_more"], false);
     let bad = app.get("/v1/sales?limit=0", Some(&merchant.key)).await;
     assert_eq!((bad.status, bad.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"));
+    for query in ["limit=ten", "limit=-1&limit=2", "starting_after=ord_1"] {
+        let bad = app.get(&format!("/v1/sales?{query}"), Some(&merchant.key)).await;
+        assert_eq!(
+            (bad.status, bad.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            "{query}: {}",
+            bad.raw
+        );
+        assert!(bad.is_problem(), "{query}");
+        let orders = app.get(&format!("/v1/orders?{query}"), Some(&merchant.key)).await;
+        assert_eq!((orders.status, orders.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"), "{query}");
+    }
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Orders: checkout of a claim, payment of an awaiting order, and reading them.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use gavel_domain::ids::{ClaimId, OrderId, PaymentId, SaleId};
 use gavel_domain::orders::{self, OrderStatus, Viewer};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Buyer, Caller, Json, path_id};
+use crate::extract::{Buyer, Caller, Json, Query, path_id};
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]

@@ -1,6 +1,6 @@
 //! Sales: create, read, list, edit before start (`If-Match`), cancel.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Merchant, path_id};
+use crate::extract::{Json, Merchant, Query, path_id};
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
