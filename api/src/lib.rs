@@ -8,6 +8,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
+pub mod pagination;
 pub mod rate_limit;
 pub mod routes;
 pub mod state;

@@ -21,34 +21,20 @@ use crate::error::{Error, Result};
 use crate::ids::{BuyerId, ClaimId, SaleId};
 use crate::jobs::{self, SaleJob, queues};
 use crate::sales;
+use crate::status::status_enum;
 
-/// A claim's life: `Held → CheckingOut | Expired | Released`, then
-/// `CheckingOut → CheckedOut | Released`. A claim under checkout keeps its unit
-/// and never expires: a payment for it may be on its way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ClaimStatus {
-    Held,
-    CheckingOut,
-    CheckedOut,
-    Expired,
-    Released,
-}
-
-impl TryFrom<String> for ClaimStatus {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        match s.as_str() {
-            "held" => Ok(Self::Held),
-            "checking_out" => Ok(Self::CheckingOut),
-            "checked_out" => Ok(Self::CheckedOut),
-            "expired" => Ok(Self::Expired),
-            "released" => Ok(Self::Released),
-            other => Err(format!("unknown claim status {other}")),
-        }
+status_enum!(
+    /// A claim's life: `Held → CheckingOut | Expired | Released`, then
+    /// `CheckingOut → CheckedOut | Released`. A claim under checkout keeps its
+    /// unit and never expires: a payment for it may be on its way.
+    pub enum ClaimStatus ("claim status") {
+        Held => "held",
+        CheckingOut => "checking_out",
+        CheckedOut => "checked_out",
+        Expired => "expired",
+        Released => "released",
     }
-}
+);
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Claim {

@@ -18,6 +18,7 @@ pub mod orders;
 pub mod payments;
 pub mod products;
 pub mod sales;
+mod status;
 
 pub use error::{Error, Invalid, Result};
 

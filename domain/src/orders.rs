@@ -10,45 +10,23 @@ use uuid::Uuid;
 use crate::claims::Claim;
 use crate::error::{Error, Result};
 use crate::ids::{BuyerId, ClaimId, MerchantId, OrderId, PaymentId, SaleId};
+use crate::status::status_enum;
 
-/// `AwaitingPayment → PendingVerification → Paid | PaymentFailed`, and
-/// `Paid → Refunded`. An auction order may go from `PaymentFailed` back to
-/// `PendingVerification` (the winner tries another card within the window).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    /// Created for an auction winner; no payment tried yet.
-    AwaitingPayment,
-    /// A payment is in flight or its outcome is being verified with the provider.
-    PendingVerification,
-    Paid,
-    PaymentFailed,
-    /// Paid, then refunded (the unit it paid for was no longer there).
-    Refunded,
-}
-
-impl OrderStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AwaitingPayment => "awaiting_payment",
-            Self::PendingVerification => "pending_verification",
-            Self::Paid => "paid",
-            Self::PaymentFailed => "payment_failed",
-            Self::Refunded => "refunded",
-        }
+status_enum!(
+    /// `AwaitingPayment → PendingVerification → Paid | PaymentFailed`, and
+    /// `Paid → Refunded`. An auction order may go from `PaymentFailed` back to
+    /// `PendingVerification` (the winner tries another card within the window).
+    pub enum OrderStatus ("order status") {
+        /// Created for an auction winner; no payment tried yet.
+        AwaitingPayment => "awaiting_payment",
+        /// A payment is in flight or its outcome is being verified with the provider.
+        PendingVerification => "pending_verification",
+        Paid => "paid",
+        PaymentFailed => "payment_failed",
+        /// Paid, then refunded (the unit it paid for was no longer there).
+        Refunded => "refunded",
     }
-}
-
-impl TryFrom<String> for OrderStatus {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        [Self::AwaitingPayment, Self::PendingVerification, Self::Paid, Self::PaymentFailed, Self::Refunded]
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown order status {s}"))
-    }
-}
+);
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Order {

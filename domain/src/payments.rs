@@ -9,47 +9,27 @@ use sqlx::PgConnection;
 
 use crate::error::Result;
 use crate::ids::{OrderId, PaymentId, RefundId};
+use crate::status::status_enum;
 
-/// `Processing → Succeeded | Failed | Unknown`, `Unknown → Succeeded | Failed`,
-/// `Succeeded → Refunded`. `Unknown` is never taken for a failure: the
-/// provider may have charged; verification asks it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatus {
-    /// Recorded; the call is about to be made or is in flight.
-    Processing,
-    /// The call timed out or its answer was lost: being verified.
-    Unknown,
-    Succeeded,
-    Failed,
-    Refunded,
-}
+status_enum!(
+    /// `Processing → Succeeded | Failed | Unknown`, `Unknown → Succeeded | Failed`,
+    /// `Succeeded → Refunded`. `Unknown` is never taken for a failure: the
+    /// provider may have charged; verification asks it.
+    pub enum PaymentStatus ("payment status") {
+        /// Recorded; the call is about to be made or is in flight.
+        Processing => "processing",
+        /// The call timed out or its answer was lost: being verified.
+        Unknown => "unknown",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Refunded => "refunded",
+    }
+);
 
 impl PaymentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Processing => "processing",
-            Self::Unknown => "unknown",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Refunded => "refunded",
-        }
-    }
-
     /// The outcome is not known yet.
     pub fn is_open(self) -> bool {
         matches!(self, Self::Processing | Self::Unknown)
-    }
-}
-
-impl TryFrom<String> for PaymentStatus {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        [Self::Processing, Self::Unknown, Self::Succeeded, Self::Failed, Self::Refunded]
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown payment status {s}"))
     }
 }
 

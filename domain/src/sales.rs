@@ -13,44 +13,22 @@ use crate::error::{Error, Invalid, Result};
 use crate::events;
 use crate::ids::{MerchantId, ProductId, SaleId};
 use crate::money::{Currency, Price};
+use crate::status::status_enum;
 
-/// Where a sale is in its life. `Scheduled → Active → Ended`, and
-/// `Scheduled | Active → Cancelled`; nothing leaves `Ended` or `Cancelled`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SaleStatus {
-    Scheduled,
-    Active,
-    Ended,
-    Cancelled,
-}
+status_enum!(
+    /// Where a sale is in its life. `Scheduled → Active → Ended`, and
+    /// `Scheduled | Active → Cancelled`; nothing leaves `Ended` or `Cancelled`.
+    pub enum SaleStatus ("sale status") {
+        Scheduled => "scheduled",
+        Active => "active",
+        Ended => "ended",
+        Cancelled => "cancelled",
+    }
+);
 
 impl SaleStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Scheduled => "scheduled",
-            Self::Active => "active",
-            Self::Ended => "ended",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
     pub fn is_final(self) -> bool {
         matches!(self, Self::Ended | Self::Cancelled)
-    }
-}
-
-impl TryFrom<String> for SaleStatus {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        match s.as_str() {
-            "scheduled" => Ok(Self::Scheduled),
-            "active" => Ok(Self::Active),
-            "ended" => Ok(Self::Ended),
-            "cancelled" => Ok(Self::Cancelled),
-            other => Err(format!("unknown sale status {other}")),
-        }
     }
 }
 

@@ -3,82 +3,29 @@
 //! commit), then restarted: every saga finishes with exactly one charge and
 //! one paid order per claim, and no unit is lost or sold twice.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::checkout::WEBHOOK_SECRET;
+use crate::child::ChildServer;
+use crate::helpers::{TestApp, client, fresh_database, uuid_of};
 use gavel::Role;
 use gavel_standins::stripe::StripeStandIn;
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::sync::mpsc;
-
-use crate::checkout::WEBHOOK_SECRET;
-use crate::helpers::{TestApp, client, fresh_database, uuid_of};
 
 const CLAIMS: usize = 4;
 
-struct Server {
-    child: Child,
-    base: String,
-    paused: mpsc::UnboundedReceiver<String>,
-}
-
-impl Server {
-    async fn start(db: &str, stripe: &StripeStandIn, pause_at: Option<&str>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gavel"));
-        cmd.arg("serve")
-            .env("DATABASE_URL", db)
-            .env("GAVEL_ENV", "test")
-            .env("GAVEL_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("GAVEL_LOG", "warn")
-            .env("STRIPE_API_BASE", stripe.api_base())
-            .env("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
-            // A crashed process's sagas are picked up soon after.
-            .env("GAVEL_PAYMENTS__RESUME_AFTER_MS", "1000")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(point) = pause_at {
-            cmd.env("GAVEL_FAULTS__PAUSE_AT", point);
-        }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn gavel: {e}"));
-        let (tx, paused) = mpsc::unbounded_channel();
-        if let Some(stderr) = child.stderr.take() {
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if line.contains("gavel: paused at") {
-                        let _ = tx.send(line);
-                    }
-                }
-            });
-        }
-        let server = Self { child, base: format!("http://127.0.0.1:{port}"), paused };
-        for _ in 0..200 {
-            let ready = client().get(format!("{}/readyz", server.base)).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("gavel did not become ready on {}", server.base);
+fn env(stripe: &StripeStandIn, pause_at: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("STRIPE_API_BASE", stripe.api_base()),
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        // A crashed process's sagas are picked up soon after.
+        ("GAVEL_PAYMENTS__RESUME_AFTER_MS", "1000".to_owned()),
+    ];
+    if let Some(point) = pause_at {
+        env.push(("GAVEL_FAULTS__PAUSE_AT", point.to_owned()));
     }
-
-    /// SIGKILL, and reap.
-    fn kill(mut self) {
-        self.child.kill().unwrap_or_else(|e| panic!("{e}"));
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    env
 }
 
 async fn killed_at(point: &str) {
@@ -91,7 +38,7 @@ async fn killed_at(point: &str) {
     let sale = sale["id"].as_str().unwrap_or_default().to_owned();
     let tokens = setup.buyers(CLAIMS).await;
 
-    let mut server = Server::start(&db, &stripe, Some(point)).await;
+    let mut server = ChildServer::start(&db, &env(&stripe, Some(point))).await;
     let mut claims = Vec::new();
     for token in &tokens {
         let r = setup.post(&format!("/v1/sales/{sale}/claims"), Some(token), json!({})).await;
@@ -114,7 +61,7 @@ async fn killed_at(point: &str) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.kill();
 
-    let restarted = Server::start(&db, &stripe, None).await;
+    let restarted = ChildServer::start(&db, &env(&stripe, None)).await;
     // Clients retry: each gets its order (or "in progress" while it resumes);
     // a checkout that never began begins now.
     for (token, claim) in tokens.iter().zip(&claims) {

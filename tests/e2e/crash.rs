@@ -3,7 +3,6 @@
 //! still claimable.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,59 +11,11 @@ use gavel::Role;
 use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::child::ChildServer;
 use crate::helpers::{TestApp, client, fresh_database, uuid_of};
 
 const UNITS: i64 = 300;
 const BUYERS: usize = 900;
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    async fn start(db: &str, port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_gavel"))
-            .arg("serve")
-            .env("DATABASE_URL", db)
-            .env("GAVEL_ENV", "test")
-            .env("GAVEL_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("GAVEL_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn gavel: {e}"));
-        // Owned by `Server` from here on, so every path (a panic included) reaps it.
-        let server = Self { child, base: format!("http://127.0.0.1:{port}") };
-        for _ in 0..200 {
-            let ready = client().get(format!("{}/readyz", server.base)).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("gavel did not become ready on {}", server.base);
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap_or_else(|e| panic!("{e}"));
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_killed_mid_burst_loses_no_answered_hold_and_strands_no_unit() {
@@ -73,8 +24,7 @@ async fn a_server_killed_mid_burst_loses_no_answered_hold_and_strands_no_unit() 
     let merchant = setup.merchant().await;
     let sale = setup.active_sale(&merchant, json!({ "inventory": UNITS })).await;
     let tokens = Arc::new(setup.buyers(BUYERS).await);
-    let port = free_port();
-    let server = Server::start(&db, port).await;
+    let server = ChildServer::start(&db, &[]).await;
 
     // The burst; the server is killed once a hundred answers are back.
     let answered = Arc::new(AtomicUsize::new(0));
@@ -119,7 +69,7 @@ async fn a_server_killed_mid_burst_loses_no_answered_hold_and_strands_no_unit() 
     assert!(setup.invariant_holds(&sale).await);
 
     // Restarted, the server gives holders their claim back and sells every remaining unit.
-    let server = Server::start(&db, free_port()).await;
+    let server = ChildServer::start(&db, &[]).await;
     let holders: HashSet<usize> = held.iter().map(|(i, _)| *i).collect();
     for (i, id) in &held {
         let again = crate::helpers::send(

@@ -5,6 +5,7 @@ mod bad_input;
 mod bootstrap;
 mod checkout;
 mod checkout_crash;
+mod child;
 mod crash;
 mod expiry;
 mod helpers;

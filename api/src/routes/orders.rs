@@ -7,10 +7,11 @@ use gavel_domain::orders::{self, OrderStatus, Viewer};
 use gavel_domain::payments::PaymentStatus;
 use gavel_workflows::checkout::OrderView;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Buyer, Caller, Json, Query, path_id};
+use crate::pagination::PageParams;
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -120,14 +121,6 @@ pub async fn get(
     Ok(axum::Json(state.payments.get(viewer(caller), id).await?.into()))
 }
 
-#[derive(Deserialize, IntoParams)]
-pub struct ListParams {
-    /// 1–100, default 10.
-    limit: Option<i64>,
-    /// An order id: the page after it.
-    starting_after: Option<String>,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct OrderList {
     object: &'static str,
@@ -137,23 +130,14 @@ pub struct OrderList {
 
 /// Orders, newest first: a merchant's, or a buyer's own.
 #[utoipa::path(get, path = "/v1/orders", tag = "orders", security(("merchant_key" = []), ("buyer_token" = [])),
-    params(ListParams), responses((status = 200, body = OrderList)))]
+    params(PageParams), responses((status = 200, body = OrderList)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(params): Query<ListParams>,
+    Query(params): Query<PageParams>,
 ) -> ApiResult<axum::Json<OrderList>> {
-    let limit = params.limit.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 100"));
-    }
-    let after = match params.starting_after.as_deref() {
-        Some(raw) => Some(raw.parse::<OrderId>().map_err(|_| ApiError::invalid("starting_after", "not an order id"))?),
-        None => None,
-    };
-    let mut rows = orders::list(&state.pool, viewer(caller), limit + 1, after).await?;
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
+    let page = params.parse::<OrderId>("order")?;
+    let (rows, has_more) = page.cut(orders::list(&state.pool, viewer(caller), page.fetch(), page.after).await?);
     // Lists show orders without their attempts; GET one for its payment.
     let data = rows.into_iter().map(|order| OrderView { order, payment: None }.into()).collect();
     Ok(axum::Json(OrderList { object: "list", data, has_more }))

@@ -8,10 +8,11 @@ use gavel_domain::ids::{ProductId, SaleId};
 use gavel_domain::sales::{self, RawTerms, Sale};
 use gavel_workflows::sale_lifecycle;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Merchant, Query, path_id};
+use crate::pagination::PageParams;
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -44,14 +45,6 @@ pub struct PatchSale {
     duration_seconds: Option<i64>,
     hold_seconds: Option<i64>,
     per_buyer_limit: Option<i64>,
-}
-
-#[derive(Deserialize, IntoParams)]
-pub struct ListParams {
-    /// 1 to 100, default 10.
-    limit: Option<i64>,
-    /// A sale id: the page starts after it.
-    starting_after: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -113,24 +106,15 @@ pub async fn get(
 }
 
 /// This merchant's sales, newest first.
-#[utoipa::path(get, path = "/v1/sales", tag = "sales", security(("merchant_key" = [])), params(ListParams),
+#[utoipa::path(get, path = "/v1/sales", tag = "sales", security(("merchant_key" = [])), params(PageParams),
     responses((status = 200, body = SaleList)))]
 pub async fn list(
     State(state): State<AppState>,
     Merchant(merchant): Merchant,
-    Query(params): Query<ListParams>,
+    Query(params): Query<PageParams>,
 ) -> ApiResult<axum::Json<SaleList>> {
-    let limit = params.limit.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 100"));
-    }
-    let after = match params.starting_after.as_deref() {
-        Some(raw) => Some(raw.parse::<SaleId>().map_err(|_| ApiError::invalid("starting_after", "not a sale id"))?),
-        None => None,
-    };
-    let mut rows = sales::list(&state.pool, merchant, limit + 1, after).await?;
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
+    let page = params.parse::<SaleId>("sale")?;
+    let (rows, has_more) = page.cut(sales::list(&state.pool, merchant, page.fetch(), page.after).await?);
     let data = rows.into_iter().map(|sale| SaleBody { object: "sale", sale }).collect();
     Ok(axum::Json(SaleList { object: "list", data, has_more }))
 }

@@ -1,0 +1,67 @@
+//! States stored as checked text: one macro gives each status enum its
+//! database spelling (`as_str`) and its parse from a row (`TryFrom<String>`),
+//! so the spelling is written once, next to the variant.
+
+/// `status_enum!(/// doc  pub enum Name ("what") { Variant => "text", … })`.
+macro_rules! status_enum {
+    ($(#[$meta:meta])* pub enum $name:ident ($what:literal) { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// The spelling stored in the database and shown by the API.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(s: String) -> Result<Self, String> {
+                match s.as_str() {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(format!(concat!("unknown ", $what, " {}"), other)),
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use status_enum;
+
+#[cfg(test)]
+mod tests {
+    use crate::claims::ClaimStatus;
+    use crate::orders::OrderStatus;
+    use crate::payments::PaymentStatus;
+    use crate::sales::SaleStatus;
+
+    #[test]
+    fn every_status_reads_back_what_it_writes_and_matches_its_json() {
+        fn check<T: Copy + PartialEq + std::fmt::Debug + serde::Serialize + TryFrom<String, Error = String>>(
+            all: &[T],
+            text: fn(T) -> &'static str,
+        ) {
+            for s in all {
+                assert_eq!(T::try_from(text(*s).to_owned()), Ok(*s));
+                assert_eq!(serde_json::to_value(s).ok(), Some(serde_json::json!(text(*s))));
+            }
+            assert!(T::try_from("nonsense".to_owned()).is_err());
+        }
+        use ClaimStatus as C;
+        check(&[C::Held, C::CheckingOut, C::CheckedOut, C::Expired, C::Released], C::as_str);
+        use OrderStatus as O;
+        check(&[O::AwaitingPayment, O::PendingVerification, O::Paid, O::PaymentFailed, O::Refunded], O::as_str);
+        use PaymentStatus as P;
+        check(&[P::Processing, P::Unknown, P::Succeeded, P::Failed, P::Refunded], P::as_str);
+        use SaleStatus as S;
+        check(&[S::Scheduled, S::Active, S::Ended, S::Cancelled], S::as_str);
+    }
+}
