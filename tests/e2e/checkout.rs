@@ -473,3 +473,51 @@ async fn an_order_awaiting_payment_is_paid_through_the_same_saga_within_its_wind
     assert_eq!((late.status, late.code()), (StatusCode::GONE, "payment_window_closed"), "{}", late.raw);
     assert_eq!(shop.stripe.payment_intents().len(), 2);
 }
+
+#[tokio::test]
+async fn the_gateway_never_takes_a_key_conflict_or_a_server_error_for_a_decline() {
+    use gavel_domain::payments::{Payment, PaymentStatus};
+    use gavel_workflows::gateway::{ChargeFor, Gateway, GatewayConfig, Outcome};
+    let stripe = StripeStandIn::start(([127, 0, 0, 1], 0).into(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let gateway = Gateway::new(&GatewayConfig {
+        api_base: stripe.api_base(),
+        secret_key: "sk_test_gateway".into(),
+        timeout: Duration::from_secs(2),
+        breaker_failures: 100,
+        breaker_cooldown: Duration::from_secs(1),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let payment = |amount: i64, method: &str| Payment {
+        id: gavel_domain::ids::PaymentId::new(),
+        order_id: gavel_domain::ids::OrderId::new(),
+        attempt: 1,
+        idempotency_key: "gavel:checkout:clm_same".into(),
+        payment_method: method.into(),
+        amount,
+        currency: "usd".into(),
+        status: PaymentStatus::Processing,
+        provider_id: None,
+        failure_code: None,
+        failure_message: None,
+        verify_attempts: 0,
+        created_at: Utc::now(),
+        settled_at: None,
+    };
+    let first = payment(1999, "pm_card_visa");
+    let paid = gateway.charge(ChargeFor { payment: &first, order: first.order_id }).await;
+    assert!(matches!(paid, Outcome::Succeeded { .. }), "{paid:?}");
+    // The same key with other parameters: Stripe refuses, but the key's first
+    // request charged — that is not a failure of this one.
+    let other = payment(2999, "pm_card_visa");
+    let conflict = gateway.charge(ChargeFor { payment: &other, order: other.order_id }).await;
+    assert!(matches!(conflict, Outcome::Unknown { .. }), "{conflict:?}");
+    stripe.set_faults(Faults { fail_next: 1, ..Faults::default() });
+    let mut fresh = payment(1999, "pm_card_visa");
+    fresh.idempotency_key = "gavel:checkout:clm_other".into();
+    let error = gateway.charge(ChargeFor { payment: &fresh, order: fresh.order_id }).await;
+    assert!(matches!(error, Outcome::Unknown { .. }), "{error:?}");
+    let mut declined = payment(1999, "pm_card_chargeDeclined");
+    declined.idempotency_key = "gavel:checkout:clm_declined".into();
+    let failed = gateway.charge(ChargeFor { payment: &declined, order: declined.order_id }).await;
+    assert!(matches!(&failed, Outcome::Failed { code, .. } if code == "generic_decline"), "{failed:?}");
+}

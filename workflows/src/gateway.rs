@@ -196,7 +196,7 @@ impl Gateway {
             Ok((id, status, _)) => {
                 Outcome::Unknown { provider_id: Some(id), reason: format!("the payment is {}", status.as_str()) }
             }
-            Err(StripeError::Stripe(err, status)) if is_definite(status) => {
+            Err(StripeError::Stripe(err, status)) if is_definite(status, &err) => {
                 let (code, message) = describe(&err);
                 let provider_id = err.payment_intent.as_ref().map(|pi| pi.id.to_string());
                 Outcome::Failed { provider_id, code, message }
@@ -210,10 +210,14 @@ fn idempotent(key: &str) -> Result<RequestStrategy, String> {
     IdempotencyKey::new(key).map(RequestStrategy::Idempotent).map_err(|e| format!("idempotency key: {e}"))
 }
 
-/// A 4xx other than 409 (a request with this key still in flight) and 429 (rate
-/// limited) means Stripe refused the request: nothing was charged.
-fn is_definite(status: u16) -> bool {
-    (400..500).contains(&status) && status != 409 && status != 429
+/// A 4xx other than 409 (a request with this key still in flight), 429 (rate
+/// limited) and an idempotency error (the key is bound to another request,
+/// which may have charged) means Stripe refused the request: nothing was charged.
+fn is_definite(status: u16, err: &stripe_shared::ApiErrors) -> bool {
+    (400..500).contains(&status)
+        && status != 409
+        && status != 429
+        && !matches!(err.type_, stripe_shared::ApiErrorsType::IdempotencyError)
 }
 
 fn is_transport_failure(err: &StripeError) -> bool {

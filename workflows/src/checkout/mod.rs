@@ -122,7 +122,9 @@ impl Payments {
     /// An order as `viewer` may see it.
     pub async fn get(&self, viewer: Viewer, id: OrderId) -> Result<OrderView> {
         let order = orders::get(self.pool(), viewer, id).await?;
-        self.view(order.id).await
+        let mut conn = self.pool().acquire().await?;
+        let payment = payments::latest(&mut conn, order.id).await?;
+        Ok(OrderView { order, payment })
     }
 
     fn admit(&self) -> Result<()> {
