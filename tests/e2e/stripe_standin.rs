@@ -11,7 +11,7 @@ use gavel_standins::stripe::{Faults, StripeStandIn, WebhookTarget};
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_core::PaymentIntentStatus;
 use stripe_core::payment_intent::{CreatePaymentIntent, RetrievePaymentIntent, SearchPaymentIntent};
-use stripe_core::refund::CreateRefund;
+use stripe_core::refund::{CreateRefund, ListRefund};
 use stripe_types::Currency;
 use stripe_webhook::{EventObject, Webhook};
 use tokio::sync::mpsc;
@@ -150,4 +150,6 @@ async fn refunds_return_money_once_and_events_are_signed_as_stripe_signs_them() 
     let twice = CreateRefund::new().payment_intent(pi.id.as_str()).send(&client).await;
     assert!(matches!(twice, Err(StripeError::Stripe(_, 400))), "no refund beyond the charge: {twice:?}");
     assert_eq!(stripe.refunds().len(), 1);
+    let listed = ListRefund::new().send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed.data.iter().map(|r| r.amount).collect::<Vec<_>>(), vec![1999]);
 }

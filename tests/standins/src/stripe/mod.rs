@@ -4,7 +4,7 @@
 //!   `POST /v1/payment_intents/{id}/confirm`, `GET /v1/payment_intents/{id}`,
 //!   `GET /v1/payment_intents` (list), `GET /v1/payment_intents/search`
 //!   (`metadata['key']:'value'` queries);
-//! - `POST /v1/refunds`, `GET /v1/refunds/{id}`;
+//! - `POST /v1/refunds`, `GET /v1/refunds` (list), `GET /v1/refunds/{id}`;
 //! - `Idempotency-Key` as Stripe honours it: a repeat with the same
 //!   parameters replays the first response (`Idempotent-Replayed: true`),
 //!   other parameters are a 400 `idempotency_error`;

@@ -24,7 +24,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/payment_intents/search", get(search_intents))
         .route("/v1/payment_intents/{id}", get(get_intent))
         .route("/v1/payment_intents/{id}/confirm", post(confirm_intent))
-        .route("/v1/refunds", post(create_refund))
+        .route("/v1/refunds", post(create_refund).get(list_refunds))
         .route("/v1/refunds/{id}", get(get_refund))
         .route("/_control/faults", post(set_faults).get(get_faults))
         .route("/_control/state", get(state))
@@ -335,6 +335,14 @@ async fn create_refund(State(shared): Shd, headers: HeaderMap, params: Params) -
         let body = refund.to_json();
         store.refunds.push(refund);
         Outcome { status: 200, events: vec![("refund.created", body.clone())], body }
+    })
+    .await
+}
+
+async fn list_refunds(State(shared): Shd, headers: HeaderMap) -> Response {
+    handle(&shared, &headers, None, |store| {
+        let data: Vec<Value> = store.refunds.iter().rev().map(Refund::to_json).collect();
+        Outcome::ok(json!({ "object": "list", "data": data, "has_more": false, "url": "/v1/refunds" }))
     })
     .await
 }
