@@ -144,6 +144,19 @@ pub async fn settle(
     Ok(n == 1)
 }
 
+/// Open attempts untouched for `minutes`: their chain of jobs broke (a job
+/// that ran out of retries), since a live one touches them at least every 15.
+pub async fn stalled(conn: &mut PgConnection, minutes: i32) -> Result<Vec<PaymentId>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM payments
+         WHERE status IN ('processing', 'unknown') AND updated_at < now() - make_interval(mins => $1)
+         ORDER BY updated_at LIMIT 1000",
+    )
+    .bind(minutes)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Counts a verification round; returns how many there have been.
 pub async fn count_verification(conn: &mut PgConnection, id: PaymentId) -> Result<i32> {
     Ok(sqlx::query_scalar(

@@ -24,11 +24,15 @@ pub struct Shop {
 
 impl Shop {
     pub async fn open(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::open_on(&fresh_database().await, &[Role::Api, Role::Workers], tweak).await
+    }
+
+    pub async fn open_on(db: &str, roles: &[Role], tweak: impl FnOnce(&mut Config)) -> Self {
         let stripe = StripeStandIn::start(([127, 0, 0, 1], 0).into(), None)
             .await
             .unwrap_or_else(|e| panic!("stripe stand-in: {e}"));
         let base = stripe.api_base();
-        let app = TestApp::spawn_on(&fresh_database().await, &[Role::Api, Role::Workers], |c| {
+        let app = TestApp::spawn_on(db, roles, |c| {
             c.payments.stripe_api_base = base;
             c.payments.stripe_webhook_secret = WEBHOOK_SECRET.into();
             tweak(c);
@@ -520,4 +524,45 @@ async fn the_gateway_never_takes_a_key_conflict_or_a_server_error_for_a_decline(
     declined.idempotency_key = "gavel:checkout:clm_declined".into();
     let failed = gateway.charge(ChargeFor { payment: &declined, order: declined.order_id }).await;
     assert!(matches!(&failed, Outcome::Failed { code, .. } if code == "generic_decline"), "{failed:?}");
+}
+
+#[tokio::test]
+async fn a_checkout_whose_jobs_were_lost_is_resumed_by_the_maintenance_tick() {
+    // An API without workers: no job of the saga runs until we say so.
+    let db = fresh_database().await;
+    let shop = Shop::open_on(&db, &[Role::Api], |_| {}).await;
+    // No start job runs either: the first claim starts the sale.
+    let sale = shop.app.sale(&shop.merchant, json!({})).await["id"].as_str().unwrap_or_default().to_owned();
+    let token = shop.app.buyers(1).await.remove(0);
+    let claim = shop.app.post(&format!("/v1/sales/{sale}/claims"), Some(&token), json!({})).await;
+    assert_eq!(claim.status, StatusCode::CREATED, "{}", claim.raw);
+    shop.stripe.set_faults(Faults { fail_next: 1000, ..Faults::default() });
+    let r = shop.checkout(&token, claim.body["id"].as_str().unwrap_or_default(), "pm_card_visa").await;
+    assert_eq!(r.body["status"], "pending_verification", "{}", r.raw);
+    shop.stripe.set_faults(Faults::default());
+    // Its jobs are lost (as if they had run out of retries) and it has not
+    // moved for an hour.
+    sqlx::query("DELETE FROM apalis.jobs WHERE job_type = 'gavel.payments.v1'")
+        .execute(&shop.app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("UPDATE payments SET updated_at = now() - interval '1 hour'")
+        .execute(&shop.app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A workers process ticks its maintenance at start (then hourly): the
+    // tick finds the stalled attempt and queues it again.
+    let stripe_base = shop.stripe.api_base();
+    let _workers = TestApp::spawn_on(&db, &[Role::Workers], |c| c.payments.stripe_api_base = stripe_base).await;
+    let order = r.body["id"].as_str().unwrap_or_default();
+    shop.wait_for_order(order, "paid", Duration::from_secs(15)).await;
+    assert_eq!(shop.stripe.payment_intents().len(), 1, "Stripe never saw the first call: sent once now");
+    assert_eq!(counts(&shop.sale(&sale).await), (9, 0, 1));
+    let resumed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM apalis.jobs WHERE job_type = 'gavel.payments.v1' AND idempotency_key LIKE 'resume:%'",
+    )
+    .fetch_one(&shop.app.pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resumed, 1, "resumed by the maintenance tick");
 }
