@@ -14,7 +14,18 @@ async fn health_readiness_and_docs_are_served() {
     let doc = app.get("/openapi.json", None).await;
     assert_eq!(doc.status, StatusCode::OK);
     assert!(doc.body["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
-    for path in ["/v1/sales", "/v1/sales/{id}", "/v1/sales/{id}/claims", "/v1/buyers", "/v1/sessions"] {
+    for path in [
+        "/v1/sales",
+        "/v1/sales/{id}",
+        "/v1/sales/{id}/claims",
+        "/v1/buyers",
+        "/v1/sessions",
+        "/v1/claims/{id}/checkout",
+        "/v1/orders",
+        "/v1/orders/{id}",
+        "/v1/orders/{id}/pay",
+        "/v1/stripe/webhook",
+    ] {
         assert!(doc.body["paths"][path].is_object(), "{path} is documented");
     }
     let docs = app.get("/docs", None).await;
