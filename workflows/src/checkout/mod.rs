@@ -102,10 +102,8 @@ impl Payments {
     pub async fn checkout(&self, buyer: BuyerId, claim: ClaimId, payment_method: &str) -> Result<OrderView> {
         let method = parse_payment_method(payment_method)?;
         self.admit()?;
-        match begin::claim(self.pool(), &self.inner.config, buyer, claim, method).await? {
-            begin::Begun::Existing(order) => self.view(order).await,
-            begin::Begun::New { order, payment } => self.run_and_wait(order, *payment).await,
-        }
+        let begun = begin::claim(self.pool(), &self.inner.config, buyer, claim, method).await?;
+        self.proceed(begun).await
     }
 
     /// `POST /v1/orders/{id}/pay`: pays for an order awaiting payment (an
@@ -113,10 +111,8 @@ impl Payments {
     pub async fn pay(&self, buyer: BuyerId, order: OrderId, payment_method: &str) -> Result<OrderView> {
         let method = parse_payment_method(payment_method)?;
         self.admit()?;
-        match begin::order(self.pool(), &self.inner.config, buyer, order, method).await? {
-            begin::Begun::Existing(order) => self.view(order).await,
-            begin::Begun::New { order, payment } => self.run_and_wait(order, *payment).await,
-        }
+        let begun = begin::order(self.pool(), &self.inner.config, buyer, order, method).await?;
+        self.proceed(begun).await
     }
 
     /// An order as `viewer` may see it.
@@ -129,6 +125,13 @@ impl Payments {
 
     fn admit(&self) -> Result<()> {
         self.gateway().check().map_err(|u| Error::PaymentUnavailable { retry_after: u.retry_after })
+    }
+
+    async fn proceed(&self, begun: begin::Begun) -> Result<OrderView> {
+        match begun {
+            begin::Begun::Existing(order) => self.view(order).await,
+            begin::Begun::New { order, payment } => self.run_and_wait(order, *payment).await,
+        }
     }
 
     /// Runs the saga in a task of its own (it goes on if the request is
