@@ -9,9 +9,10 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use crate::breaker::{Breaker, Unavailable};
 use crate::checkout::ProviderEvent;
 use gavel_domain::ids::{OrderId, PaymentId};
 use gavel_domain::payments::Payment;
@@ -57,12 +58,6 @@ pub enum Outcome {
     },
 }
 
-/// The breaker is open: calls are refused for `retry_after`.
-#[derive(Debug, Clone, Copy)]
-pub struct Unavailable {
-    pub retry_after: Duration,
-}
-
 /// What the charge is for (the metadata by which it can be found again).
 #[derive(Debug, Clone, Copy)]
 pub struct ChargeFor<'a> {
@@ -90,7 +85,7 @@ impl Gateway {
             .timeout(config.timeout)
             .build()
             .map_err(|e| format!("stripe client: {e}"))?;
-        let breaker = Breaker::new(config.breaker_failures.max(1), config.breaker_cooldown);
+        let breaker = Breaker::new("stripe", config.breaker_failures.max(1), config.breaker_cooldown);
         Ok(Self { client, breaker: Arc::new(breaker) })
     }
 
@@ -252,74 +247,6 @@ fn describe(err: &stripe_shared::ApiErrors) -> (String, String) {
     (code, message)
 }
 
-/// Counts consecutive transport failures; at the threshold it opens for the
-/// cooldown, then lets one call through as a probe (its failure re-opens it,
-/// its success closes it). One per process: each process judges Stripe from
-/// its own calls.
-struct Breaker {
-    threshold: u32,
-    cooldown: Duration,
-    state: Mutex<BreakerState>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum BreakerState {
-    Closed { failures: u32 },
-    Open { until: Instant },
-}
-
-impl Breaker {
-    fn new(threshold: u32, cooldown: Duration) -> Self {
-        Self { threshold, cooldown, state: Mutex::new(BreakerState::Closed { failures: 0 }) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn check(&self) -> Result<(), Unavailable> {
-        match *self.lock() {
-            BreakerState::Open { until } if Instant::now() < until => {
-                Err(Unavailable { retry_after: until - Instant::now() })
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn admit(&self) -> Result<(), Unavailable> {
-        let mut state = self.lock();
-        match *state {
-            BreakerState::Closed { .. } => Ok(()),
-            BreakerState::Open { until } => {
-                let now = Instant::now();
-                if now < until {
-                    return Err(Unavailable { retry_after: until - now });
-                }
-                // Half-open: this caller probes; the others wait another cooldown.
-                *state = BreakerState::Open { until: now + self.cooldown };
-                metrics::counter!("gavel_stripe_breaker_probes_total").increment(1);
-                Ok(())
-            }
-        }
-    }
-
-    fn record(&self, healthy: bool) {
-        let mut state = self.lock();
-        *state = match (*state, healthy) {
-            (_, true) => BreakerState::Closed { failures: 0 },
-            (BreakerState::Closed { failures }, false) if failures + 1 < self.threshold => {
-                BreakerState::Closed { failures: failures + 1 }
-            }
-            (BreakerState::Closed { .. }, false) => {
-                tracing::warn!(cooldown_ms = self.cooldown.as_millis() as u64, "stripe circuit breaker opened");
-                metrics::counter!("gavel_stripe_breaker_opened_total").increment(1);
-                BreakerState::Open { until: Instant::now() + self.cooldown }
-            }
-            (open @ BreakerState::Open { .. }, false) => open,
-        };
-    }
-}
-
 /// Ids in Stripe's metadata name our payment attempt.
 fn payment_of(metadata: &HashMap<String, String>) -> Option<PaymentId> {
     metadata.get(PAYMENT_KEY).and_then(|id| id.parse().ok())
@@ -373,35 +300,4 @@ pub fn verify_event(payload: &str, signature: &str, secret: &str) -> Result<Veri
         _ => None,
     };
     Ok(VerifiedEvent { id: event.id.to_string(), kind: event.type_.as_str().to_owned(), event: what })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_breaker_opens_after_consecutive_failures_and_lets_one_probe_through_after_the_cooldown() {
-        let breaker = Breaker::new(3, Duration::from_millis(50));
-        breaker.record(false);
-        breaker.record(false);
-        assert!(breaker.admit().is_ok(), "two failures keep it closed");
-        breaker.record(false);
-        assert!(breaker.admit().is_err(), "the third opens it");
-        assert!(breaker.check().is_err());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(breaker.check().is_ok(), "a check takes no probe");
-        assert!(breaker.admit().is_ok(), "one probe after the cooldown");
-        assert!(breaker.admit().is_err(), "only one");
-        breaker.record(true);
-        assert!(breaker.admit().is_ok(), "a healthy probe closes it");
-    }
-
-    #[test]
-    fn a_success_resets_the_failure_count() {
-        let breaker = Breaker::new(2, Duration::from_secs(60));
-        breaker.record(false);
-        breaker.record(true);
-        breaker.record(false);
-        assert!(breaker.admit().is_ok());
-    }
 }

@@ -12,6 +12,7 @@
 //! reconciliation.
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 pub mod checkout;
 pub mod gateway;
 pub mod maintenance;
