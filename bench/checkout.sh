@@ -12,7 +12,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SERVER=${DATABASE_SERVER:-postgres://postgres@127.0.0.1:5432}
 DB=gavel_bench_checkout
 ADDR=${BENCH_ADDR:-127.0.0.1:18182}
 STRIPE_ADDR=${BENCH_STRIPE_ADDR:-127.0.0.1:18183}
@@ -22,14 +21,8 @@ RUNS=${RUNS:-2}
 STEADY_HOLDERS=${STEADY_HOLDERS:-3000}
 STEADY_RATE=${STEADY_RATE:-150}
 
-cargo build --release --bins -q
-GAVEL=target/release/gavel
-LOADGEN=target/release/gavel-loadgen
-
-psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
-export DATABASE_URL="$SERVER/$DB" GAVEL_ENV=bench GAVEL_LOG=warn GAVEL_HTTP_ADDR=$ADDR
+source bench/common.sh
 export STRIPE_API_BASE="http://$STRIPE_ADDR/" STRIPE_WEBHOOK_SECRET=whsec_bench
-KEY=$($GAVEL merchants create --name bench | grep -o '"api_key": *"[^"]*"' | cut -d'"' -f4)
 
 pids=()
 stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; }
@@ -39,7 +32,6 @@ $GAVEL dev stripe --addr "$STRIPE_ADDR" --latency-ms "$LATENCY_MS" \
 $GAVEL serve & pids+=($!)
 for _ in $(seq 100); do curl -sf "http://$ADDR/readyz" >/dev/null && break; sleep 0.1; done
 
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 for run in $(seq "$RUNS"); do
   $LOADGEN --addr "$ADDR" checkout --merchant-key "$KEY" --holders "$HOLDERS" --label "burst, stripe+${LATENCY_MS}ms, run $run"
 done

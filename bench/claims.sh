@@ -8,7 +8,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SERVER=${DATABASE_SERVER:-postgres://postgres@127.0.0.1:5432}
 DB=gavel_bench
 ADDR=${BENCH_ADDR:-127.0.0.1:18181}
 INVENTORY=${INVENTORY:-20000}
@@ -17,19 +16,12 @@ EXTRA=${EXTRA_BUYERS:-2000}
 SOLDOUT_SECONDS=${SOLDOUT_SECONDS:-5}
 MAX_SECONDS=${MAX_SECONDS:-20}
 
-cargo build --release --bins -q
-GAVEL=target/release/gavel
-LOADGEN=target/release/gavel-loadgen
-
-psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
-export DATABASE_URL="$SERVER/$DB" GAVEL_ENV=bench GAVEL_LOG=warn GAVEL_HTTP_ADDR=$ADDR
-KEY=$($GAVEL merchants create --name bench | grep -o '"api_key": *"[^"]*"' | cut -d'"' -f4)
+source bench/common.sh
 
 server=""
 stop() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; server=""; }
 trap stop EXIT
 
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 for strategy in batched naive; do
   GAVEL_CLAIMS__STRATEGY=$strategy $GAVEL serve & server=$!
   for _ in $(seq 100); do curl -sf "http://$ADDR/readyz" >/dev/null && break; sleep 0.1; done
