@@ -47,7 +47,7 @@ pub enum SaleJob {
 pub enum PaymentJob {
     /// Carry a recorded attempt through: call the provider with the attempt's
     /// key (or verify, if a call's outcome is already unknown) and settle.
-    /// Queued with every attempt as the fallback for a process that dies.
+    /// Queued by the resume tick for attempts whose process or jobs were lost.
     Advance { payment_id: PaymentId },
     /// Ask the provider what became of an attempt whose answer was lost;
     /// `round` counts the tries (the backoff grows with it).
@@ -92,16 +92,4 @@ pub async fn enqueue<T: Serialize>(
     .await?
     .rows_affected();
     Ok(inserted == 1)
-}
-
-/// Withdraws a job that has not started yet (the work it was a fallback for is
-/// done); `false` if there was none.
-pub async fn withdraw(conn: &mut PgConnection, queue: &str, key: &str) -> Result<bool> {
-    let n = sqlx::query("DELETE FROM apalis.jobs WHERE job_type = $1 AND idempotency_key = $2 AND status = 'Pending'")
-        .bind(queue)
-        .bind(key)
-        .execute(conn)
-        .await?
-        .rows_affected();
-    Ok(n == 1)
 }

@@ -144,15 +144,22 @@ pub async fn settle(
     Ok(n == 1)
 }
 
-/// Open attempts untouched for `minutes`: their chain of jobs broke (a job
-/// that ran out of retries), since a live one touches them at least every 15.
-pub async fn stalled(conn: &mut PgConnection, minutes: i32) -> Result<Vec<PaymentId>> {
+/// Attempts whose saga stopped: `processing` and not moved for
+/// `processing_after` (the process calling Stripe died), or `unknown` and not
+/// moved for `unknown_after` (their verification jobs were lost).
+pub async fn stalled(
+    conn: &mut PgConnection,
+    processing_after: std::time::Duration,
+    unknown_after: std::time::Duration,
+) -> Result<Vec<PaymentId>> {
     Ok(sqlx::query_scalar(
         "SELECT id FROM payments
-         WHERE status IN ('processing', 'unknown') AND updated_at < now() - make_interval(mins => $1)
+         WHERE (status = 'processing' AND updated_at < now() - make_interval(secs => $1))
+            OR (status = 'unknown' AND updated_at < now() - make_interval(secs => $2))
          ORDER BY updated_at LIMIT 1000",
     )
-    .bind(minutes)
+    .bind(processing_after.as_secs_f64())
+    .bind(unknown_after.as_secs_f64())
     .fetch_all(conn)
     .await?)
 }

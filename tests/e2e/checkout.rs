@@ -529,7 +529,7 @@ async fn the_gateway_never_takes_a_key_conflict_or_a_server_error_for_a_decline(
 }
 
 #[tokio::test]
-async fn a_checkout_whose_jobs_were_lost_is_resumed_by_the_maintenance_tick() {
+async fn a_checkout_whose_jobs_were_lost_is_resumed_by_the_resume_tick() {
     // An API without workers: no job of the saga runs until we say so.
     let db = fresh_database().await;
     let shop = Shop::open_on(&db, &[Role::Api], |_| {}).await;
@@ -552,8 +552,8 @@ async fn a_checkout_whose_jobs_were_lost_is_resumed_by_the_maintenance_tick() {
         .execute(&shop.app.pool)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    // A workers process ticks its maintenance at start (then hourly): the
-    // tick finds the stalled attempt and queues it again.
+    // A workers process runs its resume tick at start (then every few
+    // seconds): it finds the stalled attempt and queues it again.
     let stripe_base = shop.stripe.api_base();
     let _workers = TestApp::spawn_on(&db, &[Role::Workers], |c| c.payments.stripe_api_base = stripe_base).await;
     let order = r.body["id"].as_str().unwrap_or_default();
@@ -566,5 +566,5 @@ async fn a_checkout_whose_jobs_were_lost_is_resumed_by_the_maintenance_tick() {
     .fetch_one(&shop.app.pool)
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(resumed, 1, "resumed by the maintenance tick");
+    assert!(resumed >= 1, "resumed by the resume tick");
 }

@@ -76,6 +76,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), WorkersError> {
     tokio::spawn(tick_maintenance(pool.clone(), shutdown.clone()));
+    tokio::spawn(tick_resume(saga.clone(), shutdown.clone()));
     let (lifecycle_pool, lifecycle_config) = (pool.clone(), config.clone());
     let (payments_pool, payments_config) = (pool.clone(), config.clone());
     let monitor = Monitor::new()
@@ -139,6 +140,25 @@ async fn tick_maintenance(pool: PgPool, shutdown: CancellationToken) {
         };
         if let Err(err) = queued {
             tracing::warn!(error = %err, "could not queue the maintenance job");
+        }
+    }
+}
+
+/// Every process ticks, every `Payments::resume_every`, so a checkout whose
+/// process died is carried on within about `payments.resume_after`; the tick
+/// number in the job keys makes each tick one job per attempt across processes.
+async fn tick_resume(saga: Payments, shutdown: CancellationToken) {
+    let every = saga.resume_every();
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let tick = chrono::Utc::now().timestamp_millis() / every.as_millis().max(1) as i64;
+        if let Err(err) = saga.resume_stalled(tick).await {
+            tracing::warn!(error = %err, "could not look for stalled payment attempts");
         }
     }
 }

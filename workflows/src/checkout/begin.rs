@@ -2,14 +2,11 @@
 
 use chrono::Utc;
 use gavel_domain::claims::{self, ClaimStatus};
-use gavel_domain::ids::{BuyerId, ClaimId, OrderId, PaymentId};
-use gavel_domain::jobs::{self, PaymentJob, queues};
+use gavel_domain::ids::{BuyerId, ClaimId, OrderId};
 use gavel_domain::orders::{self, OrderStatus};
 use gavel_domain::payments::{self, NewPayment, Payment};
 use gavel_domain::{Error, Result};
 use sqlx::{PgConnection, PgPool};
-
-use super::CheckoutConfig;
 
 pub(super) enum Begun {
     /// This request recorded a new attempt: run it.
@@ -18,20 +15,9 @@ pub(super) enum Begun {
     Existing(OrderId),
 }
 
-/// The key of the fallback job that resumes an attempt after a crash.
-pub(super) fn advance_key(payment: PaymentId) -> String {
-    format!("advance:{payment}")
-}
-
 /// Checkout of a claim: lock the claim row (not the hot sale row: its
 /// counters do not change here) and turn the hold into a recorded attempt.
-pub(super) async fn claim(
-    pool: &PgPool,
-    config: &CheckoutConfig,
-    buyer: BuyerId,
-    claim_id: ClaimId,
-    payment_method: &str,
-) -> Result<Begun> {
+pub(super) async fn claim(pool: &PgPool, buyer: BuyerId, claim_id: ClaimId, payment_method: &str) -> Result<Begun> {
     let mut tx = pool.begin().await?;
     let target = claims::lock_for_checkout(&mut tx, buyer, claim_id).await?;
     let claim = &target.claim;
@@ -48,7 +34,7 @@ pub(super) async fn claim(
                 amount: order.amount,
                 currency: &order.currency,
             };
-            let payment = record_attempt(&mut tx, config, &new).await?;
+            let payment = record_attempt(&mut tx, &new).await?;
             if !claims::start_checkout(&mut tx, claim_id).await? {
                 return Err(Error::Internal(format!("claim {claim_id} stopped being held under its lock")));
             }
@@ -78,13 +64,7 @@ pub(super) async fn claim(
 
 /// Payment of an order awaiting it (an auction's winner): a new attempt each
 /// time, until one succeeds or the window closes.
-pub(super) async fn order(
-    pool: &PgPool,
-    config: &CheckoutConfig,
-    buyer: BuyerId,
-    order_id: OrderId,
-    payment_method: &str,
-) -> Result<Begun> {
+pub(super) async fn order(pool: &PgPool, buyer: BuyerId, order_id: OrderId, payment_method: &str) -> Result<Begun> {
     let mut tx = pool.begin().await?;
     let order =
         orders::lock(&mut tx, order_id).await?.filter(|o| o.buyer_id == buyer).ok_or(Error::NotFound("order"))?;
@@ -110,17 +90,15 @@ pub(super) async fn order(
         amount: order.amount,
         currency: &order.currency,
     };
-    let payment = record_attempt(&mut tx, config, &new).await?;
+    let payment = record_attempt(&mut tx, &new).await?;
     orders::set_status(&mut tx, order.id, OrderStatus::PendingVerification).await?;
     tx.commit().await?;
     Ok(Begun::New { order: order.id, payment: Box::new(payment) })
 }
 
-/// Writes the attempt and its fallback job in the caller's transaction.
-async fn record_attempt(conn: &mut PgConnection, config: &CheckoutConfig, new: &NewPayment<'_>) -> Result<Payment> {
-    let payment = payments::insert(conn, new).await?;
-    let due = Utc::now() + config.resume_after;
-    let job = PaymentJob::Advance { payment_id: payment.id };
-    jobs::enqueue(conn, queues::PAYMENTS, &job, due, &advance_key(payment.id)).await?;
-    Ok(payment)
+/// Writes the attempt. Should this process die before it settles, the
+/// workers' resume tick finds it `processing` and carries it on
+/// ([`super::Payments::resume_stalled`]).
+async fn record_attempt(conn: &mut PgConnection, new: &NewPayment<'_>) -> Result<Payment> {
+    payments::insert(conn, new).await
 }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gavel_domain::ids::{BuyerId, ClaimId, OrderId, PaymentId};
-use gavel_domain::jobs::PaymentJob;
+use gavel_domain::jobs::{self, PaymentJob, queues};
 use gavel_domain::orders::{self, Order, Viewer};
 use gavel_domain::payments::{self, Payment};
 use gavel_domain::{Error, Invalid, Result};
@@ -41,6 +41,9 @@ use sqlx::PgPool;
 
 use crate::gateway::Gateway;
 pub use settle::ProviderEvent;
+
+/// An `unknown` attempt untouched this long has lost its verification jobs.
+const UNKNOWN_STALLS_AFTER: Duration = Duration::from_secs(30 * 60);
 
 /// Places in the saga where a crash test can freeze the process before it
 /// kills it (`GAVEL_FAULTS__PAUSE_AT`); never set in production.
@@ -60,7 +63,8 @@ pub struct CheckoutConfig {
     /// How long the HTTP request waits for the saga before answering with the
     /// order as it stands (`pending_verification`).
     pub wait: Duration,
-    /// When the fallback `Advance` job of an attempt becomes due.
+    /// An attempt still `processing` this long after it last moved was left
+    /// by a process that died: the resume tick carries it on.
     pub resume_after: Duration,
     pub pause_at: Option<PausePoint>,
 }
@@ -102,7 +106,7 @@ impl Payments {
     pub async fn checkout(&self, buyer: BuyerId, claim: ClaimId, payment_method: &str) -> Result<OrderView> {
         let method = parse_payment_method(payment_method)?;
         self.admit()?;
-        let begun = begin::claim(self.pool(), &self.inner.config, buyer, claim, method).await?;
+        let begun = begin::claim(self.pool(), buyer, claim, method).await?;
         self.proceed(begun).await
     }
 
@@ -111,7 +115,7 @@ impl Payments {
     pub async fn pay(&self, buyer: BuyerId, order: OrderId, payment_method: &str) -> Result<OrderView> {
         let method = parse_payment_method(payment_method)?;
         self.admit()?;
-        let begun = begin::order(self.pool(), &self.inner.config, buyer, order, method).await?;
+        let begun = begin::order(self.pool(), buyer, order, method).await?;
         self.proceed(begun).await
     }
 
@@ -157,6 +161,31 @@ impl Payments {
         let order = orders::by_id(&mut conn, order).await?.ok_or(Error::NotFound("order"))?;
         let payment = payments::latest(&mut conn, order.id).await?;
         Ok(OrderView { order, payment })
+    }
+
+    /// The resume tick (every workers process runs it, see `gavel-workers`):
+    /// queues `Advance` for every attempt left `processing` past
+    /// `resume_after` (its process died mid-saga) or `unknown` and untouched
+    /// for 30 minutes (its chain of verification jobs broke; a live chain
+    /// touches it at least every 15). The key `resume:<payment>:<tick>` makes a
+    /// tick one job per attempt however many processes tick. Returns how many.
+    pub async fn resume_stalled(&self, tick: i64) -> Result<usize> {
+        let mut tx = self.pool().begin().await?;
+        let stalled = payments::stalled(&mut tx, self.inner.config.resume_after, UNKNOWN_STALLS_AFTER).await?;
+        for id in &stalled {
+            let job = PaymentJob::Advance { payment_id: *id };
+            jobs::enqueue(&mut tx, queues::PAYMENTS, &job, chrono::Utc::now(), &format!("resume:{id}:{tick}")).await?;
+        }
+        tx.commit().await?;
+        if !stalled.is_empty() {
+            tracing::warn!(tick, count = stalled.len(), "resuming payment attempts left by a dead process or job");
+        }
+        Ok(stalled.len())
+    }
+
+    /// How often the resume tick should run.
+    pub fn resume_every(&self) -> Duration {
+        (self.inner.config.resume_after / 2).clamp(Duration::from_millis(250), Duration::from_secs(10))
     }
 
     /// Runs one job of the payments queue.

@@ -14,7 +14,6 @@ use gavel_domain::sales::SaleStatus;
 use gavel_domain::{Error, Result};
 use serde_json::json;
 
-use super::begin::advance_key;
 use super::{PausePoint, Payments};
 use crate::gateway::{ChargeFor, Outcome};
 
@@ -126,7 +125,6 @@ impl Payments {
         let due = Utc::now() + backoff(VERIFY_BACKOFF, round);
         let job = PaymentJob::Verify { payment_id: payment.id, round };
         jobs::enqueue(&mut tx, queues::PAYMENTS, &job, due, &format!("verify:{}:{round}", payment.id)).await?;
-        jobs::withdraw(&mut tx, queues::PAYMENTS, &advance_key(payment.id)).await?;
         tx.commit().await?;
         metrics::counter!("gavel_payments_total", "outcome" => "unknown").increment(1);
         tracing::warn!(payment = %payment.id, round, reason, "payment outcome unknown; verification scheduled");
@@ -198,7 +196,6 @@ impl Payments {
         };
         let order = orders::set_status(&mut tx, order.id, status).await?;
         record_event(&mut tx, &order, &payment, kind).await?;
-        jobs::withdraw(&mut tx, queues::PAYMENTS, &advance_key(id)).await?;
         if let Some((sale, end)) = unit
             && !claims::settle_unit(&mut tx, sale, end).await?
         {
