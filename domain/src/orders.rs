@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::claims::Claim;
 use crate::error::{Error, Result};
 use crate::ids::{BuyerId, ClaimId, MerchantId, OrderId, PaymentId, SaleId};
+use crate::sales::SaleStatus;
 use crate::status::status_enum;
 
 status_enum!(
@@ -125,6 +126,13 @@ pub struct PaidFor {
     #[sqlx(flatten)]
     pub order: Order,
     pub sale_status: Option<String>,
+}
+
+impl PaidFor {
+    /// The order is a sale's, and that sale has been cancelled.
+    pub fn sale_cancelled(&self) -> bool {
+        self.sale_status.clone().and_then(|s| SaleStatus::try_from(s).ok()) == Some(SaleStatus::Cancelled)
+    }
 }
 
 pub async fn lock_for_payment(conn: &mut PgConnection, payment: PaymentId) -> Result<Option<PaidFor>> {

@@ -208,13 +208,6 @@ pub async fn lock(conn: &mut PgConnection, id: SaleId) -> Result<Option<Sale>> {
     Ok(sqlx::query_as(sql).bind(id).fetch_optional(conn).await?)
 }
 
-/// A sale's status, unlocked.
-pub async fn status(conn: &mut PgConnection, id: SaleId) -> Result<Option<SaleStatus>> {
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM sales WHERE id = $1").bind(id).fetch_optional(conn).await?;
-    status.map(|s| SaleStatus::try_from(s).map_err(Error::Internal)).transpose()
-}
-
 /// A merchant's sale, locked, for an edit.
 pub async fn lock_own(conn: &mut PgConnection, merchant: MerchantId, id: SaleId) -> Result<Sale> {
     let sql = concat!("SELECT ", sale_columns!(), " FROM sales WHERE id = $1 AND merchant_id = $2 FOR NO KEY UPDATE");

@@ -122,9 +122,7 @@ impl Payments {
     /// An order as `viewer` may see it.
     pub async fn get(&self, viewer: Viewer, id: OrderId) -> Result<OrderView> {
         let order = orders::get(self.pool(), viewer, id).await?;
-        let mut conn = self.pool().acquire().await?;
-        let payment = payments::latest(&mut conn, order.id).await?;
-        Ok(OrderView { order, payment })
+        with_payment(&mut *self.pool().acquire().await?, order).await
     }
 
     fn admit(&self) -> Result<()> {
@@ -159,8 +157,7 @@ impl Payments {
     async fn view(&self, order: OrderId) -> Result<OrderView> {
         let mut conn = self.pool().acquire().await?;
         let order = orders::by_id(&mut conn, order).await?.ok_or(Error::NotFound("order"))?;
-        let payment = payments::latest(&mut conn, order.id).await?;
-        Ok(OrderView { order, payment })
+        with_payment(&mut conn, order).await
     }
 
     /// The resume tick (every workers process runs it, see `gavel-workers`):
@@ -203,6 +200,12 @@ impl Payments {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// An order with its latest attempt.
+async fn with_payment(conn: &mut sqlx::PgConnection, order: Order) -> Result<OrderView> {
+    let payment = payments::latest(conn, order.id).await?;
+    Ok(OrderView { order, payment })
 }
 
 /// A Stripe payment method id (`pm_…`) or test token: visible ASCII, no spaces.

@@ -10,7 +10,6 @@ use gavel_domain::ids::PaymentId;
 use gavel_domain::jobs::{self, PaymentJob, queues};
 use gavel_domain::orders::{self, Order, OrderStatus};
 use gavel_domain::payments::{self, Payment, PaymentStatus};
-use gavel_domain::sales::SaleStatus;
 use gavel_domain::{Error, Result};
 use serde_json::json;
 
@@ -149,12 +148,12 @@ impl Payments {
     async fn try_settle_definite(&self, id: PaymentId, outcome: &Outcome, sale_cancelled: bool) -> Result<Settled> {
         let mut tx = self.pool().begin().await?;
         let Some(paid_for) = orders::lock_for_payment(&mut tx, id).await? else { return Ok(Settled::Done) };
+        let cancelled = sale_cancelled || paid_for.sale_cancelled();
         let order = paid_for.order;
         let Some(payment) = payments::lock(&mut tx, id).await? else { return Ok(Settled::Done) };
         if !payment.status.is_open() {
             return Ok(Settled::Done);
         }
-        let cancelled = sale_cancelled || paid_for.sale_status.as_deref() == Some(SaleStatus::Cancelled.as_str());
         // The unit's way out, if the order is a sale's: (sale, how it ends).
         let mut unit = None;
         let (kind, status) = match outcome {
