@@ -6,6 +6,7 @@ use gavel_workflows::checkout::Payments;
 use sqlx::PgPool;
 
 use crate::rate_limit::RateLimiter;
+use crate::routes::health::Ops;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -16,4 +17,6 @@ pub struct AppState {
     pub claim_limiter: RateLimiter,
     pub payments: Payments,
     pub stripe_webhook_secret: String,
+    /// Health, readiness and the operator token.
+    pub ops: Ops,
 }
