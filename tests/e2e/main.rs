@@ -15,3 +15,4 @@ mod lifecycle;
 mod operations;
 mod sales_api;
 mod stripe_standin;
+mod stripe_webhooks;
