@@ -261,3 +261,40 @@ pub async fn complete_refund(conn: &mut PgConnection, payment: PaymentId, provid
     }
     Ok(n == 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payment_intent_is_an_attempts_only_if_id_metadata_amount_and_currency_agree() {
+        let payment = Payment {
+            id: PaymentId::new(),
+            order_id: OrderId::new(),
+            attempt: 1,
+            idempotency_key: "k".into(),
+            payment_method: "pm_card_visa".into(),
+            amount: 1999,
+            currency: "usd".into(),
+            status: PaymentStatus::Unknown,
+            provider_id: None,
+            failure_code: None,
+            failure_message: None,
+            verify_attempts: 0,
+            created_at: Utc::now(),
+            settled_at: None,
+        };
+        let intent = IntentFacts { id: "pi_1".into(), amount: 1999, currency: "USD".into(), payment: Some(payment.id) };
+        assert_eq!(payment.refusal(&intent), None, "an unknown id is accepted until the attempt knows its own");
+        let known = Payment { provider_id: Some("pi_2".into()), ..payment.clone() };
+        assert_eq!(known.refusal(&intent), Some(Refusal::PaymentIntentMismatch));
+        let other = IntentFacts { payment: Some(PaymentId::new()), ..intent.clone() };
+        assert_eq!(payment.refusal(&other), Some(Refusal::PaymentMismatch));
+        let unnamed = IntentFacts { payment: None, ..intent.clone() };
+        assert_eq!(payment.refusal(&unnamed), Some(Refusal::PaymentMismatch));
+        let cheap = IntentFacts { amount: 1, ..intent.clone() };
+        assert_eq!(payment.refusal(&cheap), Some(Refusal::AmountMismatch));
+        let euros = IntentFacts { currency: "eur".into(), ..intent };
+        assert_eq!(payment.refusal(&euros), Some(Refusal::CurrencyMismatch));
+    }
+}
