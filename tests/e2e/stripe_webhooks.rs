@@ -78,15 +78,20 @@ async fn signed_but_forged_successes_are_refused_and_only_what_stripe_confirms_s
     let mut invented = pi.to_json();
     invented["id"] = json!("pi_inventedByAnAttacker0001");
     outcomes.push(send_event(&shop, "evt_forged_id", "payment_intent.succeeded", invented).await);
+    // An id no Stripe id looks like is refused without going into a URL.
+    let mut crooked = pi.to_json();
+    crooked["id"] = json!("pi_1/../../refunds");
+    outcomes.push(send_event(&shop, "evt_crooked_id", "payment_intent.succeeded", crooked).await);
     // A failure must match too (it would release the unit).
     outcomes.push(send_event(&shop, "evt_forged_failure", "payment_intent.payment_failed", cheap).await);
     still_open(&shop, &sale, &claim, &order).await;
-    assert_eq!(outcomes, vec!["refused"; 4]);
+    assert_eq!(outcomes, vec!["refused"; 5]);
     still_open(&shop, &sale, &claim, &order).await;
     for (id, reason) in [
         ("evt_forged_amount", "amount_mismatch"),
         ("evt_forged_currency", "currency_mismatch"),
         ("evt_forged_id", "unknown_payment_intent"),
+        ("evt_crooked_id", "unknown_payment_intent"),
         ("evt_forged_failure", "amount_mismatch"),
     ] {
         let (_, outcome, why) = stored(&shop, id).await;

@@ -146,11 +146,7 @@ impl Gateway {
     /// says about itself and what it means for its attempt. `Ok(None)`: Stripe
     /// has no such PaymentIntent (an id not shaped like Stripe's is not sent).
     pub async fn retrieve(&self, id: &str) -> Result<Option<(IntentFacts, Outcome)>, String> {
-        let well_formed = id.len() <= 255
-            && id
-                .strip_prefix("pi_")
-                .is_some_and(|tail| !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_alphanumeric()));
-        if !well_formed {
+        if !is_intent_id(id) {
             return Ok(None);
         }
         let found = match RetrievePaymentIntent::new(id).send(&self.client).await {
@@ -225,6 +221,14 @@ impl Gateway {
             Err(err) => Outcome::Unknown { provider_id: None, reason: err.to_string() },
         }
     }
+}
+
+/// Shaped like Stripe's `pi_…` ids: only such an id goes into a request path.
+pub fn is_intent_id(id: &str) -> bool {
+    id.len() <= 255
+        && id
+            .strip_prefix("pi_")
+            .is_some_and(|tail| !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 type Answer = (String, PaymentIntentStatus, Option<Box<stripe_shared::ApiErrors>>);

@@ -11,7 +11,7 @@ use gavel_domain::payments::{self, IntentFacts, Payment, Refusal};
 use gavel_domain::stripe_events::EventOutcome;
 
 use super::Payments;
-use crate::gateway::Outcome;
+use crate::gateway::{Outcome, is_intent_id};
 
 /// A Stripe event about a PaymentIntent's outcome, its signature verified.
 #[derive(Debug, Clone)]
@@ -97,6 +97,10 @@ impl Payments {
 
     /// Settles a success only as Stripe reports it when asked directly.
     async fn confirm_success(&self, payment: &Payment, claimed: &IntentFacts) -> Result<Disposition> {
+        // Refused before asking: no Stripe id looks like this.
+        if !is_intent_id(&claimed.id) {
+            return Ok(refuse(payment, claimed, Refusal::UnknownPaymentIntent, "event"));
+        }
         if self.gateway().admit().is_err() {
             return Ok(Disposition::Deferred("circuit breaker open".into()));
         }
