@@ -20,6 +20,7 @@ pub mod payments;
 pub mod products;
 pub mod sales;
 mod status;
+pub mod stripe_events;
 
 pub use error::{Error, Invalid, Result, Unavailable};
 

@@ -57,6 +57,52 @@ pub struct Payment {
     pub settled_at: Option<DateTime<Utc>>,
 }
 
+/// What a Stripe PaymentIntent says about itself, as far as telling whether
+/// it is an attempt's goes (from an event, or from Stripe itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntentFacts {
+    /// Stripe's `pi_…`.
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    /// The attempt its metadata names (we set it on every charge).
+    pub payment: Option<PaymentId>,
+}
+
+status_enum!(
+    /// Why a provider event may not settle an attempt. A small fixed set: each
+    /// is a metric label.
+    pub enum Refusal ("refusal") {
+        /// The attempt knows its PaymentIntent, and this is another one.
+        PaymentIntentMismatch => "payment_intent_mismatch",
+        /// The PaymentIntent's metadata does not name this attempt.
+        PaymentMismatch => "payment_mismatch",
+        AmountMismatch => "amount_mismatch",
+        CurrencyMismatch => "currency_mismatch",
+        /// Stripe has no such PaymentIntent.
+        UnknownPaymentIntent => "unknown_payment_intent",
+        /// Stripe says the PaymentIntent did not do what the event claims.
+        StatusMismatch => "status_mismatch",
+    }
+);
+
+impl Payment {
+    /// Why `intent` cannot be this attempt's PaymentIntent, if it cannot.
+    pub fn refusal(&self, intent: &IntentFacts) -> Option<Refusal> {
+        if self.provider_id.as_deref().is_some_and(|known| known != intent.id) {
+            Some(Refusal::PaymentIntentMismatch)
+        } else if intent.payment != Some(self.id) {
+            Some(Refusal::PaymentMismatch)
+        } else if intent.amount != self.amount {
+            Some(Refusal::AmountMismatch)
+        } else if !intent.currency.eq_ignore_ascii_case(&self.currency) {
+            Some(Refusal::CurrencyMismatch)
+        } else {
+            None
+        }
+    }
+}
+
 macro_rules! payment_columns {
     () => {
         "id, order_id, attempt, idempotency_key, payment_method, amount, currency, status, provider_id, \
@@ -216,24 +262,39 @@ pub async fn complete_refund(conn: &mut PgConnection, payment: PaymentId, provid
     Ok(n == 1)
 }
 
-/// Whether a provider event with this id was stored before.
-pub async fn provider_event_seen(conn: &mut PgConnection, id: &str) -> Result<bool> {
-    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM stripe_events WHERE id = $1)").bind(id).fetch_one(conn).await?)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Stores a provider event once by its id; `false` if it was seen before.
-pub async fn record_provider_event(
-    conn: &mut PgConnection,
-    id: &str,
-    kind: &str,
-    payload: &serde_json::Value,
-) -> Result<bool> {
-    let n = sqlx::query("INSERT INTO stripe_events (id, type, payload) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-        .bind(id)
-        .bind(kind)
-        .bind(payload)
-        .execute(conn)
-        .await?
-        .rows_affected();
-    Ok(n == 1)
+    #[test]
+    fn a_payment_intent_is_an_attempts_only_if_id_metadata_amount_and_currency_agree() {
+        let payment = Payment {
+            id: PaymentId::new(),
+            order_id: OrderId::new(),
+            attempt: 1,
+            idempotency_key: "k".into(),
+            payment_method: "pm_card_visa".into(),
+            amount: 1999,
+            currency: "usd".into(),
+            status: PaymentStatus::Unknown,
+            provider_id: None,
+            failure_code: None,
+            failure_message: None,
+            verify_attempts: 0,
+            created_at: Utc::now(),
+            settled_at: None,
+        };
+        let intent = IntentFacts { id: "pi_1".into(), amount: 1999, currency: "USD".into(), payment: Some(payment.id) };
+        assert_eq!(payment.refusal(&intent), None, "an unknown id is accepted until the attempt knows its own");
+        let known = Payment { provider_id: Some("pi_2".into()), ..payment.clone() };
+        assert_eq!(known.refusal(&intent), Some(Refusal::PaymentIntentMismatch));
+        let other = IntentFacts { payment: Some(PaymentId::new()), ..intent.clone() };
+        assert_eq!(payment.refusal(&other), Some(Refusal::PaymentMismatch));
+        let unnamed = IntentFacts { payment: None, ..intent.clone() };
+        assert_eq!(payment.refusal(&unnamed), Some(Refusal::PaymentMismatch));
+        let cheap = IntentFacts { amount: 1, ..intent.clone() };
+        assert_eq!(payment.refusal(&cheap), Some(Refusal::AmountMismatch));
+        let euros = IntentFacts { currency: "eur".into(), ..intent };
+        assert_eq!(payment.refusal(&euros), Some(Refusal::CurrencyMismatch));
+    }
 }

@@ -40,8 +40,9 @@ pub(crate) use status_enum;
 mod tests {
     use crate::claims::ClaimStatus;
     use crate::orders::OrderStatus;
-    use crate::payments::PaymentStatus;
+    use crate::payments::{PaymentStatus, Refusal};
     use crate::sales::SaleStatus;
+    use crate::stripe_events::EventOutcome;
 
     #[test]
     fn every_status_reads_back_what_it_writes_and_matches_its_json() {
@@ -63,5 +64,17 @@ mod tests {
         check(&[P::Processing, P::Unknown, P::Succeeded, P::Failed, P::Refunded], P::as_str);
         use SaleStatus as S;
         check(&[S::Scheduled, S::Active, S::Ended, S::Cancelled], S::as_str);
+        use Refusal as R;
+        let refusals = [
+            R::PaymentIntentMismatch,
+            R::PaymentMismatch,
+            R::AmountMismatch,
+            R::CurrencyMismatch,
+            R::UnknownPaymentIntent,
+            R::StatusMismatch,
+        ];
+        check(&refusals, R::as_str);
+        use EventOutcome as E;
+        check(&[E::Applied, E::Ignored, E::Refused, E::Deferred], E::as_str);
     }
 }

@@ -355,7 +355,7 @@ async fn a_payment_that_succeeds_after_its_sale_was_cancelled_is_refunded() {
 }
 
 /// A Stripe event as the stand-in would send it, signed at `at`.
-fn signed_event(id: &str, kind: &str, object: Value, at: i64, secret: &str) -> (String, String) {
+pub fn signed_event(id: &str, kind: &str, object: Value, at: i64, secret: &str) -> (String, String) {
     let event = json!({
         "id": id, "object": "event", "account": null, "api_version": gavel_standins::stripe::API_VERSION,
         "context": null, "created": at, "data": { "object": object, "previous_attributes": null },
@@ -366,7 +366,7 @@ fn signed_event(id: &str, kind: &str, object: Value, at: i64, secret: &str) -> (
     (event, sig)
 }
 
-async fn deliver(shop: &Shop, payload: &str, sig: &str) -> Response {
+pub async fn deliver(shop: &Shop, payload: &str, sig: &str) -> Response {
     let req = client()
         .post(format!("{}/v1/stripe/webhook", shop.app.base))
         .header("content-type", "application/json")

@@ -17,3 +17,4 @@ mod sales_api;
 mod secrets;
 mod staying_up;
 mod stripe_standin;
+mod stripe_webhooks;

@@ -1,16 +1,18 @@
 //! The Stripe stand-in speaks Stripe's wire protocol: the real async-stripe
 //! client talks to it over HTTP, and async-stripe's webhook verification
-//! accepts its signed events.
+//! accepts its signed events, and async-stripe's pagers page through its
+//! lists and search results.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
+use futures::TryStreamExt;
 use gavel_standins::stripe::{Faults, StripeStandIn, WebhookTarget};
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_core::PaymentIntentStatus;
-use stripe_core::payment_intent::{CreatePaymentIntent, RetrievePaymentIntent, SearchPaymentIntent};
+use stripe_core::payment_intent::{CreatePaymentIntent, ListPaymentIntent, RetrievePaymentIntent, SearchPaymentIntent};
 use stripe_core::refund::{CreateRefund, ListRefund};
 use stripe_types::Currency;
 use stripe_webhook::{EventObject, Webhook};
@@ -152,4 +154,142 @@ async fn refunds_return_money_once_and_events_are_signed_as_stripe_signs_them() 
     assert_eq!(stripe.refunds().len(), 1);
     let listed = ListRefund::new().send(&client).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(listed.data.iter().map(|r| r.amount).collect::<Vec<_>>(), vec![1999]);
+}
+
+/// Charges `n` PaymentIntents through the client; their ids, newest first.
+async fn charged(client: &Client, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let pi = charge(&format!("clm_page_{i}"), "pm_card_visa").send(client).await;
+        ids.push(pi.unwrap_or_else(|e| panic!("charge {i}: {e}")).id.to_string());
+    }
+    ids.reverse();
+    ids
+}
+
+fn code_of(result: Result<impl std::fmt::Debug, StripeError>) -> (u16, Option<String>, Option<String>) {
+    match result {
+        Err(StripeError::Stripe(err, status)) => {
+            (status, err.code.as_ref().map(|c| c.as_str().to_owned()), err.param.clone())
+        }
+        other => panic!("expected a Stripe error: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_list_pager_sees_every_payment_intent_once_newest_first() {
+    let stripe = standin(None).await;
+    let client = client(&stripe, Duration::from_secs(5));
+    let newest_first = charged(&client, 25).await;
+
+    let paged: Vec<String> = ListPaymentIntent::new()
+        .limit(4)
+        .paginate()
+        .stream(&client)
+        .map_ok(|pi| pi.id.to_string())
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("paging: {e}"));
+    assert_eq!(paged, newest_first, "all 25, each once, newest first");
+
+    // Stripe's default page is 10, and says there is more.
+    let first = ListPaymentIntent::new().send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<String> = first.data.iter().map(|pi| pi.id.to_string()).collect();
+    assert_eq!(
+        (ids.as_slice(), first.has_more, first.url.as_str()),
+        (&newest_first[..10], true, "/v1/payment_intents")
+    );
+    let last = ListPaymentIntent::new().starting_after(newest_first[19].as_str()).limit(10).send(&client).await;
+    let last = last.unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<String> = last.data.iter().map(|pi| pi.id.to_string()).collect();
+    assert_eq!((ids.as_slice(), last.has_more), (&newest_first[20..], false));
+
+    // `ending_before`: the objects just newer than the cursor, newest first.
+    let before = ListPaymentIntent::new().ending_before(newest_first[13].as_str()).limit(3).send(&client).await;
+    let before = before.unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<String> = before.data.iter().map(|pi| pi.id.to_string()).collect();
+    assert_eq!((ids.as_slice(), before.has_more), (&newest_first[10..13], true));
+    let top = ListPaymentIntent::new().ending_before(newest_first[2].as_str()).send(&client).await;
+    let top = top.unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<String> = top.data.iter().map(|pi| pi.id.to_string()).collect();
+    assert_eq!((ids.as_slice(), top.has_more), (&newest_first[..2], false));
+
+    // Out-of-range limits and unknown cursors are Stripe's 400s.
+    for limit in [0, 101] {
+        let (status, _, param) = code_of(ListPaymentIntent::new().limit(limit).send(&client).await);
+        assert_eq!((status, param.as_deref()), (400, Some("limit")), "limit {limit}");
+    }
+    let unknown = ListPaymentIntent::new().starting_after("pi_unknown").send(&client).await;
+    assert_eq!(code_of(unknown), (400, Some("resource_missing".into()), Some("starting_after".into())));
+    let unknown = ListPaymentIntent::new().ending_before("pi_unknown").send(&client).await;
+    assert_eq!(code_of(unknown), (400, Some("resource_missing".into()), Some("ending_before".into())));
+}
+
+#[tokio::test]
+async fn the_refund_list_pages_newest_first() {
+    let stripe = standin(None).await;
+    let client = client(&stripe, Duration::from_secs(5));
+    let pi = charge("clm_refunds", "pm_card_visa").send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut newest_first = Vec::new();
+    for i in 0..25 {
+        let refund = CreateRefund::new().payment_intent(pi.id.as_str()).amount(1).send(&client).await;
+        newest_first.push(refund.unwrap_or_else(|e| panic!("refund {i}: {e}")).id.to_string());
+    }
+    newest_first.reverse();
+    let paged: Vec<String> = ListRefund::new()
+        .limit(7)
+        .paginate()
+        .stream(&client)
+        .map_ok(|r| r.id.to_string())
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("paging: {e}"));
+    assert_eq!(paged, newest_first);
+    let before = ListRefund::new().ending_before(newest_first[5].as_str()).limit(2).send(&client).await;
+    let before = before.unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<String> = before.data.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!((ids.as_slice(), before.has_more, before.url.as_str()), (&newest_first[3..5], true, "/v1/refunds"));
+}
+
+#[tokio::test]
+async fn search_results_page_through_next_page_until_it_is_null() {
+    let stripe = standin(None).await;
+    let client = client(&stripe, Duration::from_secs(5));
+    let newest_first = charged(&client, 25).await;
+    let query = "status:'succeeded'";
+
+    let paged: Vec<String> = SearchPaymentIntent::new(query)
+        .limit(6)
+        .paginate()
+        .stream(&client)
+        .map_ok(|pi| pi.id.to_string())
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("paging: {e}"));
+    assert_eq!(paged, newest_first);
+
+    // By hand: `next_page` leads on, and is null on the last page.
+    let mut seen = Vec::new();
+    let mut page: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut request = SearchPaymentIntent::new(query).limit(10);
+        if let Some(token) = page.take() {
+            request = request.page(token);
+        }
+        let result = request.send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+        pages += 1;
+        seen.extend(result.data.iter().map(|pi| pi.id.to_string()));
+        assert_eq!(result.has_more, result.next_page.is_some(), "has_more and next_page agree");
+        match result.next_page {
+            Some(next) => page = Some(next),
+            None => break,
+        }
+        assert!(pages < 10, "search paging never ends");
+    }
+    assert_eq!((pages, seen), (3, newest_first));
+    let (status, _, param) = code_of(SearchPaymentIntent::new(query).page("not-a-page").send(&client).await);
+    assert_eq!((status, param.as_deref()), (400, Some("page")));
+    let (status, _, param) = code_of(SearchPaymentIntent::new(query).limit(101).send(&client).await);
+    assert_eq!((status, param.as_deref()), (400, Some("limit")));
 }

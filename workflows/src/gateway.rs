@@ -15,7 +15,8 @@ use std::time::Duration;
 use crate::breaker::{Breaker, Unavailable};
 use crate::checkout::ProviderEvent;
 use gavel_domain::ids::{OrderId, PaymentId};
-use gavel_domain::payments::Payment;
+use gavel_domain::payments::{IntentFacts, Payment};
+use gavel_domain::stripe_events;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_core::PaymentIntentStatus;
 use stripe_core::payment_intent::{
@@ -124,7 +125,7 @@ impl Gateway {
             Err(reason) => return Outcome::Unknown { provider_id: None, reason },
         };
         let answer = request.customize().request_strategy(strategy).send(&self.client).await;
-        self.classify(answer.map(|pi| (pi.id.to_string(), pi.status, pi.last_payment_error)))
+        self.classify(answer.map(answer_of))
     }
 
     /// Looks the attempt up at the provider: by its PaymentIntent id when we
@@ -138,14 +139,38 @@ impl Gateway {
                 SearchPaymentIntent::new(query).send(&self.client).await.map(|list| list.data.into_iter().next())
             }
         };
-        match found {
-            Ok(Some(pi)) => {
-                self.breaker.record(true);
-                Ok(Some(self.classify(Ok((pi.id.to_string(), pi.status, pi.last_payment_error)))))
-            }
-            Ok(None) => {
-                self.breaker.record(true);
+        self.found(found).map(|pi| pi.map(|pi| self.classify(Ok(answer_of(pi)))))
+    }
+
+    /// Retrieves the PaymentIntent `id` (named by a webhook event): what it
+    /// says about itself and what it means for its attempt. `Ok(None)`: Stripe
+    /// has no such PaymentIntent (an id not shaped like Stripe's is not sent).
+    pub async fn retrieve(&self, id: &str) -> Result<Option<(IntentFacts, Outcome)>, String> {
+        if !is_intent_id(id) {
+            return Ok(None);
+        }
+        let found = match RetrievePaymentIntent::new(id).send(&self.client).await {
+            Err(StripeError::Stripe(err, 404))
+                if err.code.as_ref().is_some_and(|c| c.as_str() == "resource_missing") =>
+            {
                 Ok(None)
+            }
+            other => other.map(Some),
+        };
+        self.found(found).map(|pi| {
+            pi.map(|pi| {
+                let facts = facts_of(&pi);
+                (facts, self.classify(Ok(answer_of(pi))))
+            })
+        })
+    }
+
+    /// Tells the breaker how a lookup went.
+    fn found<T>(&self, answer: Result<Option<T>, StripeError>) -> Result<Option<T>, String> {
+        match answer {
+            Ok(found) => {
+                self.breaker.record(true);
+                Ok(found)
             }
             Err(err) => {
                 self.breaker.record(!is_transport_failure(&err));
@@ -170,10 +195,7 @@ impl Gateway {
         answer.map(|r| r.id.to_string()).map_err(|e| e.to_string())
     }
 
-    fn classify(
-        &self,
-        answer: Result<(String, PaymentIntentStatus, Option<Box<stripe_shared::ApiErrors>>), StripeError>,
-    ) -> Outcome {
+    fn classify(&self, answer: Result<Answer, StripeError>) -> Outcome {
         self.breaker.record(answer.as_ref().is_ok_or_definite());
         match answer {
             Ok((id, PaymentIntentStatus::Succeeded, _)) => Outcome::Succeeded { provider_id: id },
@@ -198,6 +220,30 @@ impl Gateway {
             }
             Err(err) => Outcome::Unknown { provider_id: None, reason: err.to_string() },
         }
+    }
+}
+
+/// Shaped like Stripe's `pi_…` ids: only such an id goes into a request path.
+pub fn is_intent_id(id: &str) -> bool {
+    id.len() <= 255
+        && id
+            .strip_prefix("pi_")
+            .is_some_and(|tail| !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+type Answer = (String, PaymentIntentStatus, Option<Box<stripe_shared::ApiErrors>>);
+
+fn answer_of(pi: stripe_shared::PaymentIntent) -> Answer {
+    (pi.id.to_string(), pi.status, pi.last_payment_error)
+}
+
+/// What a PaymentIntent says about itself.
+fn facts_of(pi: &stripe_shared::PaymentIntent) -> IntentFacts {
+    IntentFacts {
+        id: pi.id.to_string(),
+        amount: pi.amount,
+        currency: pi.currency.to_string(),
+        payment: payment_of(&pi.metadata),
     }
 }
 
@@ -255,49 +301,74 @@ fn payment_of(metadata: &HashMap<String, String>) -> Option<PaymentId> {
 /// A webhook delivery whose signature checked out.
 #[derive(Debug, Clone)]
 pub struct VerifiedEvent {
+    /// Stripe's `evt_…`; for a body without a readable id, a digest of it.
     pub id: String,
+    /// The event's `type`; `unparseable` when the body has none.
     pub kind: String,
-    /// What it says about one of our payments, if anything.
-    pub event: Option<ProviderEvent>,
+    pub content: Content,
 }
 
-/// Why a webhook delivery was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejected {
-    /// Wrong secret, malformed header, or a timestamp more than 5 minutes off.
-    Signature(String),
-    /// Signed, but not an event we can read.
-    Payload(String),
+/// What a signed event says, as far as Gavel acts on it.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// It says something about a PaymentIntent's outcome.
+    Payment(ProviderEvent),
+    /// A type Gavel does not act on.
+    Unhandled,
+    /// Signed, but async-stripe cannot read it (why).
+    Unreadable(String),
 }
+
+/// Why a webhook delivery was refused: wrong secret, malformed header, or a
+/// timestamp more than 5 minutes off. (A signed body that cannot be read is
+/// not refused: Stripe would redeliver it for days and then disable the
+/// endpoint.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected(pub String);
 
 /// Verifies `Stripe-Signature` over the raw body (async-stripe's check: HMAC
-/// of `t.payload`, ±300 s) and reads the event.
+/// of `t.payload`, ±300 s, before it parses anything) and reads the event.
 pub fn verify_event(payload: &str, signature: &str, secret: &str) -> Result<VerifiedEvent, Rejected> {
     use stripe_webhook::{EventObject, Webhook, WebhookError};
-    let event = Webhook::construct_event(payload, signature, secret).map_err(|e| match e {
-        WebhookError::BadParse(why) => Rejected::Payload(why),
-        other => Rejected::Signature(other.to_string()),
-    })?;
+    let event = match Webhook::construct_event(payload, signature, secret) {
+        Ok(event) => event,
+        // async-stripe checks the signature first: a parse error is about a signed body.
+        Err(WebhookError::BadParse(why)) => return Ok(unreadable(payload, why)),
+        Err(other) => return Err(Rejected(other.to_string())),
+    };
     let intent_failure = |pi: &stripe_shared::PaymentIntent| {
         pi.last_payment_error
             .as_deref()
             .map(describe)
             .unwrap_or_else(|| ("payment_failed".to_owned(), "the payment failed".to_owned()))
     };
-    let what = match &event.data.object {
+    let content = match &event.data.object {
         EventObject::PaymentIntentSucceeded(pi) => {
-            Some(ProviderEvent::PaymentSucceeded { provider_id: pi.id.to_string(), payment: payment_of(&pi.metadata) })
+            Content::Payment(ProviderEvent::PaymentSucceeded { intent: facts_of(pi) })
         }
         EventObject::PaymentIntentPaymentFailed(pi) => {
             let (code, message) = intent_failure(pi);
-            Some(ProviderEvent::PaymentFailed {
-                provider_id: pi.id.to_string(),
-                payment: payment_of(&pi.metadata),
-                code,
-                message,
-            })
+            Content::Payment(ProviderEvent::PaymentFailed { intent: facts_of(pi), code, message })
         }
-        _ => None,
+        _ => Content::Unhandled,
     };
-    Ok(VerifiedEvent { id: event.id.to_string(), kind: event.type_.as_str().to_owned(), event: what })
+    Ok(VerifiedEvent { id: event.id.to_string(), kind: event.type_.as_str().to_owned(), content })
+}
+
+/// A signed body async-stripe cannot read, named by its own `id` and `type`
+/// when it has them.
+fn unreadable(payload: &str, why: String) -> VerifiedEvent {
+    let json: Option<serde_json::Value> = serde_json::from_str(payload).ok();
+    let field = |name: &str| {
+        json.as_ref()
+            .and_then(|j| j.get(name))
+            .and_then(serde_json::Value::as_str)
+            .filter(|v| !v.is_empty() && v.len() <= 255)
+            .map(str::to_owned)
+    };
+    VerifiedEvent {
+        id: field("id").unwrap_or_else(|| stripe_events::digest_id(payload.as_bytes())),
+        kind: field("type").unwrap_or_else(|| "unparseable".to_owned()),
+        content: Content::Unreadable(why),
+    }
 }

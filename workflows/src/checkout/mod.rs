@@ -26,6 +26,7 @@
 //! was cancelled under it) is refunded in full by a durable `Refund` job.
 
 mod begin;
+mod provider_events;
 mod settle;
 
 use std::sync::Arc;
@@ -40,7 +41,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::gateway::Gateway;
-pub use settle::ProviderEvent;
+pub use provider_events::{Disposition, ProviderEvent};
 
 /// An `unknown` attempt untouched this long has lost its verification jobs.
 const UNKNOWN_STALLS_AFTER: Duration = Duration::from_secs(30 * 60);

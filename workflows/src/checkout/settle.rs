@@ -1,5 +1,6 @@
 //! Steps 2 and 3 of the saga (charge, settle), verification of unknown
-//! outcomes, refunds, and Stripe's webhook events fed into the same settling.
+//! outcomes and refunds. Stripe's webhook events reach the same settling
+//! through `provider_events`.
 
 use std::time::Duration;
 
@@ -48,13 +49,6 @@ fn backoff(schedule: &[Duration], round: u32) -> Duration {
 enum Settled {
     Done,
     SaleCancelled,
-}
-
-/// A Stripe event about one of our payments, already verified by the API.
-#[derive(Debug, Clone)]
-pub enum ProviderEvent {
-    PaymentSucceeded { provider_id: String, payment: Option<PaymentId> },
-    PaymentFailed { provider_id: String, payment: Option<PaymentId>, code: String, message: String },
 }
 
 impl Payments {
@@ -239,34 +233,7 @@ impl Payments {
         Ok(())
     }
 
-    /// A verified Stripe event: settles the attempt it names, if still open.
-    pub async fn on_provider_event(&self, event: ProviderEvent) -> Result<()> {
-        let (provider_id, named, outcome) = match event {
-            ProviderEvent::PaymentSucceeded { provider_id, payment } => {
-                (provider_id.clone(), payment, Outcome::Succeeded { provider_id })
-            }
-            ProviderEvent::PaymentFailed { provider_id, payment, code, message } => {
-                (provider_id.clone(), payment, Outcome::Failed { provider_id: Some(provider_id), code, message })
-            }
-        };
-        let mut conn = self.pool().acquire().await?;
-        let payment = match named {
-            Some(id) => payments::get(&mut conn, id).await?,
-            None => payments::by_provider_id(&mut conn, &provider_id).await?,
-        };
-        drop(conn);
-        match payment {
-            // Settled already (the usual case: our own call's answer came first).
-            Some(payment) if !payment.status.is_open() => Ok(()),
-            Some(payment) => self.settle(&payment, outcome).await,
-            None => {
-                tracing::warn!(provider_id, "a Stripe event names no payment of ours; ignored");
-                Ok(())
-            }
-        }
-    }
-
-    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {
+    pub(super) async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {
         let mut conn = self.pool().acquire().await?;
         payments::get(&mut conn, id).await
     }

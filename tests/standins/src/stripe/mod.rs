@@ -5,6 +5,8 @@
 //!   `GET /v1/payment_intents` (list), `GET /v1/payment_intents/search`
 //!   (`metadata['key']:'value'` queries);
 //! - `POST /v1/refunds`, `GET /v1/refunds` (list), `GET /v1/refunds/{id}`;
+//! - Stripe's list pagination (`limit`, `starting_after`, `ending_before`,
+//!   newest first, `has_more`) and search pagination (`page`, `next_page`);
 //! - `Idempotency-Key` as Stripe honours it: a repeat with the same
 //!   parameters replays the first response (`Idempotent-Replayed: true`),
 //!   other parameters are a 400 `idempotency_error`;
@@ -19,6 +21,7 @@
 //!   done but never answered (the client times out: "succeeded but the
 //!   response was lost"). `GET /_control/state` shows the objects.
 
+mod lists;
 mod objects;
 mod routes;
 mod webhooks;

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::objects::{PaymentIntent, Refund, decline_error, new_id, now};
-use super::{Faults, Shared, Store, webhooks};
+use super::{Faults, Shared, Store, lists, webhooks};
 
 type Shd = State<Arc<Shared>>;
 
@@ -234,31 +234,40 @@ async fn get_intent(State(shared): Shd, Path(id): Path<String>, headers: HeaderM
     .await
 }
 
-async fn list_intents(State(shared): Shd, headers: HeaderMap) -> Response {
+/// A list page, or Stripe's 400 for bad pagination parameters.
+fn paged(page: Result<Value, Value>) -> Outcome {
+    match page {
+        Ok(body) => Outcome::ok(body),
+        Err(body) => Outcome { status: 400, body, events: Vec::new() },
+    }
+}
+
+fn intent_item(pi: &PaymentIntent) -> lists::Item {
+    lists::Item { id: pi.id.clone(), created: pi.created, json: pi.to_json() }
+}
+
+async fn list_intents(State(shared): Shd, headers: HeaderMap, Query(q): Query<Vec<(String, String)>>) -> Response {
     handle(&shared, &headers, None, |store| {
-        let data: Vec<Value> = store.intents.iter().rev().map(PaymentIntent::to_json).collect();
-        Outcome::ok(json!({ "object": "list", "data": data, "has_more": false, "url": "/v1/payment_intents" }))
+        let items = store.intents.iter().map(intent_item).collect();
+        paged(lists::list(items, &q, "/v1/payment_intents", "payment_intent"))
     })
     .await
 }
 
 async fn search_intents(State(shared): Shd, headers: HeaderMap, Query(q): Query<Vec<(String, String)>>) -> Response {
-    let query = q.into_iter().find(|(k, _)| k == "query").map(|(_, v)| v).unwrap_or_default();
+    let query = q.iter().find(|(k, _)| k == "query").map(|(_, v)| v.clone()).unwrap_or_default();
     let Some(clauses) = parse_search(&query) else {
         let o = Outcome::error(400, "invalid_request_error", "Unsupported search query.");
         return respond(o.status, o.body, false);
     };
     handle(&shared, &headers, None, |store| {
-        let data: Vec<Value> = store
+        let matches = store
             .intents
             .iter()
             .filter(|pi| clauses.iter().all(|(field, value)| field_of(pi, field).as_deref() == Some(value.as_str())))
-            .map(PaymentIntent::to_json)
+            .map(intent_item)
             .collect();
-        Outcome::ok(json!({
-            "object": "search_result", "data": data, "has_more": false, "next_page": null,
-            "url": "/v1/payment_intents/search", "total_count": null,
-        }))
+        paged(lists::search(matches, &q, "/v1/payment_intents/search"))
     })
     .await
 }
@@ -339,10 +348,14 @@ async fn create_refund(State(shared): Shd, headers: HeaderMap, params: Params) -
     .await
 }
 
-async fn list_refunds(State(shared): Shd, headers: HeaderMap) -> Response {
+async fn list_refunds(State(shared): Shd, headers: HeaderMap, Query(q): Query<Vec<(String, String)>>) -> Response {
     handle(&shared, &headers, None, |store| {
-        let data: Vec<Value> = store.refunds.iter().rev().map(Refund::to_json).collect();
-        Outcome::ok(json!({ "object": "list", "data": data, "has_more": false, "url": "/v1/refunds" }))
+        let items = store
+            .refunds
+            .iter()
+            .map(|r| lists::Item { id: r.id.clone(), created: r.created, json: r.to_json() })
+            .collect();
+        paged(lists::list(items, &q, "/v1/refunds", "refund"))
     })
     .await
 }
