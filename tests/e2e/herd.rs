@@ -199,3 +199,29 @@ async fn a_claim_batch_with_a_buyer_that_does_not_exist_answers_the_others_201()
     let after = app.get(&format!("/v1/sales/{sale}"), Some(&merchant.key)).await;
     assert_eq!((after.body["available"].as_i64(), after.body["held"].as_i64()), (Some(140), Some(60)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_lane_without_a_database_connection_answers_503_overloaded() {
+    let db = fresh_database().await;
+    let app = TestApp::spawn_on(&db, &[Role::Api], |c| c.database.max_connections = 2).await;
+    let merchant = app.merchant().await;
+    // Past its start: the first claim starts it (no workers here).
+    let sale = app.sale(&merchant, json!({ "inventory": 5 })).await;
+    let path = format!("/v1/sales/{}/claims", sale["id"].as_str().unwrap_or_default());
+    let token = app.buyers(1).await.remove(0);
+
+    // Take every connection of the server's pool.
+    let mut held = Vec::new();
+    while let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_millis(300), app.pool.acquire()).await {
+        held.push(conn);
+    }
+    assert!(!held.is_empty());
+    let starved = app.post(&path, Some(&token), json!({})).await;
+    assert_eq!(starved.status, StatusCode::SERVICE_UNAVAILABLE, "{}", starved.raw);
+    assert_eq!(starved.code(), "overloaded");
+    assert!(starved.headers.contains_key("retry-after"));
+
+    drop(held);
+    let claimed = app.post(&path, Some(&token), json!({})).await;
+    assert_eq!(claimed.status, StatusCode::CREATED, "{}", claimed.raw);
+}
