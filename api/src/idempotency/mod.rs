@@ -132,7 +132,7 @@ async fn effect(state: AppState, mode: Mode, keyed: Keyed, mut parts: Parts, bod
         // a failure that rolled back): a repeat gets the same answer anew.
         effect::Finished::Nothing => {
             if status.is_success() {
-                tracing::error!(path = %keyed.scope, "a keyed request succeeded without writing through Effect");
+                tracing::error!(scope = %keyed.scope, "a keyed request succeeded without writing through Effect");
             }
             return response;
         }
