@@ -142,8 +142,8 @@ async fn effect(state: AppState, mode: Mode, keyed: Keyed, mut parts: Parts, bod
         // Dropping the transaction rolls the effect back with the answer.
         return response;
     }
-    let (parts, body) = response.into_parts();
-    let Ok(body) = to_bytes(body, usize::MAX).await else {
+    let (parts, answer) = response.into_parts();
+    let Ok(answer) = to_bytes(answer, usize::MAX).await else {
         return ApiError::internal().into_response();
     };
     let stored = Stored {
@@ -151,24 +151,34 @@ async fn effect(state: AppState, mode: Mode, keyed: Keyed, mut parts: Parts, bod
         status_code: status.as_u16() as i16,
         content_type: content_type(&parts),
         body: match mode {
-            Mode::SignUp => without_token(&body),
-            Mode::Effect | Mode::Outcome => body.to_vec(),
+            Mode::SignUp => without_token(&answer),
+            Mode::Effect | Mode::Outcome => answer.to_vec(),
         },
     };
     let mut tx = tx;
     let committed = async {
-        idempotency::store(&mut *tx, &keyed.scope, &keyed.key, &stored).await?;
+        if !idempotency::store(&mut *tx, &keyed.scope, &keyed.key, &stored).await? {
+            // Answered meanwhile without the lock (the same key on an Outcome
+            // route): this effect must not commit without its answer.
+            return Ok(false);
+        }
         tx.commit().await?;
-        Ok::<_, Error>(())
+        Ok::<_, Error>(true)
     }
     .await;
-    if let Err(err) = committed {
+    match committed {
+        Ok(true) => {}
+        Ok(false) => match idempotency::lookup(&state.pool, &keyed.scope, &keyed.key).await {
+            Ok(Some(first)) => return replay(&state, mode, &keyed, first, &body).await,
+            Ok(None) => return ApiError::internal().into_response(),
+            Err(err) => return ApiError::from(err).into_response(),
+        },
         // Neither the effect nor its answer is known to have committed: the
         // client's retry either replays or runs afresh.
-        return ApiError::from(err).into_response();
+        Err(err) => return ApiError::from(err).into_response(),
     }
     state.payments.pause(gavel_workflows::checkout::PausePoint::AfterIdempotentCommit, &keyed.key).await;
-    Response::from_parts(parts, Body::from(body))
+    Response::from_parts(parts, Body::from(answer))
 }
 
 /// Runs the handler as it is, then keeps its first final answer.
