@@ -76,6 +76,7 @@ impl From<Error> for ApiError {
             .with("current_version", current),
             Error::EmailTaken => Self::new(S::CONFLICT, "email_taken", "an account with this email already exists"),
             Error::BadCredentials => Self::unauthorized("email or password is wrong").with_code("invalid_credentials"),
+            Error::UnknownBuyer => Self::unauthorized("the token names no buyer"),
             Error::ClaimExpired => Self::new(S::GONE, "claim_expired", "the hold has expired"),
             Error::CheckoutInProgress => Self::new(
                 S::CONFLICT,

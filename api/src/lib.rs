@@ -22,26 +22,28 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
+use idempotency::Mode;
 use routes::{buyers, claims, health, orders, products, sales, stripe_webhook};
 pub use state::AppState;
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     metrics::install();
+    // Idempotency-Key, per route: see `idempotency` for the three modes.
+    let keyed = |mode| middleware::from_fn_with_state((state.clone(), mode), idempotency::layer);
     let v1 = Router::new()
-        .route("/v1/buyers", post(buyers::sign_up))
+        .route("/v1/buyers", post(buyers::sign_up).layer(keyed(Mode::SignUp)))
         .route("/v1/sessions", post(buyers::sign_in))
-        .route("/v1/products", post(products::create))
-        .route("/v1/sales", post(sales::create).get(sales::list))
+        .route("/v1/products", post(products::create).layer(keyed(Mode::Effect)))
+        .route("/v1/sales", post(sales::create).layer(keyed(Mode::Effect)).get(sales::list))
         .route("/v1/sales/{id}", get(sales::get).patch(sales::patch))
-        .route("/v1/sales/{id}/cancel", post(sales::cancel))
-        .route("/v1/sales/{id}/claims", post(claims::create))
+        .route("/v1/sales/{id}/cancel", post(sales::cancel).layer(keyed(Mode::Outcome)))
+        .route("/v1/sales/{id}/claims", post(claims::create).layer(keyed(Mode::Outcome)))
         .route("/v1/claims/{id}", get(claims::get))
-        .route("/v1/claims/{id}/checkout", post(orders::checkout))
+        .route("/v1/claims/{id}/checkout", post(orders::checkout).layer(keyed(Mode::Outcome)))
         .route("/v1/orders", get(orders::list))
         .route("/v1/orders/{id}", get(orders::get))
-        .route("/v1/orders/{id}/pay", post(orders::pay))
-        .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::layer));
+        .route("/v1/orders/{id}/pay", post(orders::pay).layer(keyed(Mode::Outcome)));
     Router::new()
         .merge(v1)
         .route("/v1/stripe/webhook", post(stripe_webhook::receive))

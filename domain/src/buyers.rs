@@ -1,6 +1,6 @@
 //! Buyer accounts: sign-up and sign-in.
 
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
 use crate::auth::{PasswordCost, hash_password, verify_password};
 use crate::db::is_unique_violation;
@@ -38,14 +38,34 @@ impl SignUp {
 }
 
 pub async fn create(pool: &PgPool, signup: SignUp, cost: PasswordCost) -> Result<BuyerId> {
+    let hashed = hash(signup, cost).await?;
+    insert(pool, &hashed).await
+}
+
+/// A sign-up whose password is hashed, ready to be inserted.
+#[derive(Debug, Clone)]
+pub struct Hashed {
+    email: String,
+    name: Option<String>,
+    password_hash: String,
+}
+
+/// Hashes the password: the slow half of [`create`], kept apart so that a
+/// caller can do it before it opens a transaction.
+pub async fn hash(signup: SignUp, cost: PasswordCost) -> Result<Hashed> {
+    let password_hash = hash_password(signup.password, cost).await?;
+    Ok(Hashed { email: signup.email, name: signup.name, password_hash })
+}
+
+/// Creates the account (in the caller's transaction, if it passes one).
+pub async fn insert<'c>(db: impl PgExecutor<'c>, hashed: &Hashed) -> Result<BuyerId> {
     let id = BuyerId::new();
-    let hash = hash_password(signup.password, cost).await?;
     sqlx::query("INSERT INTO buyers (id, email, password_hash, name) VALUES ($1, $2, $3, $4)")
         .bind(id)
-        .bind(&signup.email)
-        .bind(hash)
-        .bind(&signup.name)
-        .execute(pool)
+        .bind(&hashed.email)
+        .bind(&hashed.password_hash)
+        .bind(&hashed.name)
+        .execute(db)
         .await
         .map_err(|e| if is_unique_violation(&e, "buyers_email_key") { Error::EmailTaken } else { e.into() })?;
     Ok(id)

@@ -28,8 +28,8 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::claims::{self, Attempt, ClaimOutcome, Refusal};
-use crate::db::{RetryBudget, retry_serializable};
+use crate::claims::{self, Attempt, BatchResult, ClaimOutcome, Refusal};
+use crate::db::{RetryBudget, is_foreign_key_violation, retry_serializable};
 use crate::error::{Error, Result};
 use crate::ids::{BuyerId, SaleId};
 
@@ -188,6 +188,7 @@ impl ClaimEngine {
             batch.attempts.remove(&buyer).ok_or_else(|| Error::Internal("batch lost an attempt".into()))
         })
         .await
+        .map_err(member_error)
     }
 }
 
@@ -229,59 +230,113 @@ fn retire_lane(inner: &Inner, sale: SaleId, lane_id: u64) {
 
 /// Grants one batch. `swept` remembers the last expiry second whose sweep job
 /// this lane saw committed, so later batches in the same second skip it.
+///
+/// A batch that fails for one member's sake (a constraint or data error: a
+/// token naming a buyer with no account) is granted again one member at a
+/// time, so that member alone hears of it. A failure that is nobody's fault
+/// (no connection within the pool's timeout, contention) reaches every
+/// member as what it is, so the API can answer `503` rather than `500`.
 async fn serve(inner: &Inner, sale: SaleId, batch: &mut Vec<Request>, swept: &mut Option<i64>) {
     let buyers: Vec<BuyerId> = batch.iter().map(|r| r.buyer).collect();
     metrics::histogram!("gavel_claim_batch_size").record(buyers.len() as f64);
-    let pool = &inner.pool;
-    let known = *swept;
     let started = std::time::Instant::now();
-    let result = retry_serializable(inner.config.retry, || {
-        let buyers = &buyers;
-        async move {
-            let mut tx = pool.begin().await?;
-            let result = claims::grant_batch(&mut tx, sale, buyers, known).await?;
-            tx.commit().await?;
-            Ok(result)
-        }
-    })
-    .await;
+    let result = grant(inner, sale, &buyers, *swept).await;
     metrics::histogram!("gavel_claim_batch_seconds").record(started.elapsed().as_secs_f64());
+    let mut answers: HashMap<BuyerId, Result<Attempt>> = HashMap::with_capacity(buyers.len());
+    let mut available = None;
     match result {
-        Ok(mut result) => {
+        Ok(result) => {
             if result.sweep_second.is_some() {
                 *swept = result.sweep_second;
             }
-            let sold_out = result.available == 0
-                && result.attempts.values().any(|a| matches!(a, Err(Refusal::SoldOut)) || a.is_ok());
-            for req in batch.drain(..) {
-                let attempt = result
-                    .attempts
-                    .get(&req.buyer)
-                    .cloned()
-                    .ok_or_else(|| Error::Internal("batch lost an attempt".into()));
-                let _ = req.reply.send(attempt);
-            }
-            result.attempts.clear();
-            if sold_out {
-                remember_sold_out(inner, sale).await;
-            } else if let Ok(mut map) = inner.sold_out.write() {
-                map.remove(&sale);
+            available = Some(result.available);
+            answers.extend(result.attempts.into_iter().map(|(b, a)| (b, Ok(a))));
+        }
+        Err(Error::Database(err)) if is_member_fault(&err) => {
+            tracing::warn!(%sale, error = %err, "claim batch failed; granting its members one by one");
+            let mut seen = HashSet::with_capacity(buyers.len());
+            for buyer in buyers.iter().copied().filter(|b| seen.insert(*b)) {
+                match grant(inner, sale, &[buyer], *swept).await {
+                    Ok(mut result) => {
+                        if result.sweep_second.is_some() {
+                            *swept = result.sweep_second;
+                        }
+                        available = Some(result.available);
+                        if let Some(attempt) = result.attempts.remove(&buyer) {
+                            answers.insert(buyer, Ok(attempt));
+                        }
+                    }
+                    Err(err) => {
+                        answers.insert(buyer, Err(member_error(err)));
+                    }
+                }
             }
         }
         Err(err) => {
             tracing::warn!(%sale, error = %err, "claim batch failed");
-            let retry_after = match &err {
-                Error::Contention { retry_after } => Some(*retry_after),
-                _ => None,
-            };
             for req in batch.drain(..) {
-                let err = match retry_after {
-                    Some(retry_after) => Error::Contention { retry_after },
-                    None => Error::Internal("claim batch failed".into()),
-                };
-                let _ = req.reply.send(Err(err));
+                let _ = req.reply.send(Err(replicate(&err)));
             }
+            return;
         }
+    }
+    let sold_out = available == Some(0) && answers.values().any(|a| matches!(a, Ok(Err(Refusal::SoldOut)) | Ok(Ok(_))));
+    for req in batch.drain(..) {
+        let attempt = match answers.get(&req.buyer) {
+            Some(Ok(attempt)) => Ok(attempt.clone()),
+            Some(Err(err)) => Err(replicate(err)),
+            None => Err(Error::Internal("batch lost an attempt".into())),
+        };
+        let _ = req.reply.send(attempt);
+    }
+    if sold_out {
+        remember_sold_out(inner, sale).await;
+    } else if available.is_some()
+        && let Ok(mut map) = inner.sold_out.write()
+    {
+        map.remove(&sale);
+    }
+}
+
+/// One batch in one transaction, retried on serialization failures.
+async fn grant(inner: &Inner, sale: SaleId, buyers: &[BuyerId], swept: Option<i64>) -> Result<BatchResult> {
+    let pool = &inner.pool;
+    retry_serializable(inner.config.retry, || async move {
+        let mut tx = pool.begin().await?;
+        let result = claims::grant_batch(&mut tx, sale, buyers, swept).await?;
+        tx.commit().await?;
+        Ok(result)
+    })
+    .await
+}
+
+/// A database error caused by what one member brought: an integrity
+/// constraint (class 23) or bad data (class 22).
+fn is_member_fault(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("23") || c.starts_with("22")),
+        _ => false,
+    }
+}
+
+/// What a member's own failure means to it: a token naming no buyer is the
+/// caller's problem, not a server error.
+fn member_error(err: Error) -> Error {
+    match err {
+        Error::Database(ref db) if is_foreign_key_violation(db, "claims_buyer_id_fkey") => Error::UnknownBuyer,
+        other => other,
+    }
+}
+
+/// A copy of a batch's error for each member. The kinds the API answers
+/// differently (pool timeout, contention, a lost connection) survive; the
+/// rest are logged once by the caller and become internal errors.
+fn replicate(err: &Error) -> Error {
+    match err {
+        Error::Contention { retry_after } => Error::Contention { retry_after: *retry_after },
+        Error::UnknownBuyer => Error::UnknownBuyer,
+        Error::Unavailable(kind) => Error::Unavailable(*kind),
+        _ => Error::Internal("claim batch failed".into()),
     }
 }
 

@@ -41,6 +41,14 @@ pub fn unavailable(err: &sqlx::Error) -> Option<Unavailable> {
     }
 }
 
+/// SQLSTATE 23503 on the named foreign key.
+pub fn is_foreign_key_violation(err: &sqlx::Error, constraint: &str) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("23503") && db.constraint() == Some(constraint),
+        _ => false,
+    }
+}
+
 fn sqlstate(err: &sqlx::Error) -> Option<String> {
     match err {
         sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),

@@ -34,6 +34,9 @@ pub enum Error {
     EmailTaken,
     #[error("email or password is wrong")]
     BadCredentials,
+    /// A genuine token naming a buyer that has no account.
+    #[error("the token names no buyer")]
+    UnknownBuyer,
     #[error("the claim has expired")]
     ClaimExpired,
     #[error("a checkout of this claim is in progress")]

@@ -1,110 +1,77 @@
-//! Stored responses for `Idempotency-Key`.
+//! Stored answers for `Idempotency-Key`, scoped to a principal.
 //!
-//! The first request with a key reserves it (with a hash of the request); when
-//! it finishes its response is stored. A repeat with the same request gets the
-//! stored response; with a different request, a mismatch; while the first is
-//! still running, "in progress". A reservation left by a crashed process is
-//! taken over after [`STALE_AFTER_SECONDS`].
+//! A row is only ever a finished answer: it is written in the same
+//! transaction as the request's effect (or, for requests whose resource
+//! makes a repeat harmless, after it), never as a reservation. "Someone is
+//! working on this key" is a transaction-scoped advisory lock instead
+//! ([`try_lock`]): it lives exactly as long as the transaction holding it, so
+//! a crashed process's claim on a key vanishes with its connection.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgExecutor};
 
 use crate::error::Result;
 
-pub const STALE_AFTER_SECONDS: i64 = 60;
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Reservation {
-    /// Go ahead; call [`complete`] (or [`release`]) afterwards.
-    Proceed,
-    Replay {
-        status: u16,
-        content_type: Option<String>,
-        body: Vec<u8>,
-    },
-    Mismatch,
-    InProgress,
+/// A finished answer.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Stored {
+    pub request_hash: Vec<u8>,
+    pub status_code: i16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
 }
 
-pub async fn reserve(pool: &PgPool, scope: &str, key: &str, request_hash: &[u8]) -> Result<Reservation> {
-    let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)
-         ON CONFLICT (scope, key) DO UPDATE SET created_at = now()
-             WHERE idempotency_keys.completed_at IS NULL
-               AND idempotency_keys.request_hash = EXCLUDED.request_hash
-               AND idempotency_keys.created_at < now() - make_interval(secs => $4)",
+/// The answer stored under (scope, key), if any. Reservations left by
+/// earlier versions (no answer yet) count as nothing.
+pub async fn lookup<'c>(db: impl PgExecutor<'c>, scope: &str, key: &str) -> Result<Option<Stored>> {
+    let stored = sqlx::query_as(
+        "SELECT request_hash, status_code, content_type, body FROM idempotency_keys
+         WHERE scope = $1 AND key = $2 AND status_code IS NOT NULL AND body IS NOT NULL",
     )
     .bind(scope)
     .bind(key)
-    .bind(request_hash)
-    .bind(STALE_AFTER_SECONDS as f64)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        return Ok(Reservation::Proceed);
-    }
-    let row: Option<Stored> = sqlx::query_as(
-        "SELECT request_hash, status_code, content_type, body FROM idempotency_keys WHERE scope = $1 AND key = $2",
-    )
-    .bind(scope)
-    .bind(key)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
-    Ok(match row {
-        None => Reservation::InProgress,
-        Some(stored) if stored.request_hash != request_hash => Reservation::Mismatch,
-        Some(Stored { status_code: Some(status), content_type, body, .. }) => {
-            Reservation::Replay { status: status as u16, content_type, body: body.unwrap_or_default() }
-        }
-        Some(_) => Reservation::InProgress,
-    })
+    Ok(stored)
 }
 
-#[derive(sqlx::FromRow)]
-struct Stored {
-    request_hash: Vec<u8>,
-    status_code: Option<i16>,
-    content_type: Option<String>,
-    body: Option<Vec<u8>>,
-}
-
-pub async fn complete(
-    pool: &PgPool,
-    scope: &str,
-    key: &str,
-    status: u16,
-    content_type: Option<&str>,
-    body: &[u8],
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE idempotency_keys SET status_code = $3, content_type = $4, body = $5, completed_at = now()
-         WHERE scope = $1 AND key = $2",
-    )
-    .bind(scope)
-    .bind(key)
-    .bind(status as i16)
-    .bind(content_type)
-    .bind(body)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// Forgets a reservation whose request failed on our side, so a retry may run.
-pub async fn release(pool: &PgPool, scope: &str, key: &str) -> Result<()> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND completed_at IS NULL")
+/// Takes the key for the rest of the caller's transaction; `false` when a
+/// live transaction (this process's or another's) holds it.
+pub async fn try_lock(conn: &mut PgConnection, scope: &str, key: &str) -> Result<bool> {
+    let locked = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(10) || $2, 8))")
         .bind(scope)
         .bind(key)
-        .execute(pool)
+        .fetch_one(conn)
         .await?;
-    Ok(())
+    Ok(locked)
+}
+
+/// Stores the answer; `false` when one is already stored (the first wins).
+pub async fn store<'c>(db: impl PgExecutor<'c>, scope: &str, key: &str, answer: &Stored) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, content_type, body, completed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, now())
+         ON CONFLICT (scope, key) DO UPDATE
+             SET request_hash = EXCLUDED.request_hash, status_code = EXCLUDED.status_code,
+                 content_type = EXCLUDED.content_type, body = EXCLUDED.body, completed_at = now()
+             WHERE idempotency_keys.status_code IS NULL",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(&answer.request_hash)
+    .bind(answer.status_code)
+    .bind(&answer.content_type)
+    .bind(&answer.body)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
 }
 
 /// Deletes stored responses older than `days` (run by a periodic job).
-pub async fn prune(pool: &PgPool, days: i32) -> Result<u64> {
+pub async fn prune<'c>(db: impl PgExecutor<'c>, days: i32) -> Result<u64> {
     Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(days => $1)")
         .bind(days)
-        .execute(pool)
+        .execute(db)
         .await?
         .rows_affected())
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::PgExecutor;
 
 use crate::error::{Invalid, Result};
 use crate::ids::{MerchantId, ProductId};
@@ -17,7 +17,12 @@ pub struct Product {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn create(pool: &PgPool, merchant: MerchantId, title: &str, description: Option<&str>) -> Result<Product> {
+pub async fn create<'c>(
+    db: impl PgExecutor<'c>,
+    merchant: MerchantId,
+    title: &str,
+    description: Option<&str>,
+) -> Result<Product> {
     let title = title.trim();
     if title.is_empty() || title.len() > 200 {
         return Err(Invalid::new("title", "must be 1 to 200 characters").into());
@@ -33,20 +38,20 @@ pub async fn create(pool: &PgPool, merchant: MerchantId, title: &str, descriptio
     .bind(merchant)
     .bind(title)
     .bind(description)
-    .fetch_one(pool)
+    .fetch_one(db)
     .await?;
     Ok(product)
 }
 
 /// The product if it exists and belongs to `merchant`.
-pub async fn get(pool: &PgPool, merchant: MerchantId, id: ProductId) -> Result<Option<Product>> {
+pub async fn get<'c>(db: impl PgExecutor<'c>, merchant: MerchantId, id: ProductId) -> Result<Option<Product>> {
     let product = sqlx::query_as(
         "SELECT id, merchant_id, title, description, created_at FROM products
          WHERE id = $1 AND merchant_id = $2",
     )
     .bind(id)
     .bind(merchant)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     Ok(product)
 }

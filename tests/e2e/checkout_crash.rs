@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::checkout::WEBHOOK_SECRET;
 use crate::child::ChildServer;
-use crate::helpers::{TestApp, client, fresh_database, uuid_of};
+use crate::helpers::{TestApp, client, fresh_database, send, uuid_of};
 use gavel::Role;
 use gavel_standins::stripe::StripeStandIn;
 use reqwest::StatusCode;
@@ -45,11 +45,13 @@ async fn killed_at(point: &str) {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
         claims.push(r.body["id"].as_str().unwrap_or_default().to_owned());
     }
-    // Every checkout goes to the doomed server; their answers do not matter.
+    // Every checkout goes to the doomed server, each with its Idempotency-Key;
+    // their answers do not matter.
     for (token, claim) in tokens.iter().zip(&claims) {
         let req = client()
             .post(format!("{}/v1/claims/{claim}/checkout", server.base))
             .bearer_auth(token)
+            .header("Idempotency-Key", format!("checkout-{claim}"))
             .json(&json!({ "payment_method": "pm_card_visa" }));
         tokio::spawn(async move {
             let _ = req.send().await;
@@ -62,17 +64,22 @@ async fn killed_at(point: &str) {
     server.kill();
 
     let restarted = ChildServer::start(&db, &env(&stripe, None)).await;
-    // Clients retry: each gets its order (or "in progress" while it resumes);
-    // a checkout that never began begins now.
+    // Clients retry with the same keys: each gets its order (or "in progress"
+    // while it resumes), never a key held by the dead process; a checkout
+    // that never began begins now.
+    let retry = |token: &str, claim: &str| {
+        send(
+            client()
+                .post(format!("{}/v1/claims/{claim}/checkout", restarted.base))
+                .bearer_auth(token)
+                .header("Idempotency-Key", format!("checkout-{claim}"))
+                .json(&json!({ "payment_method": "pm_card_visa" })),
+        )
+    };
     for (token, claim) in tokens.iter().zip(&claims) {
-        let r = client()
-            .post(format!("{}/v1/claims/{claim}/checkout", restarted.base))
-            .bearer_auth(token)
-            .json(&json!({ "payment_method": "pm_card_visa" }))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(r.status(), StatusCode::OK | StatusCode::CONFLICT), "{point}: retry answered {}", r.status());
+        let r = retry(token, claim).await;
+        assert!(matches!(r.status, StatusCode::OK | StatusCode::CONFLICT), "{point}: retry answered {}", r.raw);
+        assert_ne!(r.code(), "idempotency_key_in_use", "{point}: the dead process still holds the key");
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
@@ -88,6 +95,13 @@ async fn killed_at(point: &str) {
             "{point}: only {paid} of {CLAIMS} orders paid after the restart"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Once settled, the key answers with the claim's one order.
+    for (token, claim) in tokens.iter().zip(&claims) {
+        let r = retry(token, claim).await;
+        assert_eq!(r.status, StatusCode::OK, "{point}: {}", r.raw);
+        assert_eq!(r.body["claim_id"].as_str(), Some(claim.as_str()), "{point}");
     }
 
     let intents = stripe.payment_intents();

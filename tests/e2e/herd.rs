@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gavel::Role;
+use gavel_domain::auth::TokenSigner;
+use gavel_domain::ids::BuyerId;
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::sync::Barrier;
 
-use crate::helpers::{TestApp, client, fresh_database, send, uuid_of};
+use crate::helpers::{TestApp, client, fresh_database, send, test_config, uuid_of};
 
 const BUYERS: usize = 2_000;
 const UNITS: i64 = 500;
@@ -145,4 +147,81 @@ async fn claim_attempts_past_the_rate_limit_are_429_with_retry_after() {
     assert_eq!(limited.code(), "rate_limited");
     let retry_after: u64 = limited.headers["retry-after"].to_str().ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     assert!((1..=6).contains(&retry_after), "Retry-After {retry_after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_batch_with_a_buyer_that_does_not_exist_answers_the_others_201() {
+    let app = TestApp::spawn().await;
+    let merchant = app.merchant().await;
+    let sale = app.active_sale(&merchant, json!({ "inventory": 200 })).await;
+    let real = app.buyers(60).await;
+    // Genuine tokens (the test secret) naming buyers with no account.
+    let auth = test_config("postgres://unused").auth;
+    let signer =
+        TokenSigner::new(auth.token_secret.as_bytes(), chrono::Duration::hours(1)).unwrap_or_else(|e| panic!("{e}"));
+    let ghosts: Vec<String> = (0..20).map(|_| signer.issue(BuyerId::new(), chrono::Utc::now())).collect();
+
+    // Interleaved and released at once, so batches mix both kinds.
+    let mut everyone: Vec<(bool, String)> = Vec::new();
+    for (i, token) in real.into_iter().enumerate() {
+        everyone.push((true, token));
+        if i % 3 == 0
+            && let Some(ghost) = ghosts.get(i / 3)
+        {
+            everyone.push((false, ghost.clone()));
+        }
+    }
+    let barrier = Arc::new(Barrier::new(everyone.len()));
+    let tasks: Vec<_> = everyone
+        .into_iter()
+        .map(|(real, token)| {
+            let url = format!("{}/v1/sales/{sale}/claims", app.base);
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                (real, send(client().post(url).bearer_auth(&token)).await)
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for task in tasks {
+        let (real, r) = task.await.unwrap_or_else(|e| panic!("{e}"));
+        if real {
+            assert_eq!(r.status, StatusCode::CREATED, "a real buyer was failed by a batch-mate: {}", r.raw);
+            granted += 1;
+        } else {
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.raw);
+            assert!(r.is_problem(), "{}", r.raw);
+        }
+    }
+    assert_eq!(granted, 60);
+    assert!(app.invariant_holds(&sale).await);
+    let after = app.get(&format!("/v1/sales/{sale}"), Some(&merchant.key)).await;
+    assert_eq!((after.body["available"].as_i64(), after.body["held"].as_i64()), (Some(140), Some(60)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_lane_without_a_database_connection_answers_503_overloaded() {
+    let db = fresh_database().await;
+    let app = TestApp::spawn_on(&db, &[Role::Api], |c| c.database.max_connections = 2).await;
+    let merchant = app.merchant().await;
+    // Past its start: the first claim starts it (no workers here).
+    let sale = app.sale(&merchant, json!({ "inventory": 5 })).await;
+    let path = format!("/v1/sales/{}/claims", sale["id"].as_str().unwrap_or_default());
+    let token = app.buyers(1).await.remove(0);
+
+    // Take every connection of the server's pool.
+    let mut held = Vec::new();
+    while let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_millis(300), app.pool.acquire()).await {
+        held.push(conn);
+    }
+    assert!(!held.is_empty());
+    let starved = app.post(&path, Some(&token), json!({})).await;
+    assert_eq!(starved.status, StatusCode::SERVICE_UNAVAILABLE, "{}", starved.raw);
+    assert_eq!(starved.code(), "overloaded");
+    assert!(starved.headers.contains_key("retry-after"));
+
+    drop(held);
+    let claimed = app.post(&path, Some(&token), json!({})).await;
+    assert_eq!(claimed.status, StatusCode::CREATED, "{}", claimed.raw);
 }

@@ -21,14 +21,26 @@ use sqlx::{PgConnection, PgPool};
 
 /// Creates a sale and schedules its start and end, in one transaction.
 pub async fn create_sale(pool: &PgPool, merchant: MerchantId, product: ProductId, raw: RawTerms) -> Result<Sale> {
+    let mut tx = pool.begin().await?;
+    let sale = create_sale_in(&mut tx, merchant, product, raw).await?;
+    tx.commit().await?;
+    Ok(sale)
+}
+
+/// [`create_sale`] inside the caller's transaction (the API's idempotency
+/// layer stores the answer in it, so the sale and its key commit together).
+pub async fn create_sale_in(
+    tx: &mut PgConnection,
+    merchant: MerchantId,
+    product: ProductId,
+    raw: RawTerms,
+) -> Result<Sale> {
     let terms = SaleTerms::parse(raw, Utc::now())?;
-    if products::get(pool, merchant, product).await?.is_none() {
+    if products::get(&mut *tx, merchant, product).await?.is_none() {
         return Err(gavel_domain::Invalid::new("product_id", "no such product").into());
     }
-    let mut tx = pool.begin().await?;
-    let sale = sales::insert(&mut tx, merchant, product, &terms).await?;
-    schedule(&mut tx, &sale).await?;
-    tx.commit().await?;
+    let sale = sales::insert(&mut *tx, merchant, product, &terms).await?;
+    schedule(tx, &sale).await?;
     Ok(sale)
 }
 

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiResult;
 use crate::extract::Json;
+use crate::idempotency::Effect;
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -44,10 +45,15 @@ pub struct Session {
               (status = 422, body = crate::openapi::Problem)))]
 pub async fn sign_up(
     State(state): State<AppState>,
+    effect: Effect,
     Json(body): Json<CreateBuyer>,
 ) -> ApiResult<(StatusCode, axum::Json<BuyerCreated>)> {
     let signup = SignUp::parse(&body.email, &body.password, body.name.as_deref())?;
-    let id = buyers::create(&state.pool, signup, state.password_cost).await?;
+    // Hash before the transaction: no pooled connection waits on argon2.
+    let hashed = buyers::hash(signup, state.password_cost).await?;
+    let mut tx = effect.begin().await?;
+    let id = buyers::insert(&mut *tx, &hashed).await?;
+    tx.commit().await?;
     let token = state.tokens.issue(id, Utc::now());
     Ok((StatusCode::CREATED, axum::Json(BuyerCreated { id, token })))
 }

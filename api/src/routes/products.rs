@@ -1,6 +1,5 @@
 //! Products.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use gavel_domain::products::{self, Product};
 use serde::Deserialize;
@@ -8,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiResult;
 use crate::extract::{Json, Merchant};
-use crate::state::AppState;
+use crate::idempotency::Effect;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -22,10 +21,12 @@ pub struct CreateProduct {
     security(("merchant_key" = [])),
     responses((status = 201, body = Product), (status = 422, body = crate::openapi::Problem)))]
 pub async fn create(
-    State(state): State<AppState>,
     Merchant(merchant): Merchant,
+    effect: Effect,
     Json(body): Json<CreateProduct>,
 ) -> ApiResult<(StatusCode, axum::Json<Product>)> {
-    let product = products::create(&state.pool, merchant, &body.title, body.description.as_deref()).await?;
+    let mut tx = effect.begin().await?;
+    let product = products::create(&mut *tx, merchant, &body.title, body.description.as_deref()).await?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(product)))
 }

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Merchant, Query, path_id};
+use crate::idempotency::Effect;
 use crate::pagination::PageParams;
 use crate::state::AppState;
 
@@ -74,11 +75,7 @@ fn with_etag(status: StatusCode, sale: Sale) -> Response {
 /// Create a flash sale; it starts and ends by itself.
 #[utoipa::path(post, path = "/v1/sales", tag = "sales", request_body = CreateSale, security(("merchant_key" = [])),
     responses((status = 201, body = SaleBody), (status = 422, body = crate::openapi::Problem)))]
-pub async fn create(
-    State(state): State<AppState>,
-    Merchant(merchant): Merchant,
-    Json(body): Json<CreateSale>,
-) -> ApiResult<Response> {
+pub async fn create(Merchant(merchant): Merchant, effect: Effect, Json(body): Json<CreateSale>) -> ApiResult<Response> {
     let raw = RawTerms {
         price: Some(body.price),
         currency: Some(body.currency),
@@ -89,7 +86,9 @@ pub async fn create(
         hold_seconds: body.hold_seconds,
         per_buyer_limit: body.per_buyer_limit,
     };
-    let sale = sale_lifecycle::create_sale(&state.pool, merchant, body.product_id, raw).await?;
+    let mut tx = effect.begin().await?;
+    let sale = sale_lifecycle::create_sale_in(&mut tx, merchant, body.product_id, raw).await?;
+    tx.commit().await?;
     Ok(with_etag(StatusCode::CREATED, sale))
 }
 

@@ -32,7 +32,7 @@ mod settle;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gavel_domain::ids::{BuyerId, ClaimId, OrderId, PaymentId};
+use gavel_domain::ids::{BuyerId, ClaimId, OrderId};
 use gavel_domain::jobs::{self, PaymentJob, queues};
 use gavel_domain::orders::{self, Order, Viewer};
 use gavel_domain::payments::{self, Payment};
@@ -57,6 +57,9 @@ pub enum PausePoint {
     AfterProviderAnswered,
     /// The settling transaction is written but not committed.
     BeforeOrderCommit,
+    /// An idempotent request's effect and answer are committed; the answer
+    /// is not sent (the API's idempotency layer pauses here).
+    AfterIdempotentCommit,
 }
 
 #[derive(Debug, Clone)]
@@ -195,9 +198,10 @@ impl Payments {
         }
     }
 
-    async fn pause(&self, at: PausePoint, payment: PaymentId) {
+    /// Freezes this task for good if the crash tests asked for `at`.
+    pub async fn pause(&self, at: PausePoint, subject: &(impl std::fmt::Display + ?Sized)) {
         if self.inner.config.pause_at == Some(at) {
-            eprintln!("gavel: paused at {at:?} for {payment}");
+            eprintln!("gavel: paused at {at:?} for {subject}");
             std::future::pending::<()>().await;
         }
     }

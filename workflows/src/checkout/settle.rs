@@ -65,12 +65,12 @@ impl Payments {
         let id = payment.id;
         match payment.status {
             PaymentStatus::Processing => {
-                self.pause(PausePoint::AfterAttemptRecorded, id).await;
+                self.pause(PausePoint::AfterAttemptRecorded, &id).await;
                 let outcome = match self.gateway().admit() {
                     Ok(()) => self.gateway().charge(ChargeFor { payment: &payment, order: payment.order_id }).await,
                     Err(_) => Outcome::Unknown { provider_id: None, reason: "circuit breaker open".into() },
                 };
-                self.pause(PausePoint::AfterProviderAnswered, id).await;
+                self.pause(PausePoint::AfterProviderAnswered, &id).await;
                 self.settle(&payment, outcome).await
             }
             PaymentStatus::Unknown => self.verify(id, payment.verify_attempts as u32).await,
@@ -195,7 +195,7 @@ impl Payments {
             // Cancelled since we looked: roll back and settle again as a refund.
             return Ok(Settled::SaleCancelled);
         }
-        self.pause(PausePoint::BeforeOrderCommit, id).await;
+        self.pause(PausePoint::BeforeOrderCommit, &id).await;
         tx.commit().await?;
         metrics::counter!("gavel_payments_total", "outcome" => status.as_str()).increment(1);
         tracing::info!(order = %order.id, payment = %id, status = status.as_str(), "checkout settled");
