@@ -141,15 +141,20 @@ impl Application {
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let mut result = Ok(());
         tokio::select! {
+            biased;
             _ = self.shutdown.cancelled() => {}
             Some(joined) = self.tasks.join_next() => {
                 let err = match joined {
-                    Ok((name, Ok(()))) => anyhow::anyhow!("{name} ended unexpectedly"),
-                    Ok((name, Err(err))) => err.context(format!("{name} failed")),
-                    Err(join) => anyhow::anyhow!("a part of Gavel panicked: {join}"),
+                    // Asked to stop while we looked: a part ending now is expected.
+                    Ok((_, Ok(()))) if self.shutdown.is_cancelled() => None,
+                    Ok((name, Ok(()))) => Some(anyhow::anyhow!("{name} ended unexpectedly")),
+                    Ok((name, Err(err))) => Some(err.context(format!("{name} failed"))),
+                    Err(join) => Some(anyhow::anyhow!("a part of Gavel panicked: {join}")),
                 };
-                tracing::error!(error = %format!("{err:#}"), "a part of Gavel stopped; shutting down");
-                result = Err(err);
+                if let Some(err) = err {
+                    tracing::error!(error = %format!("{err:#}"), "a part of Gavel stopped; shutting down");
+                    result = Err(err);
+                }
                 self.shutdown.cancel();
             }
         }
