@@ -19,6 +19,7 @@ pub mod payments;
 pub mod products;
 pub mod sales;
 mod status;
+pub mod text;
 
 pub use error::{Error, Invalid, Result};
 
