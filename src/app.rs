@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use chrono::Duration;
 use gavel_api::AppState;
+use gavel_api::auth_limits::AuthLimits;
 use gavel_api::rate_limit::RateLimiter;
-use gavel_domain::auth::TokenSigner;
+use gavel_domain::auth::{Passwords, TokenSigner};
 use gavel_domain::claim_engine::ClaimEngine;
 use gavel_domain::claims::STOCK_RETURNED_CHANNEL;
 use gavel_domain::ids::SaleId;
@@ -67,7 +68,7 @@ impl Application {
             let router = gavel_api::router(state);
             let stop = shutdown.clone();
             tasks.spawn(async move {
-                axum::serve(listener, router)
+                axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
                     .with_graceful_shutdown(async move { stop.cancelled().await })
                     .await
                     .context("HTTP server")
@@ -127,7 +128,8 @@ fn app_state(config: &Config, pool: PgPool, payments: Payments) -> anyhow::Resul
         claims: ClaimEngine::new(pool.clone(), config.claim_config()),
         pool,
         tokens,
-        password_cost: config.password_cost(),
+        passwords: Passwords::new(config.password_cost(), config.hash_limits())?,
+        auth_limits: AuthLimits::new(config.auth.signups_per_ip_per_minute, config.auth.signins_per_ip_per_minute),
         claim_limiter: RateLimiter::per_minute(config.claims.rate_limit_per_minute),
         payments,
         stripe_webhook_secret: config.payments.stripe_webhook_secret.clone(),

@@ -99,6 +99,10 @@ impl From<Error> for ApiError {
                 Self::new(S::SERVICE_UNAVAILABLE, "contention", "too many concurrent writers; retry shortly")
                     .retry_after(retry_after.as_secs())
             }
+            Error::Overloaded { retry_after } => {
+                Self::new(S::SERVICE_UNAVAILABLE, "overloaded", "the server is busy; retry shortly")
+                    .retry_after(retry_after.as_secs())
+            }
             Error::Database(sqlx::Error::PoolTimedOut) => {
                 tracing::warn!("no database connection within the acquire timeout; answering 503");
                 Self::new(S::SERVICE_UNAVAILABLE, "overloaded", "the server is busy; retry shortly").retry_after(1)

@@ -48,6 +48,9 @@ pub enum Error {
     /// Too many concurrent writers on one row; the retry budget ran out.
     #[error("too much contention; retry shortly")]
     Contention { retry_after: Duration },
+    /// Too much work queued (password hashing) to take this request in time.
+    #[error("the server is busy; retry shortly")]
+    Overloaded { retry_after: Duration },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("internal error: {0}")]

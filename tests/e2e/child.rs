@@ -53,6 +53,11 @@ impl ChildServer {
         panic!("gavel did not become ready on {}", server.base);
     }
 
+    /// The server's process id (to read its memory from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, and reap.
     pub fn kill(mut self) {
         self.child.kill().unwrap_or_else(|e| panic!("{e}"));
