@@ -9,9 +9,11 @@ use chrono::Duration;
 use gavel_api::AppState;
 use gavel_api::auth_limits::AuthLimits;
 use gavel_api::rate_limit::RateLimiter;
+use gavel_api::routes::health::Ops;
 use gavel_domain::auth::{Passwords, TokenSigner};
 use gavel_domain::claim_engine::ClaimEngine;
 use gavel_domain::claims::STOCK_RETURNED_CHANNEL;
+use gavel_domain::health::{Liveness, supervise};
 use gavel_domain::ids::SaleId;
 use gavel_workers::WorkerConfig;
 use gavel_workflows::checkout::Payments;
@@ -37,14 +39,17 @@ pub enum Role {
 
 pub struct Application {
     addr: Option<SocketAddr>,
+    ops_addr: Option<SocketAddr>,
     pool: PgPool,
     shutdown: CancellationToken,
-    tasks: JoinSet<anyhow::Result<()>>,
+    grace: std::time::Duration,
+    tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
 }
 
 impl Application {
     /// Connects, migrates, binds and starts the given roles.
     pub async fn build(config: Config, roles: &[Role]) -> anyhow::Result<Self> {
+        config.check_secrets().map_err(anyhow::Error::msg)?;
         if roles.contains(&Role::Notifier) {
             anyhow::bail!("the notifier role is not built yet; run --role api and/or --role workers");
         }
@@ -53,44 +58,71 @@ impl Application {
         database::migrate(&pool).await?;
 
         let shutdown = CancellationToken::new();
+        let liveness = Liveness::default();
         let mut tasks = JoinSet::new();
-        let mut addr = None;
+        let (mut addr, mut ops_addr) = (None, None);
         let gateway = Gateway::new(&config.gateway_config()).map_err(anyhow::Error::msg)?;
-        let payments = Payments::new(pool.clone(), gateway, config.checkout_config());
+        let ops = Ops {
+            pool: pool.clone(),
+            liveness: liveness.clone(),
+            admin_token: config.admin.token.as_deref().filter(|t| !t.is_empty()).map(Into::into),
+        };
 
-        if roles.contains(&Role::Api) {
-            let state = app_state(&config, pool.clone(), payments.clone())?;
-            tasks.spawn(listen_for_stock(pool.clone(), state.claims.clone(), shutdown.clone()));
-            let listener = tokio::net::TcpListener::bind(config.http.addr)
-                .await
-                .with_context(|| format!("binding {}", config.http.addr))?;
-            addr = Some(listener.local_addr()?);
-            let router = gavel_api::router(state);
-            let stop = shutdown.clone();
-            tasks.spawn(async move {
-                axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-                    .context("HTTP server")
-            });
-        }
+        // Parts register with `liveness` as they start; the listeners that
+        // answer the probes start after them.
         if roles.contains(&Role::Workers) {
+            let jobs_pool = database::connect(&url, config.jobs.pool_size.max(2)).await?;
+            let payments = Payments::new(jobs_pool.clone(), gateway.clone(), config.checkout_config());
             let worker_config = WorkerConfig {
                 poll_interval: std::time::Duration::from_millis(config.jobs.poll_interval_ms),
                 batch_size: config.jobs.batch_size.max(1),
                 instance: format!("gavel-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             };
-            let (pool, stop) = (pool.clone(), shutdown.clone());
-            tasks.spawn(
-                async move { gavel_workers::run(pool, worker_config, payments, stop).await.map_err(Into::into) },
-            );
+            let run = gavel_workers::run(jobs_pool, worker_config, payments, liveness.clone(), shutdown.clone());
+            tasks.spawn(part("workers", run));
         }
-        Ok(Self { addr, pool, shutdown, tasks })
+        if roles.contains(&Role::Api) {
+            let payments = Payments::new(pool.clone(), gateway.clone(), config.checkout_config());
+            let state = app_state(&config, pool.clone(), payments, ops.clone())?;
+            let (engine, listen_pool, stop) = (state.claims.clone(), pool.clone(), shutdown.clone());
+            tasks.spawn(part(
+                "listener:stock",
+                supervise("listener:stock", liveness.clone(), stop.clone(), move || {
+                    listen_for_stock(listen_pool.clone(), engine.clone(), stop.clone())
+                }),
+            ));
+            let listener = tokio::net::TcpListener::bind(config.http.addr)
+                .await
+                .with_context(|| format!("binding {}", config.http.addr))?;
+            addr = Some(listener.local_addr()?);
+            let router = gavel_api::router(state);
+            tasks.spawn(part(
+                "http",
+                gavel_api::server::serve(listener, router, config.http_limits(), shutdown.clone()),
+            ));
+        }
+        if !roles.contains(&Role::Api) {
+            // No API here: a small listener of its own answers the probes.
+            let listener = tokio::net::TcpListener::bind(config.ops.addr)
+                .await
+                .with_context(|| format!("binding the operations listener {} (ops.addr)", config.ops.addr))?;
+            ops_addr = Some(listener.local_addr()?);
+            let router = gavel_api::routes::health::ops_router(ops.clone());
+            tasks
+                .spawn(part("ops", gavel_api::server::serve(listener, router, config.http_limits(), shutdown.clone())));
+        }
+        let grace = std::time::Duration::from_millis(config.http.shutdown_grace_ms);
+        Ok(Self { addr, ops_addr, pool, shutdown, grace, tasks })
     }
 
     /// The API's bound address (when the API role runs).
     pub fn addr(&self) -> Option<SocketAddr> {
         self.addr
+    }
+
+    /// The operations listener's address (when the API role does not run).
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_addr
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -102,27 +134,48 @@ impl Application {
         self.shutdown.clone()
     }
 
-    /// Runs until shut down (or a part fails), then waits for the rest to finish.
+    /// Runs until shut down, then gives in-flight work the grace period.
+    ///
+    /// Every part runs until shutdown (the supervised ones restart
+    /// themselves), so a part that ends before it is an error: it is logged,
+    /// everything is stopped, and the process exits non-zero — never 0.
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let mut result = Ok(());
-        while let Some(joined) = self.tasks.join_next().await {
-            let outcome = joined.context("a task panicked").and_then(|r| r);
-            if let Err(err) = outcome {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            Some(joined) = self.tasks.join_next() => {
+                let err = match joined {
+                    Ok((name, Ok(()))) => anyhow::anyhow!("{name} ended unexpectedly"),
+                    Ok((name, Err(err))) => err.context(format!("{name} failed")),
+                    Err(join) => anyhow::anyhow!("a part of Gavel panicked: {join}"),
+                };
                 tracing::error!(error = %format!("{err:#}"), "a part of Gavel stopped; shutting down");
-                if result.is_ok() {
-                    result = Err(err);
-                }
+                result = Err(err);
+                self.shutdown.cancel();
             }
-            self.shutdown.cancel();
+        }
+        let drained = tokio::time::timeout(self.grace + std::time::Duration::from_secs(1), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("work still running after the grace period; stopping it");
+            self.tasks.abort_all();
         }
         result
     }
 }
 
-fn app_state(config: &Config, pool: PgPool, payments: Payments) -> anyhow::Result<AppState> {
-    if config.auth.token_secret.len() < 16 {
-        anyhow::bail!("auth.token_secret (GAVEL_TOKEN_SECRET) must be at least 16 characters");
-    }
+/// A part's future, named, as the task set holds it.
+async fn part<F>(name: &'static str, run: F) -> (&'static str, anyhow::Result<()>)
+where
+    F: std::future::Future<Output = ()>,
+{
+    run.await;
+    (name, Ok(()))
+}
+
+fn app_state(config: &Config, pool: PgPool, payments: Payments, ops: Ops) -> anyhow::Result<AppState> {
     let tokens = TokenSigner::new(config.auth.token_secret.as_bytes(), Duration::hours(config.auth.token_ttl_hours))?;
     Ok(AppState {
         claims: ClaimEngine::new(pool.clone(), config.claim_config()),
@@ -133,40 +186,46 @@ fn app_state(config: &Config, pool: PgPool, payments: Payments) -> anyhow::Resul
         claim_limiter: RateLimiter::per_minute(config.claims.rate_limit_per_minute),
         payments,
         stripe_webhook_secret: config.payments.stripe_webhook_secret.clone(),
+        ops,
     })
 }
 
 /// Drops cached "sold out" answers when any process returns stock to a sale.
-async fn listen_for_stock(pool: PgPool, engine: ClaimEngine, stop: CancellationToken) -> anyhow::Result<()> {
-    loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(l) => l,
-            Err(err) => {
-                tracing::warn!(error = %err, "stock listener could not connect; retrying");
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
-                }
-            }
-        };
+/// A lost connection (or one that cannot be made) drops every cached answer
+/// and ends the run with an error; its supervisor reconnects after a backoff.
+async fn listen_for_stock(pool: PgPool, engine: ClaimEngine, stop: CancellationToken) -> Result<(), String> {
+    let listening = async {
+        let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(STOCK_RETURNED_CHANNEL).await?;
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
-                msg = listener.try_recv() => match msg {
-                    Ok(Some(n)) => {
-                        if let Ok(uuid) = uuid::Uuid::parse_str(n.payload()) {
-                            engine.stock_returned(SaleId(uuid));
-                        }
+        Ok::<_, sqlx::Error>(listener)
+    };
+    let mut listener = match listening.await {
+        Ok(l) => l,
+        Err(err) => {
+            engine.forget_sold_out();
+            return Err(format!("stock listener could not listen: {err}"));
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            msg = listener.try_recv() => match msg {
+                Ok(Some(n)) => {
+                    if let Ok(uuid) = uuid::Uuid::parse_str(n.payload()) {
+                        engine.stock_returned(SaleId(uuid));
                     }
-                    // The connection dropped: notifications may be lost, so drop
-                    // every cached answer (their TTL bounds them anyway) and reconnect.
-                    Ok(None) | Err(_) => {
-                        engine.forget_sold_out();
-                        break;
-                    }
-                },
-            }
+                }
+                // The connection dropped: notifications may be lost, so drop
+                // every cached answer (their TTL bounds them anyway) and reconnect.
+                Ok(None) => {
+                    engine.forget_sold_out();
+                    return Err("stock listener lost its connection".into());
+                }
+                Err(err) => {
+                    engine.forget_sold_out();
+                    return Err(format!("stock listener failed: {err}"));
+                }
+            },
         }
     }
 }

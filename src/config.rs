@@ -16,7 +16,11 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
+    /// `GAVEL_ENV` (`test`, `bench`; `demo` for `gavel demo`); `None` is production.
+    #[serde(skip)]
+    pub environment: Option<String>,
     pub http: Http,
+    pub ops: Ops,
     pub database: Database,
     pub auth: Auth,
     pub claims: Claims,
@@ -30,6 +34,22 @@ pub struct Config {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Http {
+    pub addr: SocketAddr,
+    /// A client must send its request head within this (slow-loris bound).
+    pub header_read_timeout_ms: u64,
+    /// A request not answered within this gets `408 request_timeout`.
+    pub request_timeout_ms: u64,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// On SIGTERM, how long in-flight requests and jobs get before the
+    /// process exits anyway.
+    pub shutdown_grace_ms: u64,
+}
+
+/// The operations listener (`/healthz`, `/readyz`, `/metrics`) of a process
+/// that runs no API (`--role workers`); the API serves them itself.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Ops {
     pub addr: SocketAddr,
 }
 
@@ -67,6 +87,9 @@ pub struct Claims {
 pub struct Jobs {
     pub poll_interval_ms: u64,
     pub batch_size: usize,
+    /// The workers' own connection pool, apart from the API's, so a burst of
+    /// requests never starves the queues (nor the reverse).
+    pub pool_size: u32,
 }
 
 /// Stripe and the checkout saga.
@@ -101,23 +124,75 @@ impl Config {
     /// where files are looked for (default `config`).
     pub fn load() -> Result<Self, Box<figment::Error>> {
         let dir = std::env::var("GAVEL_CONFIG_DIR").unwrap_or_else(|_| "config".into());
-        let env = std::env::var("GAVEL_ENV").ok();
-        Self::files(&dir, env.as_deref())
+        let env = std::env::var("GAVEL_ENV").ok().filter(|e| !e.is_empty());
+        let mut config: Self = Self::files(&dir, env.as_deref())
             .merge(Env::prefixed("GAVEL_").split("__").ignore(&["env", "config_dir"]))
             .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
             .merge(Env::raw().only(&["GAVEL_HTTP_ADDR"]).map(|_| "http.addr".into()))
+            .merge(Env::raw().only(&["GAVEL_OPS_ADDR"]).map(|_| "ops.addr".into()))
             .merge(Env::raw().only(&["GAVEL_ADMIN_TOKEN"]).map(|_| "admin.token".into()))
             .merge(Env::raw().only(&["GAVEL_TOKEN_SECRET"]).map(|_| "auth.token_secret".into()))
             .merge(Env::raw().only(&["STRIPE_API_BASE"]).map(|_| "payments.stripe_api_base".into()))
             .merge(Env::raw().only(&["STRIPE_SECRET_KEY"]).map(|_| "payments.stripe_secret_key".into()))
             .merge(Env::raw().only(&["STRIPE_WEBHOOK_SECRET"]).map(|_| "payments.stripe_webhook_secret".into()))
             .extract()
-            .map_err(Box::new)
+            .map_err(Box::new)?;
+        config.environment = env;
+        Ok(config)
     }
 
     /// The file layers alone, ignoring the process environment (for tests).
     pub fn for_environment(env: &str) -> Result<Self, Box<figment::Error>> {
-        Self::files("config", Some(env)).extract().map_err(Box::new)
+        let mut config: Self = Self::files("config", Some(env)).extract().map_err(Box::new)?;
+        config.environment = Some(env.to_owned());
+        Ok(config)
+    }
+
+    /// Gavel never serves with a publicly known secret: outside the `test`,
+    /// `bench` and `demo` environments every secret must be set, long enough,
+    /// and not one of the values published in this repository. The error
+    /// names the setting and its environment variable.
+    pub fn check_secrets(&self) -> Result<(), String> {
+        let published_ok = matches!(self.environment.as_deref(), Some("test" | "bench" | "demo"));
+        let secrets = [
+            ("auth.token_secret", "GAVEL_TOKEN_SECRET", self.auth.token_secret.as_str(), 32),
+            ("payments.stripe_secret_key", "STRIPE_SECRET_KEY", self.payments.stripe_secret_key.as_str(), 8),
+            (
+                "payments.stripe_webhook_secret",
+                "STRIPE_WEBHOOK_SECRET",
+                self.payments.stripe_webhook_secret.as_str(),
+                8,
+            ),
+        ];
+        for (setting, variable, value, min_len) in secrets {
+            if value.trim().is_empty() {
+                return Err(format!("{setting} is not set: set {variable} (a secret of your own) before serving"));
+            }
+            if published_ok {
+                continue;
+            }
+            if PUBLISHED_SECRETS.contains(&value) {
+                return Err(format!(
+                    "{setting} ({variable}) is a value published with Gavel's source: anyone could use it; set a secret of your own"
+                ));
+            }
+            if value.chars().count() < min_len {
+                return Err(format!("{setting} ({variable}) must be at least {min_len} characters"));
+            }
+        }
+        if let Some(token) = self.admin.token.as_deref().filter(|t| !t.is_empty())
+            && !published_ok
+        {
+            if PUBLISHED_SECRETS.contains(&token) {
+                return Err(
+                    "admin.token (GAVEL_ADMIN_TOKEN) is a value published with Gavel's source; set your own".into()
+                );
+            }
+            if token.chars().count() < 16 {
+                return Err("admin.token (GAVEL_ADMIN_TOKEN) must be at least 16 characters".into());
+            }
+        }
+        Ok(())
     }
 
     fn files(dir: &str, env: Option<&str>) -> Figment {
@@ -134,6 +209,16 @@ impl Config {
 
     pub fn hash_limits(&self) -> HashLimits {
         HashLimits::per_core(Duration::from_millis(self.auth.hash_queue_wait_ms))
+    }
+
+    pub fn http_limits(&self) -> gavel_api::server::Limits {
+        let h = &self.http;
+        gavel_api::server::Limits {
+            header_read: Duration::from_millis(h.header_read_timeout_ms),
+            request: Duration::from_millis(h.request_timeout_ms),
+            max_connections: h.max_connections,
+            grace: Duration::from_millis(h.shutdown_grace_ms),
+        }
     }
 
     pub fn claim_config(&self) -> ClaimConfig {
@@ -166,6 +251,19 @@ impl Config {
         }
     }
 }
+
+/// Secrets that ship in this repository (config files, docs, tests, older
+/// defaults): never accepted outside `test`, `bench` and `demo`.
+const PUBLISHED_SECRETS: &[&str] = &[
+    "gavel-dev-secret-change-me",
+    "gavel-published-dev-secret-never-use",
+    "sk_test_gavel_dev",
+    "whsec_gavel_dev",
+    "whsec_standin",
+    "whsec_bench",
+    "whsec_e2e_checkout",
+    "gavel-test-operator-token",
+];
 
 /// The environment's file, if there is one (built-in copies for the ones we ship,
 /// so the binary works from any directory).

@@ -12,6 +12,22 @@ use sqlx::PgPool;
 
 use crate::config::Config;
 
+/// The demo runs in its own environment and makes its own secrets (random,
+/// for this run) where none are set, so it never serves with a published one.
+pub fn secrets(config: &mut Config) {
+    use gavel_domain::auth::random_secret;
+    config.environment = Some("demo".into());
+    for (value, prefix) in [
+        (&mut config.auth.token_secret, "tok"),
+        (&mut config.payments.stripe_secret_key, "sk_test"),
+        (&mut config.payments.stripe_webhook_secret, "whsec"),
+    ] {
+        if value.is_empty() {
+            *value = random_secret(prefix);
+        }
+    }
+}
+
 /// Runs the Stripe stand-in in this process, sending its signed events to our
 /// webhook, and points the payments config at it. Returns its base URL.
 pub async fn stripe(config: &mut Config) -> anyhow::Result<Option<String>> {

@@ -106,6 +106,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo => {
             let mut config = config;
+            demo::secrets(&mut config);
             let stripe = demo::stripe(&mut config).await?;
             let pool = connect(&config).await?;
             database::migrate(&pool).await?;
@@ -143,8 +144,8 @@ async fn serve(config: Config, roles: &[Role]) -> anyhow::Result<()> {
     let app = Application::build(config, roles).await?;
     if let Some(addr) = app.addr() {
         eprintln!("gavel: listening on http://{addr} (roles: {roles:?})");
-    } else {
-        eprintln!("gavel: running (roles: {roles:?})");
+    } else if let Some(addr) = app.ops_addr() {
+        eprintln!("gavel: running (roles: {roles:?}); health and metrics on http://{addr}");
     }
     let stop = app.shutdown_token();
     tokio::spawn(async move {

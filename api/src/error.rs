@@ -103,10 +103,15 @@ impl From<Error> for ApiError {
                 Self::new(S::SERVICE_UNAVAILABLE, "overloaded", "the server is busy; retry shortly")
                     .retry_after(retry_after.as_secs())
             }
-            Error::Database(sqlx::Error::PoolTimedOut) => {
-                tracing::warn!("no database connection within the acquire timeout; answering 503");
+            Error::Unavailable(gavel_domain::Unavailable::Overloaded) => {
                 Self::new(S::SERVICE_UNAVAILABLE, "overloaded", "the server is busy; retry shortly").retry_after(1)
             }
+            Error::Unavailable(gavel_domain::Unavailable::Unreachable) => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is briefly unavailable; retry shortly",
+            )
+            .retry_after(1),
             Error::Database(err) => {
                 tracing::error!(error = %err, "database error");
                 Self::internal()

@@ -2,11 +2,11 @@
 //! and the two kinds of caller (merchant API key, buyer token). Putting the
 //! caller in the handler's signature means a handler cannot forget the scope.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::Utc;
@@ -81,7 +81,7 @@ pub fn path_id<T: FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found(what))
 }
 
-fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+pub(crate) fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let header = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
@@ -106,10 +106,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(addr)) => Ok(Self(addr.ip())),
+        match crate::server::peer(parts) {
+            Some(addr) => Ok(Self(addr.ip())),
             None => {
-                tracing::error!("no ConnectInfo: the router must be served with into_make_service_with_connect_info");
+                tracing::error!("no peer address: the router must be served by gavel_api::server::serve");
                 Err(ApiError::internal())
             }
         }

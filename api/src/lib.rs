@@ -9,9 +9,11 @@ pub mod extract;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
+pub mod operator;
 pub mod pagination;
 pub mod rate_limit;
 pub mod routes;
+pub mod server;
 pub mod state;
 
 use axum::Router;

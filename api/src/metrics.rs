@@ -7,14 +7,15 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use gavel_domain::ids::SaleId;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write;
 
-use crate::state::AppState;
+use crate::operator::Operator;
+use crate::routes::health::Ops;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -38,22 +39,36 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Every label takes its value from a fixed set: the route template (never the
+/// raw path), a known method (anything invented is `OTHER`), the status code.
 pub async fn track(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method: &'static str = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    };
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::histogram!("gavel_http_request_duration_seconds", "route" => route.clone(), "method" => method.clone())
+    metrics::histogram!("gavel_http_request_duration_seconds", "route" => route.clone(), "method" => method)
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("gavel_http_requests_total", "route" => route, "method" => method, "status" => status)
         .increment(1);
     response
 }
 
-/// `GET /metrics`.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
-pub async fn render(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: Prometheus text, for the operator only
+/// (`Authorization: Bearer <GAVEL_ADMIN_TOKEN>`; it names live sales and their stock).
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("operator_token" = [])),
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain"),
+              (status = 401, description = "unauthorized", body = crate::openapi::Problem)))]
+pub async fn render(State(state): State<Ops>, _operator: Operator) -> Response {
     let mut text = HANDLE.get().and_then(Option::as_ref).map(PrometheusHandle::render).unwrap_or_default();
     let stock: Result<Vec<(SaleId, i32, i32, i32)>, _> =
         sqlx::query_as("SELECT id, available, held, sold FROM sales WHERE status = 'active' ORDER BY id LIMIT 1000")

@@ -31,6 +31,7 @@ impl Modify for Security {
         };
         components.add_security_scheme("merchant_key", bearer("A merchant API key, sk_…"));
         components.add_security_scheme("buyer_token", bearer("A buyer session token from /v1/buyers or /v1/sessions"));
+        components.add_security_scheme("operator_token", bearer("The operator token, GAVEL_ADMIN_TOKEN"));
     }
 }
 

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 
 use crate::auth_limits::AuthLimits;
 use crate::rate_limit::RateLimiter;
+use crate::routes::health::Ops;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,4 +21,6 @@ pub struct AppState {
     pub claim_limiter: RateLimiter<BuyerId>,
     pub payments: Payments,
     pub stripe_webhook_secret: String,
+    /// Health, readiness and the operator token.
+    pub ops: Ops,
 }

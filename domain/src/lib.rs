@@ -9,6 +9,7 @@ pub mod claims;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod idempotency;
 pub mod ids;
 pub mod jobs;
@@ -21,7 +22,7 @@ pub mod sales;
 mod status;
 pub mod text;
 
-pub use error::{Error, Invalid, Result};
+pub use error::{Error, Invalid, Result, Unavailable};
 
 /// The migrations of Gavel's own tables (apalis-postgres has its own).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -132,7 +132,7 @@ async fn a_held_claim_checks_out_to_a_paid_order_with_one_charge() {
         r.body["payment"]["id"].as_str().map(str::to_owned).as_ref()
     );
     assert_eq!(shop.events("order.paid").await, 1);
-    let metrics = shop.app.get("/metrics", None).await.raw;
+    let metrics = shop.app.metrics().await;
     assert!(metrics.contains("gavel_payments_total{outcome=\"paid\"}"), "{metrics}");
 
     // The same checkout again returns the same order and charges nothing more.

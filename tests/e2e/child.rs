@@ -19,12 +19,22 @@ impl ChildServer {
     /// Starts `gavel serve` (API and workers, test config) on `db`, with `env`
     /// laid over, and waits until it is ready.
     pub async fn start(db: &str, env: &[(&str, String)]) -> Self {
+        Self::start_roles(db, &[], env).await
+    }
+
+    /// [`ChildServer::start`] with `--role` for each of `roles` (none: all).
+    /// `base` is the API, or the operations listener of a process without it.
+    pub async fn start_roles(db: &str, roles: &[&str], env: &[(&str, String)]) -> Self {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gavel"));
-        cmd.arg("serve")
-            .env("DATABASE_URL", db)
+        cmd.arg("serve");
+        for role in roles {
+            cmd.args(["--role", role]);
+        }
+        cmd.env("DATABASE_URL", db)
             .env("GAVEL_ENV", "test")
             .env("GAVEL_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("GAVEL_OPS_ADDR", format!("127.0.0.1:{port}"))
             .env("GAVEL_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
@@ -58,6 +68,24 @@ impl ChildServer {
         self.child.id()
     }
 
+    /// SIGTERM (through `kill(1)`: the crates forbid `unsafe`).
+    pub fn terminate(&self) {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(sent.as_ref().is_ok_and(|s| s.success()), "kill -TERM failed: {sent:?}");
+    }
+
+    /// The exit status if the process ends within `within`.
+    pub async fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// SIGKILL, and reap.
     pub fn kill(mut self) {
         self.child.kill().unwrap_or_else(|e| panic!("{e}"));
@@ -72,7 +100,7 @@ impl Drop for ChildServer {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

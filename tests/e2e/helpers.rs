@@ -14,6 +14,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+/// `admin.token` of `config/test.toml`.
+pub const OPERATOR_TOKEN: &str = "gavel-test-operator-token";
+
 /// The PostgreSQL server the tests create their databases on.
 pub fn server_url() -> String {
     std::env::var("GAVEL_TEST_DATABASE_SERVER").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
@@ -193,6 +196,13 @@ impl TestApp {
 
     pub async fn get(&self, path: &str, auth: Option<&str>) -> Response {
         self.request(reqwest::Method::GET, path, auth, None).await
+    }
+
+    /// `/metrics`, with the test configuration's operator token.
+    pub async fn metrics(&self) -> String {
+        let r = self.get("/metrics", Some(OPERATOR_TOKEN)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+        r.raw
     }
 
     pub async fn merchant(&self) -> Merchant {

@@ -15,4 +15,6 @@ mod idempotency;
 mod lifecycle;
 mod operations;
 mod sales_api;
+mod secrets;
+mod staying_up;
 mod stripe_standin;

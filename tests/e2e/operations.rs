@@ -39,7 +39,7 @@ async fn metrics_report_requests_claims_and_stock() {
     let sale = app.active_sale(&merchant, json!({ "inventory": 3 })).await;
     let token = app.buyers(1).await.remove(0);
     app.post(&format!("/v1/sales/{sale}/claims"), Some(&token), json!({})).await;
-    let metrics = app.get("/metrics", None).await.raw;
+    let metrics = app.metrics().await;
     assert!(metrics.contains("gavel_http_requests_total{"), "{metrics}");
     assert!(metrics.contains("gavel_http_request_duration_seconds_bucket{"), "{metrics}");
     assert!(metrics.contains("gavel_claims_total{outcome=\"held\"}"), "{metrics}");
@@ -79,4 +79,29 @@ async fn maintenance_prunes_old_finished_jobs_and_idempotency_keys_only() {
     let keys: Vec<String> =
         sqlx::query_scalar("SELECT key FROM idempotency_keys").fetch_all(&app.pool).await.unwrap_or_default();
     assert_eq!(keys, vec!["fresh".to_owned()]);
+}
+
+#[tokio::test]
+async fn metrics_need_the_operator_token_and_invented_methods_add_no_series() {
+    let app = TestApp::spawn().await;
+    for auth in [None, Some("wrong-operator-token"), Some("sk_not_an_operator")] {
+        let r = app.get("/metrics", auth).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth:?}: {}", r.raw);
+        assert!(r.is_problem());
+    }
+    for i in 0..40 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        app.request(method, &format!("/v1/nothing/{i}"), None, None).await;
+    }
+    let text = app.metrics().await;
+    let methods: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("gavel_http_requests_total{"))
+        .filter_map(|l| l.split("method=\"").nth(1).and_then(|rest| rest.split('"').next()))
+        .collect();
+    assert!(methods.contains("OTHER"), "{methods:?}");
+    assert!(methods.iter().all(|m| !m.starts_with("INVENTED")), "{methods:?}");
+    let routes: std::collections::BTreeSet<&str> =
+        text.lines().filter_map(|l| l.split("route=\"").nth(1).and_then(|rest| rest.split('"').next())).collect();
+    assert!(routes.iter().all(|r| !r.contains("/v1/nothing/")), "raw paths never become labels: {routes:?}");
 }

@@ -2,16 +2,20 @@
 //! apalis-postgres, polling on a short interval (apalis otherwise wakes only on
 //! its heartbeat, and a job scheduled for later sends no notification when its
 //! time comes). A worker that stops heartbeating has its jobs re-enqueued for
-//! the others after three missed beats (6 s).
+//! the others after three missed beats (6 s). Every worker and tick is a
+//! supervised part: it is restarted with backoff whatever ends it.
 #![forbid(unsafe_code)]
 
+use std::future::Future;
 use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
+use gavel_domain::health::{Liveness, supervise};
 use gavel_domain::jobs::{self, MaintenanceJob, PaymentJob, SaleJob, queues};
 use gavel_workflows::checkout::Payments;
 use sqlx::PgPool;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
@@ -28,8 +32,6 @@ pub struct WorkerConfig {
 pub enum WorkersError {
     #[error("setting up the job tables: {0}")]
     Setup(#[from] apalis_postgres::Error),
-    #[error("the job monitor stopped: {0}")]
-    Monitor(String),
 }
 
 /// Creates (or upgrades) apalis's own tables in schema `apalis`.
@@ -67,56 +69,97 @@ fn queue_config(queue: &str, config: &WorkerConfig) -> Config {
         .missed_heartbeats(3)
 }
 
-/// Runs every queue's worker until `shutdown` is cancelled, then lets
-/// in-flight jobs finish (up to 30 s).
-pub async fn run(
+/// Runs every queue's worker and the ticks until `shutdown` is cancelled.
+///
+/// Each is a supervised part (see [`health::supervise`]): a worker whose
+/// backend poll fails (a database blip, a pool timeout at a sale's peak)
+/// ends, is reported down on `/readyz`, and is started again with backoff —
+/// never left dead, and never taking the process down with it. Jobs a dead
+/// worker held are re-enqueued by apalis's heartbeats.
+///
+/// The parts are registered with `liveness` when this is called; the future
+/// runs them until `shutdown`.
+pub fn run(
     pool: PgPool,
     config: WorkerConfig,
     saga: Payments,
+    liveness: Liveness,
     shutdown: CancellationToken,
-) -> Result<(), WorkersError> {
-    tokio::spawn(tick_maintenance(pool.clone(), shutdown.clone()));
-    tokio::spawn(tick_resume(saga.clone(), shutdown.clone()));
-    let (lifecycle_pool, lifecycle_config) = (pool.clone(), config.clone());
-    let (payments_pool, payments_config) = (pool.clone(), config.clone());
-    let monitor = Monitor::new()
-        .shutdown_timeout(Duration::from_secs(30))
-        .register(move |_restarts| {
-            let (pool, config) = (&lifecycle_pool, &lifecycle_config);
-            let storage = PostgresStorage::<SaleJob>::new(pool)
-                .with_config(queue_config(queues::SALE_LIFECYCLE, config))
-                .poll_with_interval(config.poll_interval);
-            WorkerBuilder::new(format!("{}:{}", config.instance, queues::SALE_LIFECYCLE))
-                .backend(storage)
-                .data(pool.clone())
-                .build(sale_lifecycle)
-        })
-        .register(move |_restarts| {
-            let (pool, config) = (&payments_pool, &payments_config);
-            let storage = PostgresStorage::<PaymentJob>::new(pool)
-                .with_config(queue_config(queues::PAYMENTS, config))
-                .poll_with_interval(config.poll_interval);
-            WorkerBuilder::new(format!("{}:{}", config.instance, queues::PAYMENTS))
-                .backend(storage)
-                .data(saga.clone())
-                .build(payments)
-        })
-        .register(move |_restarts| {
-            let storage = PostgresStorage::<MaintenanceJob>::new(&pool)
-                .with_config(queue_config(queues::MAINTENANCE, &config))
-                .poll_with_interval(Duration::from_secs(5));
-            WorkerBuilder::new(format!("{}:{}", config.instance, queues::MAINTENANCE))
-                .backend(storage)
-                .data(pool.clone())
-                .build(maintenance)
-        });
-    monitor
-        .run_with_signal(async move {
-            shutdown.cancelled().await;
+) -> impl Future<Output = ()> + Send + 'static {
+    let mut parts = JoinSet::new();
+    let part = |name: &'static str| (name, liveness.clone(), shutdown.clone());
+
+    let (name, live, stop) = part("worker:sale_lifecycle");
+    let (p, c, s) = (pool.clone(), config.clone(), shutdown.clone());
+    parts.spawn(supervise(name, live, stop, move || {
+        let storage = PostgresStorage::<SaleJob>::new(&p)
+            .with_config(queue_config(queues::SALE_LIFECYCLE, &c))
+            .poll_with_interval(c.poll_interval);
+        let worker = WorkerBuilder::new(format!("{}:{}", c.instance, queues::SALE_LIFECYCLE))
+            .backend(storage)
+            .data(p.clone())
+            .build(sale_lifecycle);
+        until(worker.run_until(stopped(s.clone())))
+    }));
+
+    let (name, live, stop) = part("worker:payments");
+    let (p, c, s, saga_) = (pool.clone(), config.clone(), shutdown.clone(), saga.clone());
+    parts.spawn(supervise(name, live, stop, move || {
+        let storage = PostgresStorage::<PaymentJob>::new(&p)
+            .with_config(queue_config(queues::PAYMENTS, &c))
+            .poll_with_interval(c.poll_interval);
+        let worker = WorkerBuilder::new(format!("{}:{}", c.instance, queues::PAYMENTS))
+            .backend(storage)
+            .data(saga_.clone())
+            .build(payments);
+        until(worker.run_until(stopped(s.clone())))
+    }));
+
+    let (name, live, stop) = part("worker:maintenance");
+    let (p, c, s) = (pool.clone(), config.clone(), shutdown.clone());
+    parts.spawn(supervise(name, live, stop, move || {
+        let storage = PostgresStorage::<MaintenanceJob>::new(&p)
+            .with_config(queue_config(queues::MAINTENANCE, &c))
+            .poll_with_interval(Duration::from_secs(5));
+        let worker = WorkerBuilder::new(format!("{}:{}", c.instance, queues::MAINTENANCE))
+            .backend(storage)
+            .data(p.clone())
+            .build(maintenance);
+        until(worker.run_until(stopped(s.clone())))
+    }));
+
+    let (name, live, stop) = part("tick:maintenance");
+    let (p, s) = (pool.clone(), shutdown.clone());
+    parts.spawn(supervise(name, live, stop, move || {
+        let (p, s) = (p.clone(), s.clone());
+        async move {
+            tick_maintenance(p, s).await;
             Ok(())
-        })
-        .await
-        .map_err(|e| WorkersError::Monitor(e.to_string()))
+        }
+    }));
+
+    let (name, live, stop) = part("tick:resume_payments");
+    let s = shutdown.clone();
+    parts.spawn(supervise(name, live, stop, move || {
+        let (saga, s) = (saga.clone(), s.clone());
+        async move {
+            tick_resume(saga, s).await;
+            Ok(())
+        }
+    }));
+
+    async move { while parts.join_next().await.is_some() {} }
+}
+
+/// Resolves once `shutdown` is cancelled, in the form apalis's `run_until` takes.
+async fn stopped(shutdown: CancellationToken) -> Result<(), std::io::Error> {
+    shutdown.cancelled().await;
+    Ok(())
+}
+
+/// A worker's run as a supervised part sees it.
+async fn until(run: impl Future<Output = Result<(), WorkerError>> + Send + 'static) -> Result<(), String> {
+    run.await.map_err(|e| e.to_string())
 }
 
 /// Every process ticks; the job's idempotency key (`cron:prune:<tick>`) makes
