@@ -229,3 +229,46 @@ async fn listen_for_stock(pool: PgPool, engine: ClaimEngine, stop: CancellationT
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app_with(run: impl std::future::Future<Output = ()> + Send + 'static) -> Application {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://postgres@127.0.0.1:5432/postgres")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut tasks = JoinSet::new();
+        tasks.spawn(part("a part", run));
+        Application {
+            addr: None,
+            ops_addr: None,
+            pool,
+            shutdown: CancellationToken::new(),
+            grace: std::time::Duration::from_millis(200),
+            tasks,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_part_that_ends_unasked_stops_the_process_with_an_error() {
+        let result = app_with(async {}).run_until_stopped().await;
+        let err = result.err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(err.contains("a part ended unexpectedly"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_part_that_panics_stops_the_process_with_an_error() {
+        let result = app_with(async { panic!("boom") }).run_until_stopped().await;
+        assert!(result.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_requested_stop_is_clean_and_bounded_by_the_grace_period() {
+        let app = app_with(std::future::pending());
+        app.shutdown_token().cancel();
+        let started = tokio::time::Instant::now();
+        assert!(app.run_until_stopped().await.is_ok());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "the stuck part was abandoned");
+    }
+}
