@@ -10,6 +10,8 @@ use crate::text::{Lines, clean_text};
 
 /// Longest email accepted (RFC 5321's path limit), in characters.
 const EMAIL_MAX: usize = 254;
+/// Longest password accepted at sign-up, in characters.
+const PASSWORD_MAX: usize = 256;
 
 /// A sign-up request that passed validation.
 #[derive(Debug, Clone)]
@@ -29,7 +31,7 @@ impl SignUp {
             return Err(Invalid::new("email", "must be an email address"));
         }
         // Only hashed, never stored or echoed: any character may be in a password.
-        if !(8..=256).contains(&password.chars().count()) {
+        if !(8..=PASSWORD_MAX).contains(&password.chars().count()) {
             return Err(Invalid::new("password", "must be 8 to 256 characters"));
         }
         let name =
@@ -62,6 +64,11 @@ pub async fn create(pool: &PgPool, signup: SignUp, passwords: &Passwords) -> Res
 /// same error, after the same work, for an unknown email and a wrong password,
 /// so sign-in does not reveal who has an account.
 pub async fn sign_in(pool: &PgPool, email: &str, password: &str, passwords: &Passwords) -> Result<BuyerId> {
+    // No account has a longer one, so it cannot match: no need to hash (or to
+    // hold) a megabyte of it, and the answer says nothing about the account.
+    if password.chars().count() > PASSWORD_MAX {
+        return Err(Error::BadCredentials);
+    }
     let row: Option<(BuyerId, String)> =
         sqlx::query_as("SELECT id, password_hash FROM buyers WHERE lower(email) = lower($1)")
             .bind(email)
