@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use chrono::Duration;
 use gavel_api::AppState;
+use gavel_api::auth_limits::AuthLimits;
 use gavel_api::rate_limit::RateLimiter;
 use gavel_api::routes::health::Ops;
-use gavel_domain::auth::TokenSigner;
+use gavel_domain::auth::{Passwords, TokenSigner};
 use gavel_domain::claim_engine::ClaimEngine;
 use gavel_domain::claims::STOCK_RETURNED_CHANNEL;
 use gavel_domain::health::{Liveness, supervise};
@@ -185,7 +186,8 @@ fn app_state(config: &Config, pool: PgPool, payments: Payments, ops: Ops) -> any
         claims: ClaimEngine::new(pool.clone(), config.claim_config()),
         pool,
         tokens,
-        password_cost: config.password_cost(),
+        passwords: Passwords::new(config.password_cost(), config.hash_limits())?,
+        auth_limits: AuthLimits::new(config.auth.signups_per_ip_per_minute, config.auth.signins_per_ip_per_minute),
         claim_limiter: RateLimiter::per_minute(config.claims.rate_limit_per_minute),
         payments,
         stripe_webhook_secret: config.payments.stripe_webhook_secret.clone(),

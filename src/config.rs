@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use gavel_domain::auth::PasswordCost;
+use gavel_domain::auth::{HashLimits, PasswordCost};
 use gavel_domain::claim_engine::{ClaimConfig, Strategy};
 use gavel_workflows::checkout::{CheckoutConfig, PausePoint};
 use gavel_workflows::gateway::GatewayConfig;
@@ -69,6 +69,10 @@ pub struct Auth {
     pub token_ttl_hours: i64,
     pub password_memory_kib: u32,
     pub password_iterations: u32,
+    /// How long a sign-up or sign-in waits for a hashing turn before `503 overloaded`.
+    pub hash_queue_wait_ms: u64,
+    pub signups_per_ip_per_minute: u32,
+    pub signins_per_ip_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,6 +205,10 @@ impl Config {
 
     pub fn password_cost(&self) -> PasswordCost {
         PasswordCost { memory_kib: self.auth.password_memory_kib, iterations: self.auth.password_iterations }
+    }
+
+    pub fn hash_limits(&self) -> HashLimits {
+        HashLimits::per_core(Duration::from_millis(self.auth.hash_queue_wait_ms))
     }
 
     pub fn http_limits(&self) -> gavel_api::server::Limits {

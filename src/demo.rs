@@ -3,7 +3,7 @@
 //! shortly, then prints what you need to try the API with curl.
 
 use chrono::{Duration, Utc};
-use gavel_domain::auth::TokenSigner;
+use gavel_domain::auth::{Passwords, TokenSigner};
 use gavel_domain::buyers::{self, SignUp};
 use gavel_domain::sales::RawTerms;
 use gavel_domain::{merchants, products};
@@ -65,7 +65,8 @@ pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyho
     .await?;
     let email = format!("buyer+{}@demo.gavel.dev", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let signup = SignUp::parse(&email, "demo-password", Some("Demo Buyer"))?;
-    let buyer = buyers::create(pool, signup, config.password_cost()).await?;
+    let passwords = Passwords::new(config.password_cost(), config.hash_limits())?;
+    let buyer = buyers::create(pool, signup, &passwords).await?;
     let signer = TokenSigner::new(config.auth.token_secret.as_bytes(), Duration::hours(config.auth.token_ttl_hours))?;
     let base = format!("http://{}", config.http.addr);
     Ok(json!({

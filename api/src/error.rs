@@ -100,6 +100,10 @@ impl From<Error> for ApiError {
                 Self::new(S::SERVICE_UNAVAILABLE, "contention", "too many concurrent writers; retry shortly")
                     .retry_after(retry_after.as_secs())
             }
+            Error::Overloaded { retry_after } => {
+                Self::new(S::SERVICE_UNAVAILABLE, "overloaded", "the server is busy; retry shortly")
+                    .retry_after(retry_after.as_secs())
+            }
             Error::Unavailable(gavel_domain::Unavailable::Overloaded) => {
                 Self::new(S::SERVICE_UNAVAILABLE, "overloaded", "the server is busy; retry shortly").retry_after(1)
             }

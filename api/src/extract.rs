@@ -2,6 +2,7 @@
 //! and the two kinds of caller (merchant API key, buyer token). Putting the
 //! caller in the handler's signature means a handler cannot forget the scope.
 
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use axum::extract::rejection::JsonRejection;
@@ -45,6 +46,10 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(e) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", data_error_text(&e.body_text()))
         }
+        // The same answer the idempotency layer gives when it reads the body first.
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is larger than 1 MiB")
+        }
         JsonRejection::BytesRejection(e) => ApiError::new(e.status(), "unreadable_body", e.body_text()),
         other => ApiError::new(other.status(), "invalid_request", other.body_text()),
     }
@@ -81,13 +86,34 @@ pub(crate) fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer credentials"))?;
+    // RFC 9110: the scheme is case-insensitive.
     header
         .to_str()
         .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|h| h.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <credentials>`"))
+}
+
+/// The address of the client as the connection reports it: proxy headers are
+/// not trusted (behind a proxy, every client shares the proxy's address).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match crate::server::peer(parts) {
+            Some(addr) => Ok(Self(addr.ip())),
+            None => {
+                tracing::error!("no peer address: the router must be served by gavel_api::server::serve");
+                Err(ApiError::internal())
+            }
+        }
+    }
 }
 
 /// A request made with a merchant's API key.

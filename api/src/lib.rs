@@ -3,6 +3,7 @@
 //! `gavel-domain` and `gavel-workflows`.
 #![forbid(unsafe_code)]
 
+pub mod auth_limits;
 pub mod error;
 pub mod extract;
 pub mod idempotency;

@@ -2,10 +2,16 @@
 
 use sqlx::{PgExecutor, PgPool};
 
-use crate::auth::{PasswordCost, hash_password, verify_password};
+use crate::auth::Passwords;
 use crate::db::is_unique_violation;
 use crate::error::{Error, Invalid, Result};
 use crate::ids::BuyerId;
+use crate::text::{Lines, clean_text};
+
+/// Longest email accepted (RFC 5321's path limit), in characters.
+const EMAIL_MAX: usize = 254;
+/// Longest password accepted at sign-up, in characters.
+const PASSWORD_MAX: usize = 256;
 
 /// A sign-up request that passed validation.
 #[derive(Debug, Clone)]
@@ -17,28 +23,31 @@ pub struct SignUp {
 
 impl SignUp {
     pub fn parse(email: &str, password: &str, name: Option<&str>) -> Result<Self, Invalid> {
-        let email = email.trim();
-        let valid_email = email.len() <= 254
-            && email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-            })
-            && !email.chars().any(char::is_whitespace);
+        let email = clean_text("email", email.trim(), EMAIL_MAX, Lines::Single)?;
+        let valid_email = email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        }) && !email.chars().any(char::is_whitespace);
         if !valid_email {
             return Err(Invalid::new("email", "must be an email address"));
         }
-        if password.chars().count() < 8 || password.len() > 256 {
+        // Only hashed, never stored or echoed: any character may be in a password.
+        if !(8..=PASSWORD_MAX).contains(&password.chars().count()) {
             return Err(Invalid::new("password", "must be 8 to 256 characters"));
         }
-        let name = name.map(str::trim).filter(|n| !n.is_empty());
-        if name.is_some_and(|n| n.len() > 200) {
-            return Err(Invalid::new("name", "must be at most 200 characters"));
-        }
+        let name =
+            name.map(|n| clean_text("name", n.trim(), 200, Lines::Single)).transpose()?.filter(|n| !n.is_empty());
         Ok(Self { email: email.to_owned(), password: password.to_owned(), name: name.map(str::to_owned) })
     }
 }
 
-pub async fn create(pool: &PgPool, signup: SignUp, cost: PasswordCost) -> Result<BuyerId> {
-    let hashed = hash(signup, cost).await?;
+/// The email of a sign-in attempt: trimmed, and clean enough to query with.
+/// Its shape is not checked: a malformed address simply matches no account.
+pub fn sign_in_email(raw: &str) -> Result<&str, Invalid> {
+    clean_text("email", raw.trim(), EMAIL_MAX, Lines::Single)
+}
+
+pub async fn create(pool: &PgPool, signup: SignUp, passwords: &Passwords) -> Result<BuyerId> {
+    let hashed = hash(signup, passwords).await?;
     insert(pool, &hashed).await
 }
 
@@ -50,10 +59,11 @@ pub struct Hashed {
     password_hash: String,
 }
 
-/// Hashes the password: the slow half of [`create`], kept apart so that a
-/// caller can do it before it opens a transaction.
-pub async fn hash(signup: SignUp, cost: PasswordCost) -> Result<Hashed> {
-    let password_hash = hash_password(signup.password, cost).await?;
+/// Hashes the password (within the bound on concurrent hashes): the slow half
+/// of [`create`], kept apart so that a caller can do it before it opens a
+/// transaction.
+pub async fn hash(signup: SignUp, passwords: &Passwords) -> Result<Hashed> {
+    let password_hash = passwords.hash(signup.password).await?;
     Ok(Hashed { email: signup.email, name: signup.name, password_hash })
 }
 
@@ -71,18 +81,25 @@ pub async fn insert<'c>(db: impl PgExecutor<'c>, hashed: &Hashed) -> Result<Buye
     Ok(id)
 }
 
-/// The buyer whose email and password these are; the same error for an unknown
-/// email and a wrong password, so sign-in does not reveal who has an account.
-pub async fn sign_in(pool: &PgPool, email: &str, password: &str) -> Result<BuyerId> {
+/// The buyer whose email (see [`sign_in_email`]) and password these are; the
+/// same error, after the same work, for an unknown email and a wrong password,
+/// so sign-in does not reveal who has an account.
+pub async fn sign_in(pool: &PgPool, email: &str, password: &str, passwords: &Passwords) -> Result<BuyerId> {
+    // No account has a longer one, so it cannot match: no need to hash (or to
+    // hold) a megabyte of it, and the answer says nothing about the account.
+    if password.chars().count() > PASSWORD_MAX {
+        return Err(Error::BadCredentials);
+    }
     let row: Option<(BuyerId, String)> =
         sqlx::query_as("SELECT id, password_hash FROM buyers WHERE lower(email) = lower($1)")
-            .bind(email.trim())
+            .bind(email)
             .fetch_optional(pool)
             .await?;
-    let Some((id, stored)) = row else {
-        return Err(Error::BadCredentials);
-    };
-    if verify_password(password.to_owned(), stored).await? { Ok(id) } else { Err(Error::BadCredentials) }
+    let (id, stored) = row.unzip();
+    match (passwords.verify(password.to_owned(), stored).await?, id) {
+        (true, Some(id)) => Ok(id),
+        _ => Err(Error::BadCredentials),
+    }
 }
 
 #[cfg(test)]
@@ -96,5 +113,14 @@ mod tests {
         assert!(SignUp::parse("ann@example", "long enough", None).is_err());
         assert!(SignUp::parse("a b@example.com", "long enough", None).is_err());
         assert!(SignUp::parse("ann@example.com", "short", None).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_stored_field() {
+        let field = |r: Result<SignUp, Invalid>| r.err().map(|e| e.field);
+        assert_eq!(field(SignUp::parse("ann\0@example.com", "long enough", None)), Some("email"));
+        assert_eq!(field(SignUp::parse("ann@example.com", "long enough", Some("A\u{1b}nn"))), Some("name"));
+        assert_eq!(field(SignUp::parse("ann@example.com", "long\0enough", None)), None, "passwords are only hashed");
+        assert_eq!(sign_in_email(" ann\u{7}@example.com ").err().map(|e| e.field), Some("email"));
     }
 }

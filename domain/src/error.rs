@@ -51,6 +51,9 @@ pub enum Error {
     /// Too many concurrent writers on one row; the retry budget ran out.
     #[error("too much contention; retry shortly")]
     Contention { retry_after: Duration },
+    /// Too much work queued (password hashing) to take this request in time.
+    #[error("the server is busy; retry shortly")]
+    Overloaded { retry_after: Duration },
     /// The database cannot be reached or has no connection to spare: a
     /// moment's outage or overload, answered `503` + `Retry-After`, never 500.
     #[error("database unavailable: {0}")]

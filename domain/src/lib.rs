@@ -21,6 +21,7 @@ pub mod products;
 pub mod sales;
 mod status;
 pub mod stripe_events;
+pub mod text;
 
 pub use error::{Error, Invalid, Result, Unavailable};
 

@@ -6,6 +6,7 @@ use sqlx::PgExecutor;
 
 use crate::error::{Invalid, Result};
 use crate::ids::{MerchantId, ProductId};
+use crate::text::{Lines, clean_text};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Product {
@@ -23,13 +24,11 @@ pub async fn create<'c>(
     title: &str,
     description: Option<&str>,
 ) -> Result<Product> {
-    let title = title.trim();
-    if title.is_empty() || title.len() > 200 {
+    let title = clean_text("title", title.trim(), 200, Lines::Single)?;
+    if title.is_empty() {
         return Err(Invalid::new("title", "must be 1 to 200 characters").into());
     }
-    if description.is_some_and(|d| d.len() > 10_000) {
-        return Err(Invalid::new("description", "must be at most 10,000 characters").into());
-    }
+    let description = description.map(|d| clean_text("description", d, 10_000, Lines::Multi)).transpose()?;
     let product = sqlx::query_as(
         "INSERT INTO products (id, merchant_id, title, description) VALUES ($1, $2, $3, $4)
          RETURNING id, merchant_id, title, description, created_at",

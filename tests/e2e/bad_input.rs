@@ -229,3 +229,140 @@ async fn missing_or_wrong_credentials_are_401_and_other_merchants_sales_are_404(
         sqlx::query_as("SELECT count(*) FROM claims").fetch_one(&app.pool).await.unwrap_or_default();
     assert_eq!(claims, 0);
 }
+
+async fn counts(app: &TestApp) -> (i64, i64) {
+    sqlx::query_as("SELECT (SELECT count(*) FROM products), (SELECT count(*) FROM buyers)")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn control_characters_in_text_are_422_naming_the_field_never_500() {
+    let app = TestApp::spawn().await;
+    let merchant = app.merchant().await;
+    let product = app.product(&merchant).await;
+    let before = counts(&app).await;
+    let key = Some(merchant.key.as_str());
+    let signup = |email: &str, name: &str| json!({ "email": email, "password": "correct horse", "name": name });
+    let checkout = "/v1/claims/clm_0193a1b2c3d47e8f9a0b1c2d3e4f5a6b/checkout";
+    let buyer = app.buyers(1).await.remove(0);
+    // (case, path, credentials, body, field named)
+    let cases: Vec<(&str, &str, Option<&str>, Value, &str)> = vec![
+        ("NUL in title", "/v1/products", key, json!({ "title": "Sneak\u{0}ers" }), "title"),
+        ("escape in title", "/v1/products", key, json!({ "title": "\u{1b}[31mred" }), "title"),
+        ("newline in title", "/v1/products", key, json!({ "title": "two\nlines" }), "title"),
+        ("NUL in description", "/v1/products", key, json!({ "title": "ok", "description": "a\u{0}b" }), "description"),
+        ("bell in description", "/v1/products", key, json!({ "title": "ok", "description": "a\u{7}b" }), "description"),
+        ("NUL in email", "/v1/buyers", None, signup("ann\u{0}@example.com", "Ann"), "email"),
+        ("NUL in name", "/v1/buyers", None, signup("ann@example.com", "A\u{0}nn"), "name"),
+        ("DEL in name", "/v1/buyers", None, signup("ann@example.com", "Ann\u{7f}"), "name"),
+        ("C1 control in name", "/v1/buyers", None, signup("ann@example.com", "A\u{85}nn"), "name"),
+        (
+            "NUL in sign-in email",
+            "/v1/sessions",
+            None,
+            json!({ "email": "a\u{0}@example.com", "password": "x" }),
+            "email",
+        ),
+        ("NUL in currency", "/v1/sales", key, sale_body(&product, json!({ "currency": "us\u{0}d" })), "currency"),
+        (
+            "NUL in payment method",
+            checkout,
+            Some(&buyer),
+            json!({ "payment_method": "pm_\u{0}visa" }),
+            "payment_method",
+        ),
+    ];
+    for (name, path, auth, body, field) in cases {
+        for idempotency_key in [None, Some(uuid::Uuid::new_v4().to_string())] {
+            let mut req = client().post(format!("{}{path}", app.base)).json(&body);
+            if let Some(auth) = auth {
+                req = req.bearer_auth(auth);
+            }
+            if let Some(k) = &idempotency_key {
+                req = req.header("idempotency-key", k);
+            }
+            let r = send(req).await;
+            let what = format!("{name} (Idempotency-Key: {})", idempotency_key.is_some());
+            assert_eq!(
+                (r.status, r.code()),
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+                "{what}: {}",
+                r.raw
+            );
+            assert_eq!(r.body["field"].as_str(), Some(field), "{what}: {}", r.raw);
+            assert!(r.is_problem(), "{what}: {}", r.raw);
+        }
+    }
+    assert_eq!(counts(&app).await, (before.0, before.1 + 1), "nothing written");
+    let kept = app
+        .post("/v1/products", key, json!({ "title": "Boots", "description": "Line one\n\tindented line two" }))
+        .await;
+    assert_eq!(kept.status, StatusCode::CREATED, "a description keeps line feeds and tabs: {}", kept.raw);
+    assert_eq!(kept.body["description"], "Line one\n\tindented line two");
+}
+
+#[tokio::test]
+async fn length_limits_count_characters_not_bytes() {
+    let app = TestApp::spawn().await;
+    let merchant = app.merchant().await;
+    let name = "ä".repeat(200);
+    let r = app
+        .post("/v1/buyers", None, json!({ "email": "ann@example.com", "password": "correct horse", "name": name }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "200 two-byte letters fit a 200-character name: {}", r.raw);
+    let r = app
+        .post(
+            "/v1/buyers",
+            None,
+            json!({ "email": "bob@example.com", "password": "correct horse", "name": format!("{name}ä") }),
+        )
+        .await;
+    assert_eq!((r.status, r.body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("name")), "{}", r.raw);
+    let title = "靴".repeat(200);
+    let r = app.post("/v1/products", Some(&merchant.key), json!({ "title": title })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "200 three-byte characters fit a title: {}", r.raw);
+    let r = app.post("/v1/products", Some(&merchant.key), json!({ "title": format!("{title}靴") })).await;
+    assert_eq!((r.status, r.body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("title")), "{}", r.raw);
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_case_insensitively() {
+    let app = TestApp::spawn().await;
+    let merchant = app.merchant().await;
+    let buyer = app.buyers(1).await.remove(0);
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        let r = send(
+            client()
+                .get(format!("{}/v1/sales", app.base))
+                .header("authorization", format!("{scheme} {}", merchant.key)),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "merchant, {scheme}: {}", r.raw);
+        let r =
+            send(client().get(format!("{}/v1/orders", app.base)).header("authorization", format!("{scheme} {buyer}")))
+                .await;
+        assert_eq!(r.status, StatusCode::OK, "buyer, {scheme}: {}", r.raw);
+    }
+    let r =
+        send(client().get(format!("{}/v1/sales", app.base)).header("authorization", format!("Basic {}", merchant.key)))
+            .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "another scheme is still refused: {}", r.raw);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413_body_too_large_with_or_without_an_idempotency_key() {
+    let app = TestApp::spawn().await;
+    let body = json!({ "email": "ann@example.com", "password": "correct horse", "name": "x".repeat(1024 * 1024 + 1) });
+    for idempotency_key in [None, Some("oversized-1")] {
+        let mut req = client().post(format!("{}/v1/buyers", app.base)).json(&body);
+        if let Some(k) = idempotency_key {
+            req = req.header("idempotency-key", k);
+        }
+        let r = send(req).await;
+        let what = format!("Idempotency-Key: {idempotency_key:?}");
+        assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"), "{what}: {}", r.raw);
+        assert!(r.is_problem(), "{what}: {}", r.raw);
+    }
+}

@@ -63,6 +63,11 @@ impl ChildServer {
         panic!("gavel did not become ready on {}", server.base);
     }
 
+    /// The server's process id (to read its memory from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM (through `kill(1)`: the crates forbid `unsafe`).
     pub fn terminate(&self) {
         let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();

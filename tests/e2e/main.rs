@@ -1,6 +1,7 @@
 //! End-to-end tests: the real application over real HTTP and a real
 //! PostgreSQL (a fresh database per test). See `helpers.rs`.
 
+mod auth_limits;
 mod bad_input;
 mod bootstrap;
 mod checkout;

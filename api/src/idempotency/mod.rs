@@ -266,9 +266,16 @@ async fn with_fresh_token(state: &AppState, stored: &[u8], request: &[u8]) -> Re
     else {
         return Ok(None);
     };
-    match buyers::sign_in(&state.pool, email, password).await {
+    // The same guards as sign-in: a replay must not be a way around them.
+    let email = buyers::sign_in_email(email)?;
+    state.auth_limits.account_open(email)?;
+    match buyers::sign_in(&state.pool, email, password, &state.passwords).await {
         Ok(id) if id == buyer => {}
-        Ok(_) | Err(Error::BadCredentials) => return Ok(None),
+        Ok(_) => return Ok(None),
+        Err(Error::BadCredentials) => {
+            state.auth_limits.sign_in_failed(email);
+            return Ok(None);
+        }
         Err(err) => return Err(err.into()),
     }
     answer.insert("token".into(), state.tokens.issue(buyer, Utc::now()).into());
