@@ -36,6 +36,10 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
     }
 
+    pub fn body_too_large() -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is larger than 1 MiB")
+    }
+
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }

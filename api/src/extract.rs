@@ -47,9 +47,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", data_error_text(&e.body_text()))
         }
         // The same answer the idempotency layer gives when it reads the body first.
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is larger than 1 MiB")
-        }
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::body_too_large(),
         JsonRejection::BytesRejection(e) => ApiError::new(e.status(), "unreadable_body", e.body_text()),
         other => ApiError::new(other.status(), "invalid_request", other.body_text()),
     }

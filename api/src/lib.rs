@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth_limits;
+pub mod body_limit;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -61,7 +62,8 @@ pub fn router(state: AppState) -> Router {
                 "this endpoint does not take that method",
             )
         })
+        .layer(middleware::from_fn(body_limit::layer))
         .layer(middleware::from_fn(metrics::track))
-        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .layer(DefaultBodyLimit::max(body_limit::MAX_BODY))
         .with_state(state)
 }

@@ -365,4 +365,28 @@ async fn an_oversized_body_is_413_body_too_large_with_or_without_an_idempotency_
         assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"), "{what}: {}", r.raw);
         assert!(r.is_problem(), "{what}: {}", r.raw);
     }
+    // A route that reads no body answers the same, declared length or not.
+    let merchant = app.merchant().await;
+    let sale = app.active_sale(&merchant, json!({})).await;
+    let token = app.buyers(1).await.remove(0);
+    let big = vec![b'x'; 1024 * 1024 + 1];
+    for (idempotency_key, chunked) in [(None, false), (Some("oversized-2"), false), (None, true)] {
+        let mut req = client().post(format!("{}/v1/sales/{sale}/claims", app.base)).bearer_auth(&token);
+        req = if chunked {
+            let chunks = futures::stream::iter(
+                big.chunks(64 * 1024).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
+            );
+            req.body(reqwest::Body::wrap_stream(chunks))
+        } else {
+            req.body(big.clone())
+        };
+        if let Some(k) = idempotency_key {
+            req = req.header("idempotency-key", k);
+        }
+        let r = send(req).await;
+        let what = format!("claim, Idempotency-Key: {idempotency_key:?}, chunked: {chunked}");
+        assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"), "{what}: {}", r.raw);
+    }
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM claims").fetch_one(&app.pool).await.unwrap_or(-1);
+    assert_eq!(held, 0, "an oversized request changes nothing");
 }

@@ -51,7 +51,6 @@ use crate::extract::Caller;
 use crate::state::AppState;
 
 const HEADER: &str = "idempotency-key";
-const MAX_BODY: usize = 1024 * 1024;
 
 /// How a route's effect is made exactly-once; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,9 +91,8 @@ pub async fn layer(State((state, mode)): State<(AppState, Mode)>, req: Request, 
             Err(rejection) => return rejection.into_response(),
         },
     };
-    let Ok(body) = to_bytes(body, MAX_BODY).await else {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is larger than 1 MiB")
-            .into_response();
+    let Ok(body) = to_bytes(body, crate::body_limit::MAX_BODY).await else {
+        return ApiError::body_too_large().into_response();
     };
     let scope = match caller {
         Some(Caller::Merchant(m)) => m.to_string(),
