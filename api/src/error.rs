@@ -7,6 +7,9 @@ use axum::response::{IntoResponse, Response};
 use gavel_domain::Error;
 use serde_json::{Map, Value, json};
 
+/// The members of a problem that facts may not replace.
+const RESERVED: &[&str] = &["type", "title", "status", "detail", "instance", "code"];
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -21,9 +24,14 @@ impl ApiError {
         Self { status, code, detail: detail.into(), extra: Map::new(), retry_after: None }
     }
 
-    /// Adds a fact the client needs (`"field"`, `"current_version"`…).
+    /// Adds a fact the client needs (`"field"`, `"current_version"`…). The
+    /// members RFC 9457 defines (and our `code`) are never overwritten: a fact
+    /// under one of their names is a bug, dropped (and caught by a test).
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.to_owned(), value.into());
+        debug_assert!(!RESERVED.contains(&key), "problem fact {key:?} would overwrite a standard member");
+        if !RESERVED.contains(&key) {
+            self.extra.insert(key.to_owned(), value.into());
+        }
         self
     }
 
@@ -70,7 +78,7 @@ impl From<Error> for ApiError {
             Error::SaleNotActive => Self::new(S::CONFLICT, "sale_not_active", "the sale is not open for claims"),
             Error::SaleLocked { status } => {
                 Self::new(S::CONFLICT, "sale_not_editable", format!("the sale is {status} and can no longer change"))
-                    .with("status", status)
+                    .with("sale_status", status)
             }
             Error::VersionMismatch { expected, current } => Self::new(
                 S::PRECONDITION_FAILED,
@@ -89,7 +97,7 @@ impl From<Error> for ApiError {
             ),
             Error::OrderNotPayable { status } => {
                 Self::new(S::CONFLICT, "order_not_payable", format!("the order is {status} and cannot be paid"))
-                    .with("status", status)
+                    .with("order_status", status)
             }
             Error::PaymentWindowClosed => {
                 Self::new(S::GONE, "payment_window_closed", "the order's payment deadline has passed")

@@ -69,6 +69,8 @@ async fn an_active_sale_can_no_longer_be_patched_but_can_be_cancelled_releasing_
     )
     .await;
     assert_eq!((patched.status, patched.code()), (StatusCode::CONFLICT, "sale_not_editable"));
+    assert!(patched.is_problem(), "the problem's own status stays the HTTP status: {}", patched.raw);
+    assert_eq!(patched.body["sale_status"], "active", "{}", patched.raw);
 
     let cancelled = app.post(&format!("/v1/sales/{sale}/cancel"), Some(&merchant.key), json!({})).await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.raw);
