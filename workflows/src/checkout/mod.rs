@@ -1,14 +1,15 @@
 //! The checkout saga: a held claim (or an auction order) becomes a paid order
 //! with exactly one charge, whatever the provider or the process does.
 //!
-//! 1. **Begin** (one transaction, under the sale lock): the hold becomes
-//!    `checking_out` (it stops running out), the order and the payment
-//!    attempt are written with the idempotency key the call will carry, and an
-//!    `Advance` job is queued a little later as the fallback should this
-//!    process die.
+//! 1. **Begin** (one transaction on the claim row; the hot sale row is not
+//!    touched, its counters do not change here): the hold becomes
+//!    `checking_out` (it stops running out), and the order and the payment
+//!    attempt are written with the idempotency key the call will carry. Should
+//!    this process die, the workers' resume tick carries the attempt on.
 //! 2. **Charge**: the PaymentIntent is created and confirmed through
 //!    async-stripe with that key, no lock held across the call.
-//! 3. **Settle** (one transaction, under the sale lock): on success the hold
+//! 3. **Settle** (one transaction; the sale row is taken last, for one
+//!    statement and the commit): on success the hold
 //!    is consumed (`held − 1, sold + 1`), the order is `paid` and `order.paid`
 //!    is recorded; on a definite failure the unit returns to stock and the
 //!    order is `payment_failed`; on a timeout or lost answer the attempt is
