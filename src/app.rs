@@ -10,6 +10,7 @@ use gavel_api::AppState;
 use gavel_api::auth_limits::AuthLimits;
 use gavel_api::rate_limit::RateLimiter;
 use gavel_api::routes::health::Ops;
+use gavel_api::state::Shared;
 use gavel_domain::auth::{Passwords, TokenSigner};
 use gavel_domain::claim_engine::ClaimEngine;
 use gavel_domain::claims::STOCK_RETURNED_CHANNEL;
@@ -182,7 +183,7 @@ where
 
 fn app_state(config: &Config, pool: PgPool, payments: Payments, ops: Ops) -> anyhow::Result<AppState> {
     let tokens = TokenSigner::new(config.auth.token_secret.as_bytes(), Duration::hours(config.auth.token_ttl_hours))?;
-    Ok(AppState {
+    Ok(AppState::new(Shared {
         claims: ClaimEngine::new(pool.clone(), config.claim_config()),
         pool,
         tokens,
@@ -192,7 +193,7 @@ fn app_state(config: &Config, pool: PgPool, payments: Payments, ops: Ops) -> any
         payments,
         stripe_webhook_secret: config.payments.stripe_webhook_secret.clone(),
         ops,
-    })
+    }))
 }
 
 /// Drops cached "sold out" answers when any process returns stock to a sale.

@@ -6,8 +6,7 @@
 
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
-use axum::http::{Method, header};
-use axum::middleware::Next;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
@@ -15,19 +14,21 @@ use crate::error::ApiError;
 /// The largest body any endpoint takes.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-pub async fn layer(req: Request, next: Next) -> Response {
+/// The request as the routes may take it, or the `413` it gets instead.
+/// (Applied at the edge, by `server::serve`, in the same middleware as the
+/// request deadline: one layer fewer on every request.)
+pub async fn admit(req: Request) -> Result<Request, Response> {
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     match declared {
-        Some(len) if len > MAX_BODY as u64 => ApiError::body_too_large().into_response(),
-        Some(_) => next.run(req).await,
-        None if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE) => {
-            next.run(req).await
-        }
+        Some(len) if len > MAX_BODY as u64 => Err(ApiError::body_too_large().into_response()),
+        Some(_) => Ok(req),
+        // Neither a length nor chunks: HTTP/1.1 says there is no body.
+        None if !req.headers().contains_key(header::TRANSFER_ENCODING) => Ok(req),
         None => {
             let (parts, body) = req.into_parts();
             match to_bytes(body, MAX_BODY).await {
-                Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
-                Err(_) => ApiError::body_too_large().into_response(),
+                Ok(bytes) => Ok(Request::from_parts(parts, Body::from(bytes))),
+                Err(_) => Err(ApiError::body_too_large().into_response()),
             }
         }
     }

@@ -62,7 +62,6 @@ pub fn router(state: AppState) -> Router {
                 "this endpoint does not take that method",
             )
         })
-        .layer(middleware::from_fn(body_limit::layer))
         .layer(middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(body_limit::MAX_BODY))
         .with_state(state)

@@ -1,9 +1,10 @@
 //! The HTTP listener, with every wait bounded: a client gets `header_read`
 //! to send its request head (slow-loris connections are closed), a request
 //! gets `request` to be answered (`408` past it, however slowly its body
-//! arrives), at most `max_connections` are served at once (the rest wait in
-//! the kernel's backlog), and on shutdown open connections get `grace` to
-//! finish before they are closed.
+//! arrives; a body over 1 MiB is refused up front), at most
+//! `max_connections` are served at once (the rest wait in the kernel's
+//! backlog), and on shutdown open connections get `grace` to finish before
+//! they are closed.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -39,7 +40,7 @@ pub struct Limits {
 /// for at most `limits.grace`. Each request carries its peer address as
 /// `ConnectInfo<SocketAddr>`.
 pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: CancellationToken) {
-    let router = router.layer(middleware::from_fn_with_state(limits.request, deadline));
+    let router = router.layer(middleware::from_fn_with_state(limits.request, edge));
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
@@ -88,9 +89,15 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: 
     }
 }
 
-/// Answers `408 request_timeout` for a request not answered in time (its
-/// work is dropped with it; the sagas that must go on run in tasks of their own).
-async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+/// The edge of every request: a body over the limit is `413 body_too_large`
+/// (see [`crate::body_limit`]), and a request not answered in time is `408
+/// request_timeout` (its work is dropped with it; the sagas that must go on
+/// run in tasks of their own).
+async fn edge(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    let req = match crate::body_limit::admit(req).await {
+        Ok(req) => req,
+        Err(too_large) => return too_large,
+    };
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {

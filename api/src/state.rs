@@ -1,4 +1,8 @@
-//! What every handler shares.
+//! What every handler shares. Cloned for every request (and for every layer
+//! that carries it), so it is one `Arc`: a clone is one counter increment.
+
+use std::ops::Deref;
+use std::sync::Arc;
 
 use gavel_domain::auth::{Passwords, TokenSigner};
 use gavel_domain::claim_engine::ClaimEngine;
@@ -11,7 +15,24 @@ use crate::rate_limit::RateLimiter;
 use crate::routes::health::Ops;
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub pool: PgPool,
     pub claims: ClaimEngine,
     pub tokens: TokenSigner,
