@@ -299,19 +299,27 @@ impl ClaimRun {
         let held: Vec<(String, String)> = holds.into_iter().flatten().collect();
         eprintln!("{} buyers hold a unit; all check out now", held.len());
 
+        // A burst opens every connection first, so all requests leave at once;
+        // a steady run opens each when its turn comes (a connection left idle
+        // past the server's header-read timeout is closed by the server).
         let mut conns = Vec::with_capacity(held.len());
         for _ in 0..held.len() {
-            conns.push(Conn::open(self.addr).await?);
+            conns.push(if rate == 0 { Some(Conn::open(self.addr).await?) } else { None });
         }
+        let addr = self.addr;
         let body = Arc::new(json!({ "payment_method": payment_method }));
         let gate = Arc::new(tokio::sync::Barrier::new(held.len() + 1));
         let mut handles = Vec::with_capacity(held.len());
-        for (i, ((buyer, claim), mut conn)) in held.into_iter().zip(conns).enumerate() {
+        for (i, ((buyer, claim), conn)) in held.into_iter().zip(conns).enumerate() {
             let (body, gate) = (body.clone(), gate.clone());
             let offset = if rate == 0 { Duration::ZERO } else { Duration::from_secs_f64(i as f64 / f64::from(rate)) };
             handles.push(tokio::spawn(async move {
                 gate.wait().await;
                 tokio::time::sleep(offset).await;
+                let mut conn = match conn {
+                    Some(conn) => conn,
+                    None => Conn::open(addr).await?,
+                };
                 let t = Instant::now();
                 let (status, order) =
                     conn.json(Method::POST, &format!("/v1/claims/{claim}/checkout"), Some(&buyer), Some(&body)).await?;
