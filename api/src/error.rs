@@ -116,10 +116,7 @@ impl From<Error> for ApiError {
                 Self::new(S::SERVICE_UNAVAILABLE, "overloaded", "the server is busy; retry shortly")
                     .retry_after(retry_after.as_secs())
             }
-            Error::Unavailable(gavel_domain::Unavailable::Overloaded) => {
-                Self::new(S::SERVICE_UNAVAILABLE, "overloaded", "the server is busy; retry shortly").retry_after(1)
-            }
-            Error::Unavailable(gavel_domain::Unavailable::Unreachable) => Self::new(
+            Error::DatabaseUnavailable => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "database_unavailable",
                 "the database is briefly unavailable; retry shortly",

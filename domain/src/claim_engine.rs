@@ -335,7 +335,8 @@ fn replicate(err: &Error) -> Error {
     match err {
         Error::Contention { retry_after } => Error::Contention { retry_after: *retry_after },
         Error::UnknownBuyer => Error::UnknownBuyer,
-        Error::Unavailable(kind) => Error::Unavailable(*kind),
+        Error::Overloaded { retry_after } => Error::Overloaded { retry_after: *retry_after },
+        Error::DatabaseUnavailable => Error::DatabaseUnavailable,
         _ => Error::Internal("claim batch failed".into()),
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::error::{Error, Result, Unavailable};
+use crate::error::{Error, Result};
 
 /// SQLSTATE 40001 (serialization failure) and 40P01 (deadlock): both mean
 /// "run the whole transaction again".
@@ -24,18 +24,20 @@ pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
 
 /// Whether an error says the database is unavailable (rather than that the
 /// statement was wrong): pool exhaustion, a dropped or refused connection, a
-/// server shutting down (SQLSTATE class 08, 57P01–57P03, 53300).
-pub fn unavailable(err: &sqlx::Error) -> Option<Unavailable> {
+/// server shutting down (SQLSTATE class 08, 57P01–57P03, 53300) — as the
+/// error the caller should answer with.
+pub fn unavailable(err: &sqlx::Error) -> Option<Error> {
     match err {
-        sqlx::Error::PoolTimedOut => Some(Unavailable::Overloaded),
-        sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
-            Some(Unavailable::Unreachable)
-        }
-        sqlx::Error::Protocol(_) => Some(Unavailable::Unreachable),
+        sqlx::Error::PoolTimedOut => Some(Error::Overloaded { retry_after: Duration::from_secs(1) }),
+        sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => Some(Error::DatabaseUnavailable),
         _ => match sqlstate(err).as_deref() {
-            Some(code) if code.starts_with("08") => Some(Unavailable::Unreachable),
+            Some(code) if code.starts_with("08") => Some(Error::DatabaseUnavailable),
             // 55000 on connect: "database … is not currently accepting connections".
-            Some("57P01" | "57P02" | "57P03" | "53300" | "3D000" | "55000") => Some(Unavailable::Unreachable),
+            Some("57P01" | "57P02" | "57P03" | "53300" | "3D000" | "55000") => Some(Error::DatabaseUnavailable),
             _ => None,
         },
     }

@@ -51,36 +51,26 @@ pub enum Error {
     /// Too many concurrent writers on one row; the retry budget ran out.
     #[error("too much contention; retry shortly")]
     Contention { retry_after: Duration },
-    /// Too much work queued (password hashing) to take this request in time.
+    /// Too much work queued to take this request in time: no database
+    /// connection free within the pool's timeout, or no password-hashing turn.
     #[error("the server is busy; retry shortly")]
     Overloaded { retry_after: Duration },
-    /// The database cannot be reached or has no connection to spare: a
-    /// moment's outage or overload, answered `503` + `Retry-After`, never 500.
-    #[error("database unavailable: {0}")]
-    Unavailable(Unavailable),
+    /// The database server is unreachable, shutting down or refusing
+    /// connections: a moment's outage, answered `503` + `Retry-After`, never 500.
+    #[error("the database cannot be reached")]
+    DatabaseUnavailable,
     #[error("database error: {0}")]
     Database(sqlx::Error),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-/// Why the database could not serve a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Unavailable {
-    /// Every pooled connection was busy for the whole acquire timeout.
-    #[error("no connection free within the pool's timeout")]
-    Overloaded,
-    /// The server is unreachable, shutting down or refusing connections.
-    #[error("the database server cannot be reached")]
-    Unreachable,
-}
-
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         match crate::db::unavailable(&err) {
-            Some(kind) => {
+            Some(unavailable) => {
                 tracing::warn!(error = %err, "database unavailable");
-                Error::Unavailable(kind)
+                unavailable
             }
             None => Error::Database(err),
         }

@@ -23,7 +23,7 @@ mod status;
 pub mod stripe_events;
 pub mod text;
 
-pub use error::{Error, Invalid, Result, Unavailable};
+pub use error::{Error, Invalid, Result};
 
 /// The migrations of Gavel's own tables (apalis-postgres has its own).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
