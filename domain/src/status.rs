@@ -1,6 +1,7 @@
 //! States stored as checked text: one macro gives each status enum its
-//! database spelling (`as_str`) and its parse from a row (`TryFrom<String>`),
-//! so the spelling is written once, next to the variant.
+//! database spelling (`as_str`), its parse (`TryFrom<String>`) and its
+//! `sqlx` encoding as that text, so the spelling is written once, next to the
+//! variant, and rows carry the enum itself (`status AS "status: SaleStatus"`).
 
 /// `status_enum!(/// doc  pub enum Name ("what") { Variant => "text", … })`.
 macro_rules! status_enum {
@@ -18,6 +19,38 @@ macro_rules! status_enum {
                 match self {
                     $(Self::$variant => $text),+
                 }
+            }
+        }
+
+        impl sqlx::Type<sqlx::Postgres> for $name {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+
+        impl sqlx::Encode<'_, sqlx::Postgres> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $name {
+            fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+                Ok(Self::try_from(text.to_owned())?)
+            }
+        }
+
+        impl sqlx::postgres::PgHasArrayType for $name {
+            fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::postgres::PgHasArrayType>::array_type_info()
             }
         }
 
