@@ -14,7 +14,8 @@ if ! cargo sqlx --version >/dev/null 2>&1; then
   cargo install sqlx-cli --version 0.9.0 --locked --no-default-features --features postgres,rustls
 fi
 server=${GAVEL_TEST_DATABASE_SERVER:-postgres://postgres@127.0.0.1:5432}
-db=gavel_sqlx_prepare
+# One scratch database per run: two checkouts may prepare at once on one server.
+db=gavel_sqlx_prepare_$$
 psql -q "$server/postgres" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
 apalis=$(cargo metadata --format-version 1 --locked 2>/dev/null | python3 -c '
 import json, os, sys
@@ -23,6 +24,16 @@ print(next(os.path.dirname(p["manifest_path"]) for p in meta["packages"] if p["n
 for f in "$apalis"/migrations/*.sql migrations/*.sql; do
   psql -q -v ON_ERROR_STOP=1 "$server/$db" -f "$f" >/dev/null
 done
+# sqlx's own bookkeeping table, as `sqlx migrate` creates it: readiness reads it.
+psql -q -v ON_ERROR_STOP=1 "$server/$db" >/dev/null -c "
+CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
+    success BOOLEAN NOT NULL,
+    checksum BYTEA NOT NULL,
+    execution_time BIGINT NOT NULL
+)"
 status=0
 DATABASE_URL="$server/$db" cargo sqlx prepare --workspace "$@" || status=$?
 psql -q "$server/postgres" -c "DROP DATABASE IF EXISTS $db" >/dev/null

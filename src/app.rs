@@ -8,11 +8,11 @@ use anyhow::Context;
 use chrono::Duration;
 use gavel_api::AppState;
 use gavel_api::auth_limits::AuthLimits;
+use gavel_api::claim_engine::ClaimEngine;
 use gavel_api::rate_limit::RateLimiter;
 use gavel_api::routes::health::Ops;
 use gavel_api::state::Shared;
 use gavel_domain::auth::{Passwords, TokenSigner};
-use gavel_domain::claim_engine::ClaimEngine;
 use gavel_domain::claims::STOCK_RETURNED_CHANNEL;
 use gavel_domain::health::{Liveness, supervise};
 use gavel_domain::ids::SaleId;
@@ -218,7 +218,7 @@ async fn listen_for_stock(pool: PgPool, engine: ClaimEngine, stop: CancellationT
             msg = listener.try_recv() => match msg {
                 Ok(Some(n)) => {
                     if let Ok(uuid) = uuid::Uuid::parse_str(n.payload()) {
-                        engine.stock_returned(SaleId(uuid));
+                        engine.stock_returned(SaleId::from_uuid(uuid));
                     }
                 }
                 // The connection dropped: notifications may be lost, so drop

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use gavel_api::claim_engine::{ClaimConfig, Strategy};
 use gavel_domain::auth::{HashLimits, PasswordCost};
-use gavel_domain::claim_engine::{ClaimConfig, Strategy};
 use gavel_workflows::checkout::{CheckoutConfig, PausePoint};
 use gavel_workflows::gateway::GatewayConfig;
 use serde::Deserialize;

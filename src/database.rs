@@ -38,11 +38,14 @@ pub async fn resolve_url(cfg: &config::Database) -> anyhow::Result<String> {
 async fn ensure_database(server: &str, name: &str) -> anyhow::Result<String> {
     let admin = PgConnectOptions::from_str(&format!("{server}/postgres"))?;
     let mut conn = tokio::time::timeout(Duration::from_secs(2), admin.connect()).await??;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await?;
+    let exists =
+        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#, name)
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
+        // The one dynamic statement: a database's name is an identifier, which
+        // no statement can take as a bind parameter, so the text is built here
+        // (quoted, with any quote doubled).
         let quoted = name.replace('"', "\"\"");
         // A racing process may create it first; that is fine.
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{quoted}\""))).execute(&mut conn).await;

@@ -5,6 +5,7 @@
 
 pub mod auth_limits;
 pub mod body_limit;
+pub mod claim_engine;
 pub mod error;
 pub mod extract;
 pub mod idempotency;

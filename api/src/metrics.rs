@@ -10,7 +10,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use gavel_domain::ids::SaleId;
+use gavel_domain::sales::{self, Stock};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write;
 
@@ -70,13 +70,9 @@ pub async fn track(req: Request, next: Next) -> Response {
               (status = 401, description = "unauthorized", body = crate::openapi::Problem)))]
 pub async fn render(State(state): State<Ops>, _operator: Operator) -> Response {
     let mut text = HANDLE.get().and_then(Option::as_ref).map(PrometheusHandle::render).unwrap_or_default();
-    let stock: Result<Vec<(SaleId, i32, i32, i32)>, _> =
-        sqlx::query_as("SELECT id, available, held, sold FROM sales WHERE status = 'active' ORDER BY id LIMIT 1000")
-            .fetch_all(&state.pool)
-            .await;
-    if let Ok(rows) = stock {
+    if let Ok(rows) = sales::active_stock(&state.pool, 1000).await {
         text.push_str("# HELP gavel_sale_stock Units of each active sale by state.\n# TYPE gavel_sale_stock gauge\n");
-        for (id, available, held, sold) in rows {
+        for Stock { sale_id: id, available, held, sold } in rows {
             for (s, n) in [("available", available), ("held", held), ("sold", sold)] {
                 let _ = writeln!(text, "gavel_sale_stock{{sale=\"{id}\",state=\"{s}\"}} {n}");
             }

@@ -4,8 +4,8 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::claim_engine::ClaimEngine;
 use gavel_domain::auth::{Passwords, TokenSigner};
-use gavel_domain::claim_engine::ClaimEngine;
 use gavel_domain::ids::BuyerId;
 use gavel_workflows::checkout::Payments;
 use sqlx::PgPool;

@@ -253,7 +253,7 @@ impl TokenSigner {
         check.verify_slice(&mac).ok()?;
         let (id, expires) = payload.split_at_checked(16)?;
         let expires = i64::from_be_bytes(expires.try_into().ok()?);
-        (now.timestamp() < expires).then(|| BuyerId(Uuid::from_slice(id).unwrap_or_default()))
+        (now.timestamp() < expires).then(|| BuyerId::from_uuid(Uuid::from_slice(id).unwrap_or_default()))
     }
 
     fn mac(&self, payload: &[u8]) -> Vec<u8> {

@@ -1,45 +1,275 @@
 //! Domain events: the outbox that merchant webhooks and the notifier consume.
 //!
-//! An event is inserted in the same transaction as the state change it reports,
-//! under a dedupe key, so a change that commits always has its event and a
-//! retried job never reports twice.
+//! Every event Gavel writes is a variant of [`DomainEvent`], and [`record`] is
+//! the only writer: it derives the row's kind, subject and dedupe key from the
+//! event, so two call sites cannot spell one event two ways. An event is
+//! inserted in the same transaction as the state change it reports, under its
+//! dedupe key, so a change that commits always has its event and a retried job
+//! never reports twice.
+//!
+//! On the wire (a webhook body) an event is an [`Envelope`]:
+//! `{"id":"evt_…","type":"sale.started","version":1,"created_at":…,"data":{…}}`.
+//! The row keeps the same parts in columns: `type`, `version`, `payload`
+//! (the `data`), `created_at`.
 
-use serde_json::Value;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
-use crate::error::Result;
-use crate::ids::{EventId, MerchantId};
+use crate::error::{Error, Result};
+use crate::ids::{BuyerId, ClaimId, EventId, MerchantId, OrderId, PaymentId, ProductId, SaleId};
+use crate::money::Money;
 
-pub mod kinds {
-    pub const SALE_STARTED: &str = "sale.started";
-    pub const SALE_ENDED: &str = "sale.ended";
-    pub const SALE_CANCELLED: &str = "sale.cancelled";
-    pub const ORDER_PAID: &str = "order.paid";
-    pub const ORDER_PAYMENT_FAILED: &str = "order.payment_failed";
-    pub const ORDER_REFUNDED: &str = "order.refunded";
+/// The payload schema's version. A change that a consumer could trip over
+/// (a field removed, renamed or retyped) is a new version; adding a field is not.
+pub const VERSION: i16 = 1;
+
+/// Everything Gavel reports, each kind with its typed payload (`data`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", content = "data")]
+pub enum DomainEvent {
+    /// A sale opened for claims.
+    #[serde(rename = "sale.started")]
+    SaleStarted(SaleStarted),
+    /// A sale reached its end; its open holds were released.
+    #[serde(rename = "sale.ended")]
+    SaleEnded(SaleClosed),
+    /// A merchant cancelled a sale; its open holds were released.
+    #[serde(rename = "sale.cancelled")]
+    SaleCancelled(SaleClosed),
+    /// An order's payment succeeded and its unit is the buyer's.
+    #[serde(rename = "order.paid")]
+    OrderPaid(OrderSettled),
+    /// An attempt to pay an order failed.
+    #[serde(rename = "order.payment_failed")]
+    OrderPaymentFailed(OrderSettled),
+    /// A payment was returned (its unit was no longer there).
+    #[serde(rename = "order.refunded")]
+    OrderRefunded(OrderSettled),
 }
 
-/// Records an event; `false` if one with the same dedupe key exists.
-pub async fn record(
-    conn: &mut PgConnection,
-    merchant: MerchantId,
-    kind: &str,
-    subject_id: &str,
-    dedupe_key: &str,
-    payload: Value,
-) -> Result<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO events (id, merchant_id, type, subject_id, dedupe_key, payload)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING",
+/// `sale.started`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SaleStarted {
+    pub sale_id: SaleId,
+    pub product_id: ProductId,
+    pub inventory: i32,
+    /// The price of one unit.
+    pub price: Money,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// `sale.ended` and `sale.cancelled`: the sale and its closing figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SaleClosed {
+    pub sale_id: SaleId,
+    pub figures: SaleFigures,
+}
+
+/// The closing figures of a sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SaleFigures {
+    /// Units paid for.
+    pub sold: i64,
+    /// Holds that ran out.
+    pub expired: i64,
+    /// Holds returned (by a failed payment, or when the sale closed).
+    pub released: i64,
+    /// `sold` × the unit price.
+    pub revenue: Money,
+}
+
+/// `order.paid`, `order.payment_failed` and `order.refunded`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderSettled {
+    pub order_id: OrderId,
+    /// The sale and claim the order is for (absent for an auction's order).
+    pub sale_id: Option<SaleId>,
+    pub claim_id: Option<ClaimId>,
+    pub buyer_id: BuyerId,
+    /// The attempt that settled it.
+    pub payment_id: PaymentId,
+    /// What the order costs: `amount` (minor units) and `currency`.
+    #[serde(flatten)]
+    pub amount: Money,
+}
+
+impl DomainEvent {
+    /// The event's type, as stored and as sent (`"sale.started"`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::SaleStarted(_) => "sale.started",
+            Self::SaleEnded(_) => "sale.ended",
+            Self::SaleCancelled(_) => "sale.cancelled",
+            Self::OrderPaid(_) => "order.paid",
+            Self::OrderPaymentFailed(_) => "order.payment_failed",
+            Self::OrderRefunded(_) => "order.refunded",
+        }
+    }
+
+    /// The resource the event is about (a sale's or an order's id).
+    pub fn subject(&self) -> String {
+        match self {
+            Self::SaleStarted(e) => e.sale_id.to_string(),
+            Self::SaleEnded(e) | Self::SaleCancelled(e) => e.sale_id.to_string(),
+            Self::OrderPaid(e) | Self::OrderPaymentFailed(e) | Self::OrderRefunded(e) => e.order_id.to_string(),
+        }
+    }
+
+    /// What makes a repeat of the event the same event: a sale starts, ends
+    /// or is cancelled once; an order's outcome is reported once per payment
+    /// attempt (an auction's order may fail more than once).
+    pub fn dedupe_key(&self) -> String {
+        match self {
+            Self::SaleStarted(e) => format!("{}:{}", self.kind(), e.sale_id),
+            Self::SaleEnded(e) | Self::SaleCancelled(e) => format!("{}:{}", self.kind(), e.sale_id),
+            Self::OrderPaid(e) | Self::OrderPaymentFailed(e) | Self::OrderRefunded(e) => {
+                format!("{}:{}", self.kind(), e.payment_id)
+            }
+        }
+    }
+
+    /// The payload alone (the `data` member), as stored in `events.payload`.
+    pub fn data(&self) -> Result<serde_json::Value> {
+        let mut whole = serde_json::to_value(self).map_err(|e| Error::Internal(format!("event encoding: {e}")))?;
+        Ok(whole.get_mut("data").map(serde_json::Value::take).unwrap_or_default())
+    }
+
+    /// The event a stored row holds (`type` and `payload` columns).
+    pub fn from_stored(kind: &str, payload: serde_json::Value) -> Result<Self> {
+        serde_json::from_value(serde_json::json!({ "type": kind, "data": payload }))
+            .map_err(|e| Error::Internal(format!("stored event {kind}: {e}")))
+    }
+}
+
+/// An event as a webhook delivers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Envelope {
+    pub id: EventId,
+    /// The payload schema's version ([`VERSION`]).
+    pub version: i16,
+    pub created_at: DateTime<Utc>,
+    /// `type` and `data`.
+    #[serde(flatten)]
+    pub event: DomainEvent,
+}
+
+/// Records an event for `merchant`; `false` if one with the same dedupe key
+/// exists (the change was already reported).
+pub async fn record(conn: &mut PgConnection, merchant: MerchantId, event: &DomainEvent) -> Result<bool> {
+    let inserted = sqlx::query!(
+        "INSERT INTO events (id, merchant_id, type, version, subject_id, dedupe_key, payload)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING",
+        EventId::new() as EventId,
+        merchant as MerchantId,
+        event.kind(),
+        VERSION,
+        event.subject(),
+        event.dedupe_key(),
+        event.data()?,
     )
-    .bind(EventId::new())
-    .bind(merchant)
-    .bind(kind)
-    .bind(subject_id)
-    .bind(dedupe_key)
-    .bind(payload)
     .execute(conn)
     .await?
     .rows_affected();
     Ok(inserted == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    fn paid() -> DomainEvent {
+        let usd = "usd".parse::<Currency>().unwrap_or_else(|e| panic!("{e}"));
+        DomainEvent::OrderPaid(OrderSettled {
+            order_id: OrderId::new(),
+            sale_id: Some(SaleId::new()),
+            claim_id: Some(ClaimId::new()),
+            buyer_id: BuyerId::new(),
+            payment_id: PaymentId::new(),
+            amount: Money::new(1999, usd),
+        })
+    }
+
+    #[test]
+    fn an_event_is_tagged_by_type_with_its_payload_as_data() {
+        let event = paid();
+        let json = serde_json::to_value(&event).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(json["type"], "order.paid");
+        assert_eq!(json["data"]["amount"], 1999);
+        assert_eq!(json["data"]["currency"], "usd");
+        assert!(json["data"]["order_id"].as_str().is_some_and(|s| s.starts_with("ord_")));
+    }
+
+    /// One event of every kind.
+    fn every_kind() -> Vec<DomainEvent> {
+        let usd = "usd".parse::<Currency>().unwrap_or_else(|e| panic!("{e}"));
+        let DomainEvent::OrderPaid(settled) = paid() else { panic!("paid() is order.paid") };
+        let closed = SaleClosed {
+            sale_id: SaleId::new(),
+            figures: SaleFigures { sold: 2, expired: 1, released: 3, revenue: Money::new(3998, usd) },
+        };
+        vec![
+            DomainEvent::SaleStarted(SaleStarted {
+                sale_id: SaleId::new(),
+                product_id: ProductId::new(),
+                inventory: 5,
+                price: Money::new(1999, usd),
+                starts_at: Utc::now(),
+                ends_at: Utc::now(),
+            }),
+            DomainEvent::SaleEnded(closed.clone()),
+            DomainEvent::SaleCancelled(closed),
+            DomainEvent::OrderPaid(settled.clone()),
+            DomainEvent::OrderPaymentFailed(settled.clone()),
+            DomainEvent::OrderRefunded(settled),
+        ]
+    }
+
+    #[test]
+    fn a_stored_event_reads_back_as_the_event_written() {
+        let all = every_kind();
+        let kinds: std::collections::HashSet<_> = all.iter().map(DomainEvent::kind).collect();
+        assert_eq!(kinds.len(), all.len(), "each kind has its own type");
+        for event in all {
+            assert_eq!(serde_json::to_value(&event).ok().map(|j| j["type"].clone()), Some(event.kind().into()));
+            let data = event.data().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(DomainEvent::from_stored(event.kind(), data).ok(), Some(event.clone()));
+        }
+        assert!(DomainEvent::from_stored("sale.exploded", serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn a_closed_sales_figures_keep_the_shape_tests_and_merchants_read() {
+        let data = every_kind()[1].data().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((data["figures"]["sold"].as_i64(), data["figures"]["released"].as_i64()), (Some(2), Some(3)));
+        assert_eq!(data["figures"]["revenue"], serde_json::json!({ "amount": 3998, "currency": "usd" }));
+    }
+
+    #[test]
+    fn an_orders_outcome_is_deduplicated_per_payment_and_kind() {
+        let DomainEvent::OrderPaid(settled) = paid() else { unreachable!() };
+        let failed = DomainEvent::OrderPaymentFailed(settled.clone());
+        let paid = DomainEvent::OrderPaid(settled.clone());
+        assert_eq!(paid.dedupe_key(), format!("order.paid:{}", settled.payment_id));
+        assert_ne!(paid.dedupe_key(), failed.dedupe_key());
+        assert_eq!(paid.subject(), settled.order_id.to_string());
+    }
+
+    #[test]
+    fn the_envelope_carries_id_version_type_and_data_side_by_side() {
+        let envelope = Envelope { id: EventId::new(), version: VERSION, created_at: Utc::now(), event: paid() };
+        let json = serde_json::to_value(&envelope).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((json["type"].as_str(), json["version"].as_i64()), (Some("order.paid"), Some(1)));
+        assert_eq!(json["data"]["amount"], 1999);
+        let back: Envelope = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, envelope);
+    }
 }

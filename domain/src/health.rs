@@ -10,7 +10,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::Serialize;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+
+/// The newest of Gavel's migrations applied to the database (`None` before
+/// the first): what readiness compares with the build's own.
+pub async fn applied_migration(pool: &PgPool) -> crate::Result<Option<i64>> {
+    Ok(sqlx::query_scalar!("SELECT max(version) FROM _sqlx_migrations WHERE success").fetch_one(pool).await?)
+}
 
 /// The state of one part.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -22,7 +22,7 @@ macro_rules! prefixed_id {
         $(#[$meta])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
         #[sqlx(transparent)]
-        pub struct $name(pub Uuid);
+        pub struct $name(Uuid);
 
         impl $name {
             pub const PREFIX: &'static str = $prefix;
@@ -30,6 +30,12 @@ macro_rules! prefixed_id {
             /// A new, time-ordered id.
             pub fn new() -> Self {
                 Self(Uuid::now_v7())
+            }
+
+            /// The id whose UUID this is (as stored, or as carried in a token
+            /// or a notification).
+            pub fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
             }
 
             pub fn uuid(self) -> Uuid {
@@ -81,6 +87,7 @@ macro_rules! prefixed_id {
             }
         }
 
+        #[cfg(feature = "openapi")]
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
                 utoipa::openapi::ObjectBuilder::new()
@@ -90,6 +97,7 @@ macro_rules! prefixed_id {
             }
         }
 
+        #[cfg(feature = "openapi")]
         impl utoipa::ToSchema for $name {}
     };
 }

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgExecutor};
 
 use crate::error::{Error, Result};
 use crate::ids::{PaymentId, SaleId};
@@ -77,19 +77,31 @@ pub async fn enqueue<T: Serialize>(
     // apalis hands a job over once `run_at < now()`. Its own sink stores whole
     // seconds; storing the exact instant makes a job due at its instant, not up
     // to a second before or after it.
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO apalis.jobs
              (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
          VALUES (apalis.generate_ulid(), $1, $2, 'Pending', 0, $3, $4, 0, ''::hstore, $5)
          ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+        queue,
+        payload,
+        MAX_ATTEMPTS,
+        run_at,
+        key,
     )
-    .bind(queue)
-    .bind(payload)
-    .bind(MAX_ATTEMPTS)
-    .bind(run_at)
-    .bind(key)
     .execute(conn)
     .await?
     .rows_affected();
     Ok(inserted == 1)
+}
+
+/// Deletes jobs finished (`Done`) more than `days` ago; `Failed` and `Killed`
+/// jobs stay, for an operator to see. Returns how many went.
+pub async fn prune_done<'c>(db: impl PgExecutor<'c>, days: i32) -> Result<u64> {
+    Ok(sqlx::query!(
+        "DELETE FROM apalis.jobs WHERE status = 'Done' AND done_at < now() - make_interval(days => $1)",
+        days,
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
 }

@@ -4,7 +4,6 @@
 
 pub mod auth;
 pub mod buyers;
-pub mod claim_engine;
 pub mod claims;
 pub mod db;
 pub mod error;

@@ -28,15 +28,15 @@ pub async fn create(pool: &PgPool, name: &str, webhook_url: Option<&str>) -> Res
     let id = MerchantId::new();
     let api_key = random_secret("sk");
     let webhook_secret = random_secret("whsec");
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO merchants (id, name, api_key_hash, webhook_url, webhook_secret)
          VALUES ($1, $2, $3, $4, $5)",
+        id as MerchantId,
+        name,
+        api_key_hash(&api_key),
+        webhook_url,
+        webhook_secret,
     )
-    .bind(id)
-    .bind(name)
-    .bind(api_key_hash(&api_key))
-    .bind(webhook_url)
-    .bind(&webhook_secret)
     .execute(pool)
     .await?;
     Ok(NewMerchant { id, api_key, webhook_secret })
@@ -44,9 +44,11 @@ pub async fn create(pool: &PgPool, name: &str, webhook_url: Option<&str>) -> Res
 
 /// The merchant owning this API key, if any.
 pub async fn authenticate(pool: &PgPool, api_key: &str) -> Result<Option<MerchantId>> {
-    let id = sqlx::query_scalar("SELECT id FROM merchants WHERE api_key_hash = $1")
-        .bind(api_key_hash(api_key))
-        .fetch_optional(pool)
-        .await?;
+    let id = sqlx::query_scalar!(
+        r#"SELECT id AS "id: MerchantId" FROM merchants WHERE api_key_hash = $1"#,
+        api_key_hash(api_key)
+    )
+    .fetch_optional(pool)
+    .await?;
     Ok(id)
 }

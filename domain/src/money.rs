@@ -79,6 +79,20 @@ impl<'de> Deserialize<'de> for Currency {
     }
 }
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Currency {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("An ISO 4217 currency code, lower-case"))
+            .examples(["usd"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Currency {}
+
 /// Stored as its lower-case code; a row holding a code Gavel does not know
 /// fails to decode (it is never read as some default currency).
 impl sqlx::Type<sqlx::Postgres> for Currency {
@@ -133,9 +147,13 @@ impl Price {
 
 /// An amount as stored, charged and refunded: minor units of one currency.
 /// Every row that carries an amount carries one of these, so an amount is
-/// never read without its currency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// never read without its currency. In JSON (event payloads) it is
+/// `{"amount": 1999, "currency": "usd"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Money {
+    /// Minor units (cents for `usd`, yen for `jpy`).
+    #[serde(rename = "amount")]
     minor: i64,
     currency: Currency,
 }

@@ -8,7 +8,8 @@ use crate::error::{Invalid, Result};
 use crate::ids::{MerchantId, ProductId};
 use crate::text::{Lines, clean_text};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Product {
     pub id: ProductId,
     #[serde(skip)]
@@ -29,14 +30,16 @@ pub async fn create<'c>(
         return Err(Invalid::new("title", "must be 1 to 200 characters").into());
     }
     let description = description.map(|d| clean_text("description", d, 10_000, Lines::Multi)).transpose()?;
-    let product = sqlx::query_as(
-        "INSERT INTO products (id, merchant_id, title, description) VALUES ($1, $2, $3, $4)
-         RETURNING id, merchant_id, title, description, created_at",
+    let product = sqlx::query_as!(
+        Product,
+        r#"INSERT INTO products (id, merchant_id, title, description) VALUES ($1, $2, $3, $4)
+           RETURNING id AS "id: ProductId", merchant_id AS "merchant_id: MerchantId", title, description,
+                     created_at"#,
+        ProductId::new() as ProductId,
+        merchant as MerchantId,
+        title,
+        description,
     )
-    .bind(ProductId::new())
-    .bind(merchant)
-    .bind(title)
-    .bind(description)
     .fetch_one(db)
     .await?;
     Ok(product)
@@ -44,12 +47,13 @@ pub async fn create<'c>(
 
 /// The product if it exists and belongs to `merchant`.
 pub async fn get<'c>(db: impl PgExecutor<'c>, merchant: MerchantId, id: ProductId) -> Result<Option<Product>> {
-    let product = sqlx::query_as(
-        "SELECT id, merchant_id, title, description, created_at FROM products
-         WHERE id = $1 AND merchant_id = $2",
+    let product = sqlx::query_as!(
+        Product,
+        r#"SELECT id AS "id: ProductId", merchant_id AS "merchant_id: MerchantId", title, description, created_at
+           FROM products WHERE id = $1 AND merchant_id = $2"#,
+        id as ProductId,
+        merchant as MerchantId,
     )
-    .bind(id)
-    .bind(merchant)
     .fetch_optional(db)
     .await?;
     Ok(product)

@@ -1,23 +1,24 @@
 //! Flash sales: their states, their validated shape, and the repository
 //! functions that create, read and change them.
 //!
-//! Every state change is a guarded `UPDATE … WHERE status = … AND version = …`,
-//! so a late or repeated job, or a racing merchant edit, finds nothing to do
-//! instead of doing it twice.
+//! Every state change goes through one guarded `UPDATE … WHERE status = $from
+//! AND version = $v` ([`transition`], checked against
+//! [`SaleStatus::can_become`]), so a late or repeated job, or a racing
+//! merchant edit, finds nothing to do instead of doing it twice.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
+use crate::claims;
 use crate::error::{Error, Invalid, Result};
-use crate::events;
+use crate::events::{self, DomainEvent, SaleClosed, SaleFigures, SaleStarted};
 use crate::ids::{MerchantId, ProductId, SaleId};
-use crate::money::{Currency, Price};
+use crate::money::{Currency, Money, Price};
 use crate::status::status_enum;
 
 status_enum!(
-    /// Where a sale is in its life. `Scheduled → Active → Ended`, and
-    /// `Scheduled | Active → Cancelled`; nothing leaves `Ended` or `Cancelled`.
+    /// Where a sale is in its life; [`SaleStatus::can_become`] is the whole
+    /// state machine.
     pub enum SaleStatus ("sale status") {
         Scheduled => "scheduled",
         Active => "active",
@@ -30,19 +31,25 @@ impl SaleStatus {
     pub fn is_final(self) -> bool {
         matches!(self, Self::Ended | Self::Cancelled)
     }
+
+    /// The allowed transitions: `Scheduled → Active`, `Scheduled | Active →
+    /// Ended | Cancelled` (a start job that runs after the whole window ends
+    /// the sale unstarted); nothing leaves `Ended` or `Cancelled`.
+    pub const fn can_become(self, to: Self) -> bool {
+        use SaleStatus::{Active, Cancelled, Ended, Scheduled};
+        matches!((self, to), (Scheduled, Active) | (Scheduled | Active, Ended | Cancelled))
+    }
 }
 
-/// A sale as stored and as shown to its merchant.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+/// A sale as stored.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sale {
     pub id: SaleId,
-    #[serde(skip)]
     pub merchant_id: MerchantId,
     pub product_id: ProductId,
-    #[sqlx(try_from = "String")]
     pub status: SaleStatus,
-    pub price: i64,
-    pub currency: String,
+    /// The price of one unit.
+    pub price: Money,
     pub inventory: i32,
     pub available: i32,
     pub held: i32,
@@ -55,11 +62,47 @@ pub struct Sale {
     pub created_at: DateTime<Utc>,
 }
 
-macro_rules! sale_columns {
-    () => {
-        "id, merchant_id, product_id, status, price, currency, inventory, available, \
-     held, sold, starts_at, ends_at, hold_seconds, per_buyer_limit, version, created_at"
-    };
+/// A `sales` row as the queries read it; [`Sale`] pairs its price with its
+/// currency.
+struct SaleRow {
+    id: SaleId,
+    merchant_id: MerchantId,
+    product_id: ProductId,
+    status: SaleStatus,
+    price: i64,
+    currency: Currency,
+    inventory: i32,
+    available: i32,
+    held: i32,
+    sold: i32,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    hold_seconds: i32,
+    per_buyer_limit: i32,
+    version: i32,
+    created_at: DateTime<Utc>,
+}
+
+impl From<SaleRow> for Sale {
+    fn from(r: SaleRow) -> Self {
+        Self {
+            id: r.id,
+            merchant_id: r.merchant_id,
+            product_id: r.product_id,
+            status: r.status,
+            price: Money::new(r.price, r.currency),
+            inventory: r.inventory,
+            available: r.available,
+            held: r.held,
+            sold: r.sold,
+            starts_at: r.starts_at,
+            ends_at: r.ends_at,
+            hold_seconds: r.hold_seconds,
+            per_buyer_limit: r.per_buyer_limit,
+            version: r.version,
+            created_at: r.created_at,
+        }
+    }
 }
 
 /// The merchant-settable terms of a sale, validated as a whole: a value of this
@@ -151,8 +194,8 @@ impl SaleTerms {
     /// The terms of `sale` with the fields of `patch` laid over them, validated.
     pub fn patched(sale: &Sale, patch: RawTerms, now: DateTime<Utc>) -> Result<Self, Invalid> {
         let merged = RawTerms {
-            price: patch.price.or(Some(sale.price)),
-            currency: patch.currency.or_else(|| Some(sale.currency.clone())),
+            price: patch.price.or(Some(sale.price.minor())),
+            currency: patch.currency.or_else(|| Some(sale.price.currency().code().to_owned())),
             inventory: patch.inventory.or(Some(i64::from(sale.inventory))),
             starts_at: patch.starts_at.or(Some(sale.starts_at)),
             ends_at: patch.ends_at,
@@ -173,45 +216,80 @@ pub async fn insert(
     product: ProductId,
     terms: &SaleTerms,
 ) -> Result<Sale> {
-    let sql = concat!(
-        "INSERT INTO sales (id, merchant_id, product_id, status, price, currency, inventory, available,
-                            starts_at, ends_at, hold_seconds, per_buyer_limit)
-         VALUES ($1, $2, $3, 'scheduled', $4, $5, $6, $6, $7, $8, $9, $10)
-         RETURNING ",
-        sale_columns!()
-    );
-    let sale = sqlx::query_as(sql)
-        .bind(SaleId::new())
-        .bind(merchant)
-        .bind(product)
-        .bind(terms.price.minor())
-        .bind(terms.currency.code())
-        .bind(terms.inventory)
-        .bind(terms.starts_at)
-        .bind(terms.ends_at())
-        .bind(terms.hold.num_seconds() as i32)
-        .bind(terms.per_buyer_limit)
-        .fetch_one(conn)
-        .await?;
-    Ok(sale)
+    let row = sqlx::query_as!(
+        SaleRow,
+        r#"INSERT INTO sales (id, merchant_id, product_id, status, price, currency, inventory, available,
+                              starts_at, ends_at, hold_seconds, per_buyer_limit)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)
+           RETURNING id AS "id: SaleId", merchant_id AS "merchant_id: MerchantId",
+                     product_id AS "product_id: ProductId", status AS "status: SaleStatus", price,
+                     currency AS "currency: Currency", inventory, available, held, sold, starts_at, ends_at,
+                     hold_seconds, per_buyer_limit, version, created_at"#,
+        SaleId::new() as SaleId,
+        merchant as MerchantId,
+        product as ProductId,
+        SaleStatus::Scheduled as SaleStatus,
+        terms.price.minor(),
+        terms.currency as Currency,
+        terms.inventory,
+        terms.starts_at,
+        terms.ends_at(),
+        terms.hold.num_seconds() as i32,
+        terms.per_buyer_limit,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
 }
 
 /// A merchant's own sale; another merchant's sale is "not found".
 pub async fn get(pool: &PgPool, merchant: MerchantId, id: SaleId) -> Result<Sale> {
-    let sql = concat!("SELECT ", sale_columns!(), " FROM sales WHERE id = $1 AND merchant_id = $2");
-    sqlx::query_as(sql).bind(id).bind(merchant).fetch_optional(pool).await?.ok_or(Error::NotFound("sale"))
+    let row = sqlx::query_as!(
+        SaleRow,
+        r#"SELECT id AS "id: SaleId", merchant_id AS "merchant_id: MerchantId",
+                  product_id AS "product_id: ProductId", status AS "status: SaleStatus", price,
+                  currency AS "currency: Currency", inventory, available, held, sold, starts_at, ends_at,
+                  hold_seconds, per_buyer_limit, version, created_at
+           FROM sales WHERE id = $1 AND merchant_id = $2"#,
+        id as SaleId,
+        merchant as MerchantId,
+    )
+    .fetch_optional(pool)
+    .await?;
+    row.map(Sale::from).ok_or(Error::NotFound("sale"))
 }
 
 /// Any sale by id, locked for the rest of the transaction (for jobs).
 pub async fn lock(conn: &mut PgConnection, id: SaleId) -> Result<Option<Sale>> {
-    let sql = concat!("SELECT ", sale_columns!(), " FROM sales WHERE id = $1 FOR NO KEY UPDATE");
-    Ok(sqlx::query_as(sql).bind(id).fetch_optional(conn).await?)
+    let row = sqlx::query_as!(
+        SaleRow,
+        r#"SELECT id AS "id: SaleId", merchant_id AS "merchant_id: MerchantId",
+                  product_id AS "product_id: ProductId", status AS "status: SaleStatus", price,
+                  currency AS "currency: Currency", inventory, available, held, sold, starts_at, ends_at,
+                  hold_seconds, per_buyer_limit, version, created_at
+           FROM sales WHERE id = $1 FOR NO KEY UPDATE"#,
+        id as SaleId,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Sale::from))
 }
 
 /// A merchant's sale, locked, for an edit.
 pub async fn lock_own(conn: &mut PgConnection, merchant: MerchantId, id: SaleId) -> Result<Sale> {
-    let sql = concat!("SELECT ", sale_columns!(), " FROM sales WHERE id = $1 AND merchant_id = $2 FOR NO KEY UPDATE");
-    sqlx::query_as(sql).bind(id).bind(merchant).fetch_optional(conn).await?.ok_or(Error::NotFound("sale"))
+    let row = sqlx::query_as!(
+        SaleRow,
+        r#"SELECT id AS "id: SaleId", merchant_id AS "merchant_id: MerchantId",
+                  product_id AS "product_id: ProductId", status AS "status: SaleStatus", price,
+                  currency AS "currency: Currency", inventory, available, held, sold, starts_at, ends_at,
+                  hold_seconds, per_buyer_limit, version, created_at
+           FROM sales WHERE id = $1 AND merchant_id = $2 FOR NO KEY UPDATE"#,
+        id as SaleId,
+        merchant as MerchantId,
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(Sale::from).ok_or(Error::NotFound("sale"))
 }
 
 /// One page of a merchant's sales, newest first.
@@ -221,14 +299,30 @@ pub async fn list(
     limit: i64,
     starting_after: Option<SaleId>,
 ) -> Result<Vec<Sale>> {
-    let sql = concat!(
-        "SELECT ",
-        sale_columns!(),
-        " FROM sales
-         WHERE merchant_id = $1 AND ($2::uuid IS NULL OR id < $2)
-         ORDER BY id DESC LIMIT $3"
-    );
-    Ok(sqlx::query_as(sql).bind(merchant).bind(starting_after).bind(limit).fetch_all(pool).await?)
+    let rows = sqlx::query_as!(
+        SaleRow,
+        r#"SELECT id AS "id: SaleId", merchant_id AS "merchant_id: MerchantId",
+                  product_id AS "product_id: ProductId", status AS "status: SaleStatus", price,
+                  currency AS "currency: Currency", inventory, available, held, sold, starts_at, ends_at,
+                  hold_seconds, per_buyer_limit, version, created_at
+           FROM sales
+           WHERE merchant_id = $1 AND ($2::uuid IS NULL OR id < $2)
+           ORDER BY id DESC LIMIT $3"#,
+        merchant as MerchantId,
+        starting_after as Option<SaleId>,
+        limit,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(Sale::from).collect())
+}
+
+/// When a sale starts and ends, unlocked: what its lifecycle jobs wait for
+/// before they take the lock. `None` for an unknown sale.
+pub async fn window(pool: &PgPool, id: SaleId) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+    let row =
+        sqlx::query!("SELECT starts_at, ends_at FROM sales WHERE id = $1", id as SaleId).fetch_optional(pool).await?;
+    Ok(row.map(|r| (r.starts_at, r.ends_at)))
 }
 
 /// Replaces the terms of a scheduled sale and bumps its version, which voids
@@ -237,123 +331,155 @@ pub async fn update_terms(conn: &mut PgConnection, sale: &Sale, terms: &SaleTerm
     if sale.status != SaleStatus::Scheduled {
         return Err(Error::SaleLocked { status: sale.status.as_str() });
     }
-    let sql = concat!(
-        "UPDATE sales SET price = $3, currency = $4, inventory = $5, available = $5, starts_at = $6,
-                          ends_at = $7, hold_seconds = $8, per_buyer_limit = $9,
-                          version = version + 1, updated_at = now()
-         WHERE id = $1 AND version = $2 AND status = 'scheduled'
-         RETURNING ",
-        sale_columns!()
-    );
-    sqlx::query_as(sql)
-        .bind(sale.id)
-        .bind(sale.version)
-        .bind(terms.price.minor())
-        .bind(terms.currency.code())
-        .bind(terms.inventory)
-        .bind(terms.starts_at)
-        .bind(terms.ends_at())
-        .bind(terms.hold.num_seconds() as i32)
-        .bind(terms.per_buyer_limit)
-        .fetch_optional(conn)
-        .await?
-        .ok_or(Error::VersionMismatch { expected: sale.version, current: sale.version + 1 })
+    let row = sqlx::query_as!(
+        SaleRow,
+        r#"UPDATE sales SET price = $4, currency = $5, inventory = $6, available = $6, starts_at = $7,
+                            ends_at = $8, hold_seconds = $9, per_buyer_limit = $10,
+                            version = version + 1, updated_at = now()
+           WHERE id = $1 AND version = $2 AND status = $3
+           RETURNING id AS "id: SaleId", merchant_id AS "merchant_id: MerchantId",
+                     product_id AS "product_id: ProductId", status AS "status: SaleStatus", price,
+                     currency AS "currency: Currency", inventory, available, held, sold, starts_at, ends_at,
+                     hold_seconds, per_buyer_limit, version, created_at"#,
+        sale.id as SaleId,
+        sale.version,
+        SaleStatus::Scheduled as SaleStatus,
+        terms.price.minor(),
+        terms.currency as Currency,
+        terms.inventory,
+        terms.starts_at,
+        terms.ends_at(),
+        terms.hold.num_seconds() as i32,
+        terms.per_buyer_limit,
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(Sale::from).ok_or(Error::VersionMismatch { expected: sale.version, current: sale.version + 1 })
 }
 
-/// `Scheduled → Active`, if the sale is still scheduled at `version`.
-pub async fn activate(conn: &mut PgConnection, id: SaleId, version: i32) -> Result<Option<Sale>> {
-    let sql = concat!(
-        "UPDATE sales SET status = 'active', started_at = now(), updated_at = now()
-         WHERE id = $1 AND version = $2 AND status = 'scheduled'
-         RETURNING ",
-        sale_columns!()
-    );
-    Ok(sqlx::query_as(sql).bind(id).bind(version).fetch_optional(conn).await?)
+/// The one statement that changes a sale's status: `from → to` if the sale
+/// is still in `from` at `version` (`None` otherwise: a late or repeated job,
+/// or a racing edit, finds nothing to do). Closing (`Ended`, `Cancelled`)
+/// stamps `ended_at`, bumps the version (voiding the sale's other scheduled
+/// jobs) and moves the `released` units of its holds back to stock;
+/// starting stamps `started_at` and keeps the version, so the end job
+/// scheduled for it still applies.
+async fn transition(
+    conn: &mut PgConnection,
+    id: SaleId,
+    (from, to): (SaleStatus, SaleStatus),
+    version: i32,
+    released: i32,
+) -> Result<Option<Sale>> {
+    if !from.can_become(to) {
+        return Err(Error::Internal(format!("sale {id}: no transition {} -> {}", from.as_str(), to.as_str())));
+    }
+    let closing = to.is_final();
+    let row = sqlx::query_as!(
+        SaleRow,
+        r#"UPDATE sales SET status = $4,
+                            started_at = CASE WHEN $5 THEN started_at ELSE now() END,
+                            ended_at = CASE WHEN $5 THEN now() ELSE ended_at END,
+                            version = version + CASE WHEN $5 THEN 1 ELSE 0 END,
+                            available = available + $6, held = held - $6, updated_at = now()
+           WHERE id = $1 AND status = $2 AND version = $3
+           RETURNING id AS "id: SaleId", merchant_id AS "merchant_id: MerchantId",
+                     product_id AS "product_id: ProductId", status AS "status: SaleStatus", price,
+                     currency AS "currency: Currency", inventory, available, held, sold, starts_at, ends_at,
+                     hold_seconds, per_buyer_limit, version, created_at"#,
+        id as SaleId,
+        from as SaleStatus,
+        version,
+        to as SaleStatus,
+        closing,
+        released,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Sale::from))
 }
 
 /// `Scheduled → Active` with its `sale.started` event, in the caller's
-/// transaction; `None` (and no event) if the guard no longer holds. Both the
-/// start job and a claim that finds the start overdue come through here.
+/// transaction; `None` (and no event) if the sale is no longer scheduled at
+/// `version`. Both the start job and a claim that finds the start overdue
+/// come through here.
 pub async fn start(conn: &mut PgConnection, id: SaleId, version: i32) -> Result<Option<Sale>> {
-    let Some(active) = activate(&mut *conn, id, version).await? else { return Ok(None) };
-    events::record(
-        conn,
-        active.merchant_id,
-        events::kinds::SALE_STARTED,
-        &id.to_string(),
-        &format!("{}:{id}", events::kinds::SALE_STARTED),
-        serde_json::json!({
-            "sale_id": id, "product_id": active.product_id, "inventory": active.inventory,
-            "price": active.price, "currency": active.currency, "starts_at": active.starts_at,
-            "ends_at": active.ends_at,
-        }),
-    )
-    .await?;
+    let Some(active) = transition(&mut *conn, id, (SaleStatus::Scheduled, SaleStatus::Active), version, 0).await?
+    else {
+        return Ok(None);
+    };
+    let event = DomainEvent::SaleStarted(SaleStarted {
+        sale_id: id,
+        product_id: active.product_id,
+        inventory: active.inventory,
+        price: active.price,
+        starts_at: active.starts_at,
+        ends_at: active.ends_at,
+    });
+    events::record(conn, active.merchant_id, &event).await?;
     Ok(Some(active))
 }
 
-/// Closes a sale (to `Ended` or `Cancelled`) and releases its open holds in the
-/// same statement pair; `None` if the guard no longer holds.
-pub async fn close(
-    conn: &mut PgConnection,
-    id: SaleId,
-    guard_version: Option<i32>,
-    to: SaleStatus,
-) -> Result<Option<Sale>> {
-    let released: i64 = sqlx::query_scalar(
-        "WITH released AS (
-             UPDATE claims SET status = 'released', closed_at = now()
-             WHERE sale_id = $1 AND status = 'held'
-               AND EXISTS (SELECT 1 FROM sales s WHERE s.id = $1 AND s.status IN ('scheduled', 'active')
-                           AND ($2::int IS NULL OR s.version = $2))
-             RETURNING 1)
-         SELECT count(*) FROM released",
-    )
-    .bind(id)
-    .bind(guard_version)
-    .fetch_one(&mut *conn)
-    .await?;
-    let sql = concat!(
-        "UPDATE sales SET status = $3, ended_at = now(), updated_at = now(), version = version + 1,
-                          available = available + $4, held = held - $4
-         WHERE id = $1 AND status IN ('scheduled', 'active') AND ($2::int IS NULL OR version = $2)
-         RETURNING ",
-        sale_columns!()
-    );
-    Ok(sqlx::query_as(sql)
-        .bind(id)
-        .bind(guard_version)
-        .bind(to.as_str())
-        .bind(released as i32)
-        .fetch_optional(conn)
-        .await?)
+/// Closes `sale` (locked by the caller, to `Ended` or `Cancelled`) and
+/// releases its open holds, with the closing event (`sale.ended`,
+/// `sale.cancelled`); `None` (and nothing changed) if the sale has moved on
+/// from the state and version the caller read.
+pub async fn close(conn: &mut PgConnection, sale: &Sale, to: SaleStatus) -> Result<Option<(Sale, SaleFigures)>> {
+    if !sale.status.can_become(to) || !to.is_final() {
+        return Err(Error::Internal(format!("sale {}: cannot close to {}", sale.id, to.as_str())));
+    }
+    let released = claims::release_holds(&mut *conn, sale.id, sale.status, sale.version).await?;
+    let Some(closed) = transition(&mut *conn, sale.id, (sale.status, to), sale.version, released).await? else {
+        return Ok(None);
+    };
+    let figures = figures(&mut *conn, &closed).await?;
+    let payload = SaleClosed { sale_id: closed.id, figures: figures.clone() };
+    let event = match to {
+        SaleStatus::Cancelled => DomainEvent::SaleCancelled(payload),
+        _ => DomainEvent::SaleEnded(payload),
+    };
+    events::record(conn, closed.merchant_id, &event).await?;
+    Ok(Some((closed, figures)))
 }
 
-/// The closing figures of a sale, for `sale.ended`.
-#[derive(Debug, Clone, Serialize)]
-pub struct SaleFigures {
-    pub sold: i64,
-    pub expired: i64,
-    pub released: i64,
-    pub revenue: i64,
-    pub currency: String,
-}
-
-pub async fn figures(conn: &mut PgConnection, sale: &Sale) -> Result<SaleFigures> {
-    let (expired, released): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status = 'expired'), count(*) FILTER (WHERE status = 'released')
-         FROM claims WHERE sale_id = $1",
+/// The closing figures of a sale.
+async fn figures(conn: &mut PgConnection, sale: &Sale) -> Result<SaleFigures> {
+    let counts = sqlx::query!(
+        r#"SELECT count(*) FILTER (WHERE status = 'expired') AS "expired!",
+                  count(*) FILTER (WHERE status = 'released') AS "released!"
+           FROM claims WHERE sale_id = $1"#,
+        sale.id as SaleId,
     )
-    .bind(sale.id)
     .fetch_one(conn)
     .await?;
     Ok(SaleFigures {
         sold: i64::from(sale.sold),
-        expired,
-        released,
-        revenue: i64::from(sale.sold) * sale.price,
-        currency: sale.currency.clone(),
+        expired: counts.expired,
+        released: counts.released,
+        revenue: Money::new(i64::from(sale.sold) * sale.price.minor(), sale.price.currency()),
     })
+}
+
+/// One active sale's stock, for the metrics scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stock {
+    pub sale_id: SaleId,
+    pub available: i32,
+    pub held: i32,
+    pub sold: i32,
+}
+
+/// The stock of the active sales (at most `limit`, by id).
+pub async fn active_stock(pool: &PgPool, limit: i64) -> Result<Vec<Stock>> {
+    Ok(sqlx::query_as!(
+        Stock,
+        r#"SELECT id AS "sale_id: SaleId", available, held, sold FROM sales
+           WHERE status = $1 ORDER BY id LIMIT $2"#,
+        SaleStatus::Active as SaleStatus,
+        limit,
+    )
+    .fetch_all(pool)
+    .await?)
 }
 
 #[cfg(test)]

@@ -440,8 +440,8 @@ async fn an_order_awaiting_payment_is_paid_through_the_same_saga_within_its_wind
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let new_order = |due: chrono::DateTime<Utc>| gavel_domain::orders::AwaitingPayment {
-        merchant: gavel_domain::ids::MerchantId(merchant),
-        buyer: gavel_domain::ids::BuyerId(buyer),
+        merchant: gavel_domain::ids::MerchantId::from_uuid(merchant),
+        buyer: gavel_domain::ids::BuyerId::from_uuid(buyer),
         auction_id: uuid::Uuid::now_v7(),
         amount: 12_500,
         currency: "usd".into(),

@@ -1,7 +1,7 @@
 //! Housekeeping: nothing else prunes apalis's job table, the stored
 //! idempotent responses or the received Stripe events, so an hourly job does.
 
-use gavel_domain::jobs::MaintenanceJob;
+use gavel_domain::jobs::{self, MaintenanceJob};
 use gavel_domain::{Result, idempotency, stripe_events};
 use sqlx::PgPool;
 
@@ -17,14 +17,7 @@ pub async fn run(pool: &PgPool, job: MaintenanceJob) -> Result<()> {
     match job {
         MaintenanceJob::Prune { tick } => {
             // Failed and Killed jobs stay: they are what an operator must see.
-            let jobs = sqlx::query(
-                "DELETE FROM apalis.jobs
-                 WHERE status = 'Done' AND done_at < now() - make_interval(days => $1)",
-            )
-            .bind(DONE_JOBS_KEPT_DAYS)
-            .execute(pool)
-            .await?
-            .rows_affected();
+            let jobs = jobs::prune_done(pool, DONE_JOBS_KEPT_DAYS).await?;
             let keys = idempotency::prune(pool, IDEMPOTENCY_KEPT_DAYS).await?;
             let stripe_events = stripe_events::prune(pool, STRIPE_EVENTS_KEPT_DAYS).await?;
             tracing::info!(tick, jobs, keys, stripe_events, "pruned finished jobs, idempotency keys and Stripe events");

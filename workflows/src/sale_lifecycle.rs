@@ -11,12 +11,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gavel_domain::events::{self, kinds};
 use gavel_domain::ids::{MerchantId, ProductId, SaleId};
 use gavel_domain::jobs::{self, SaleJob, queues};
 use gavel_domain::sales::{self, RawTerms, Sale, SaleStatus, SaleTerms};
 use gavel_domain::{Error, Result, claims, products};
-use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
 /// Creates a sale and schedules its start and end, in one transaction.
@@ -80,19 +78,9 @@ pub async fn cancel_sale(pool: &PgPool, merchant: MerchantId, id: SaleId) -> Res
         }
         SaleStatus::Scheduled | SaleStatus::Active => {}
     }
-    let closed = sales::close(&mut tx, id, Some(sale.version), SaleStatus::Cancelled)
+    let (closed, _) = sales::close(&mut tx, &sale, SaleStatus::Cancelled)
         .await?
         .ok_or(Error::VersionMismatch { expected: sale.version, current: sale.version + 1 })?;
-    let figures = sales::figures(&mut tx, &closed).await?;
-    events::record(
-        &mut tx,
-        merchant,
-        kinds::SALE_CANCELLED,
-        &id.to_string(),
-        &format!("{}:{id}", kinds::SALE_CANCELLED),
-        json!({ "sale_id": id, "figures": figures }),
-    )
-    .await?;
     claims::notify_stock_returned(&mut tx, id).await?;
     tx.commit().await?;
     Ok(closed)
@@ -133,7 +121,7 @@ async fn wait_until(at: DateTime<Utc>) {
 }
 
 async fn start(pool: &PgPool, sale_id: SaleId, version: i32) -> Result<()> {
-    let Some(starts_at) = starts_at(pool, sale_id).await? else {
+    let Some((starts_at, _)) = sales::window(pool, sale_id).await? else {
         return Ok(());
     };
     wait_until(starts_at).await;
@@ -155,7 +143,7 @@ async fn start(pool: &PgPool, sale_id: SaleId, version: i32) -> Result<()> {
 }
 
 async fn end(pool: &PgPool, sale_id: SaleId, version: i32) -> Result<()> {
-    let Some(ends_at) = ends_at(pool, sale_id).await? else {
+    let Some((_, ends_at)) = sales::window(pool, sale_id).await? else {
         return Ok(());
     };
     wait_until(ends_at).await;
@@ -172,27 +160,9 @@ async fn end(pool: &PgPool, sale_id: SaleId, version: i32) -> Result<()> {
 }
 
 async fn close_ended(conn: &mut PgConnection, sale: &Sale) -> Result<()> {
-    let Some(ended) = sales::close(conn, sale.id, Some(sale.version), SaleStatus::Ended).await? else {
+    let Some((_, figures)) = sales::close(conn, sale, SaleStatus::Ended).await? else {
         return Ok(());
     };
-    let figures = sales::figures(conn, &ended).await?;
-    events::record(
-        conn,
-        ended.merchant_id,
-        kinds::SALE_ENDED,
-        &sale.id.to_string(),
-        &format!("{}:{}", kinds::SALE_ENDED, sale.id),
-        json!({ "sale_id": sale.id, "figures": figures }),
-    )
-    .await?;
     tracing::info!(sale_id = %sale.id, sold = figures.sold, "sale ended");
     Ok(())
-}
-
-async fn starts_at(pool: &PgPool, id: SaleId) -> Result<Option<DateTime<Utc>>> {
-    Ok(sqlx::query_scalar("SELECT starts_at FROM sales WHERE id = $1").bind(id).fetch_optional(pool).await?)
-}
-
-async fn ends_at(pool: &PgPool, id: SaleId) -> Result<Option<DateTime<Utc>>> {
-    Ok(sqlx::query_scalar("SELECT ends_at FROM sales WHERE id = $1").bind(id).fetch_optional(pool).await?)
 }

@@ -55,12 +55,7 @@ pub async fn healthz() -> axum::Json<Value> {
     responses((status = 200, description = "ready"), (status = 503, description = "not ready: the body says why")))]
 pub async fn readyz(State(ops): State<Ops>) -> (StatusCode, axum::Json<Value>) {
     let expected = gavel_domain::MIGRATOR.iter().map(|m| m.version).max().unwrap_or_default();
-    let applied = tokio::time::timeout(
-        PROBE_TIMEOUT,
-        sqlx::query_scalar::<_, Option<i64>>("SELECT max(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&ops.pool),
-    )
-    .await;
+    let applied = tokio::time::timeout(PROBE_TIMEOUT, gavel_domain::health::applied_migration(&ops.pool)).await;
     let database = match applied {
         Ok(Ok(Some(v))) if v >= expected => "ok",
         Ok(Ok(_)) => "migrations_pending",

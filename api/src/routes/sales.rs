@@ -5,7 +5,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use gavel_domain::ids::{ProductId, SaleId};
-use gavel_domain::sales::{self, RawTerms, Sale};
+use gavel_domain::money::Currency;
+use gavel_domain::sales::{self, RawTerms, Sale, SaleStatus};
 use gavel_workflows::sale_lifecycle;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -55,17 +56,55 @@ pub struct SaleList {
     has_more: bool,
 }
 
-/// A sale as the API shows it.
+/// A sale as the API shows it: its price as `price` (minor units) and
+/// `currency`.
 #[derive(Serialize, ToSchema)]
 pub struct SaleBody {
     object: &'static str,
-    #[serde(flatten)]
-    sale: Sale,
+    id: SaleId,
+    product_id: ProductId,
+    status: SaleStatus,
+    price: i64,
+    #[schema(value_type = String, example = "usd")]
+    currency: Currency,
+    inventory: i32,
+    available: i32,
+    held: i32,
+    sold: i32,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    hold_seconds: i32,
+    per_buyer_limit: i32,
+    version: i32,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Sale> for SaleBody {
+    fn from(s: Sale) -> Self {
+        Self {
+            object: "sale",
+            id: s.id,
+            product_id: s.product_id,
+            status: s.status,
+            price: s.price.minor(),
+            currency: s.price.currency(),
+            inventory: s.inventory,
+            available: s.available,
+            held: s.held,
+            sold: s.sold,
+            starts_at: s.starts_at,
+            ends_at: s.ends_at,
+            hold_seconds: s.hold_seconds,
+            per_buyer_limit: s.per_buyer_limit,
+            version: s.version,
+            created_at: s.created_at,
+        }
+    }
 }
 
 fn with_etag(status: StatusCode, sale: Sale) -> Response {
     let etag = HeaderValue::from_str(&format!("\"{}\"", sale.version)).ok();
-    let mut response = (status, axum::Json(SaleBody { object: "sale", sale })).into_response();
+    let mut response = (status, axum::Json(SaleBody::from(sale))).into_response();
     if let Some(etag) = etag {
         response.headers_mut().insert(header::ETAG, etag);
     }
@@ -114,7 +153,7 @@ pub async fn list(
 ) -> ApiResult<axum::Json<SaleList>> {
     let page = params.parse::<SaleId>("sale")?;
     let (rows, has_more) = page.cut(sales::list(&state.pool, merchant, page.fetch(), page.after).await?);
-    let data = rows.into_iter().map(|sale| SaleBody { object: "sale", sale }).collect();
+    let data = rows.into_iter().map(SaleBody::from).collect();
     Ok(axum::Json(SaleList { object: "list", data, has_more }))
 }
 

@@ -23,8 +23,14 @@ pub(super) async fn claim(pool: &PgPool, buyer: BuyerId, claim_id: ClaimId, paym
     let claim = &target.claim;
     match claim.status {
         ClaimStatus::Held if claim.expires_at > target.now => {
-            let order =
-                orders::insert_for_claim(&mut tx, target.merchant_id, claim, target.price, &target.currency).await?;
+            let order = orders::insert_for_claim(
+                &mut tx,
+                target.merchant_id,
+                claim,
+                target.price.minor(),
+                target.price.currency().code(),
+            )
+            .await?;
             let new = NewPayment {
                 order: order.id,
                 attempt: 1,

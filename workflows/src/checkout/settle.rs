@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gavel_domain::claims::{self, CheckoutEnd};
-use gavel_domain::events::{self, kinds};
+use gavel_domain::events::{self, DomainEvent, OrderSettled};
 use gavel_domain::ids::PaymentId;
 use gavel_domain::jobs::{self, PaymentJob, queues};
+use gavel_domain::money::Money;
 use gavel_domain::orders::{self, Order, OrderStatus};
 use gavel_domain::payments::{self, Payment, PaymentStatus};
 use gavel_domain::{Error, Result};
-use serde_json::json;
 
 use super::{PausePoint, Payments};
 use crate::gateway::{ChargeFor, Outcome};
@@ -166,13 +166,13 @@ impl Payments {
                     (Some(_), None) => false,
                 };
                 if kept {
-                    (kinds::ORDER_PAID, OrderStatus::Paid)
+                    (DomainEvent::OrderPaid as fn(OrderSettled) -> DomainEvent, OrderStatus::Paid)
                 } else {
                     // Paid for something no longer there: give the money back.
                     payments::insert_refund(&mut tx, &payment, "unit_no_longer_available").await?;
                     let job = PaymentJob::Refund { payment_id: id, round: 0 };
                     jobs::enqueue(&mut tx, queues::PAYMENTS, &job, Utc::now(), &format!("refund:{id}:0")).await?;
-                    (kinds::ORDER_REFUNDED, OrderStatus::Refunded)
+                    (DomainEvent::OrderRefunded as fn(OrderSettled) -> DomainEvent, OrderStatus::Refunded)
                 }
             }
             Outcome::Failed { provider_id, code, message } => {
@@ -183,7 +183,7 @@ impl Payments {
                 {
                     unit = Some((sale, CheckoutEnd::Released));
                 }
-                (kinds::ORDER_PAYMENT_FAILED, OrderStatus::PaymentFailed)
+                (DomainEvent::OrderPaymentFailed as fn(OrderSettled) -> DomainEvent, OrderStatus::PaymentFailed)
             }
             Outcome::Unknown { .. } => return Err(Error::Internal("an unknown outcome is not definite".into())),
         };
@@ -239,21 +239,20 @@ impl Payments {
     }
 }
 
-async fn record_event(conn: &mut sqlx::PgConnection, order: &Order, payment: &Payment, kind: &str) -> Result<()> {
-    events::record(
-        conn,
-        order.merchant_id,
-        kind,
-        &order.id.to_string(),
-        // One event per attempt and kind: an order is paid once, but an auction
-        // order may fail more than once.
-        &format!("{kind}:{}", payment.id),
-        json!({
-            "order_id": order.id, "sale_id": order.sale_id, "claim_id": order.claim_id,
-            "buyer_id": order.buyer_id, "amount": order.amount, "currency": order.currency,
-            "payment_id": payment.id,
-        }),
-    )
-    .await?;
+async fn record_event(
+    conn: &mut sqlx::PgConnection,
+    order: &Order,
+    payment: &Payment,
+    event: fn(OrderSettled) -> DomainEvent,
+) -> Result<()> {
+    let settled = OrderSettled {
+        order_id: order.id,
+        sale_id: order.sale_id,
+        claim_id: order.claim_id,
+        buyer_id: order.buyer_id,
+        payment_id: payment.id,
+        amount: Money::new(order.amount, order.currency.parse()?),
+    };
+    events::record(conn, order.merchant_id, &event(settled)).await?;
     Ok(())
 }

@@ -1,4 +1,6 @@
 //! The claim hot path: one sale, tens of thousands of attempts a second.
+//! This is the API role's runtime (lanes are tasks of the serving process);
+//! the SQL it runs is `gavel_domain::claims`'.
 //!
 //! Two strategies sit behind [`ClaimEngine::claim`]:
 //!
@@ -28,10 +30,10 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::claims::{self, Attempt, BatchResult, ClaimOutcome, Refusal};
-use crate::db::{RetryBudget, is_foreign_key_violation, retry_serializable};
-use crate::error::{Error, Result};
-use crate::ids::{BuyerId, SaleId};
+use gavel_domain::claims::{self, Attempt, BatchResult, ClaimOutcome, Refusal};
+use gavel_domain::db::{RetryBudget, is_foreign_key_violation, retry_serializable};
+use gavel_domain::ids::{BuyerId, SaleId};
+use gavel_domain::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -181,8 +183,7 @@ impl ClaimEngine {
     async fn claim_naive(&self, sale: SaleId, buyer: BuyerId) -> Result<Attempt> {
         let pool = &self.inner.pool;
         retry_serializable(self.inner.config.retry, || async move {
-            let mut tx = pool.begin().await?;
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").execute(&mut *tx).await?;
+            let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?;
             let mut batch = claims::grant_batch(&mut tx, sale, &[buyer], None).await?;
             tx.commit().await?;
             batch.attempts.remove(&buyer).ok_or_else(|| Error::Internal("batch lost an attempt".into()))
@@ -342,7 +343,7 @@ fn replicate(err: &Error) -> Error {
 }
 
 async fn remember_sold_out(inner: &Inner, sale: SaleId) {
-    let Ok((holders, next_expiry, ends_at)) = claims::holders(&inner.pool, sale).await else {
+    let Ok(claims::Holders { buyers: holders, next_expiry, ends_at }) = claims::holders(&inner.pool, sale).await else {
         return;
     };
     let now = Utc::now();
