@@ -14,7 +14,8 @@ if ! cargo sqlx --version >/dev/null 2>&1; then
   cargo install sqlx-cli --version 0.9.0 --locked --no-default-features --features postgres,rustls
 fi
 server=${GAVEL_TEST_DATABASE_SERVER:-postgres://postgres@127.0.0.1:5432}
-db=gavel_sqlx_prepare
+# One scratch database per run: helpers sharing a server must not drop each other's.
+db=gavel_sqlx_prepare_$$
 psql -q "$server/postgres" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
 apalis=$(cargo metadata --format-version 1 --locked 2>/dev/null | python3 -c '
 import json, os, sys
