@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod breaker;
 pub mod buyers;
 pub mod claim_engine;
 pub mod claims;

@@ -289,8 +289,8 @@ pub async fn stalled(
 /// Counts a verification round; returns how many there have been.
 pub async fn count_verification(conn: &mut PgConnection, id: PaymentId) -> Result<i32> {
     Ok(sqlx::query_scalar!(
-        "UPDATE payments SET verify_attempts = verify_attempts + 1, updated_at = now() WHERE id = $1
-         RETURNING verify_attempts",
+        r#"UPDATE payments SET verify_attempts = verify_attempts + 1, updated_at = now() WHERE id = $1
+           RETURNING verify_attempts AS "verify_attempts!""#,
         id as PaymentId,
     )
     .fetch_one(conn)
