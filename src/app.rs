@@ -17,8 +17,8 @@ use gavel_domain::claims::STOCK_RETURNED_CHANNEL;
 use gavel_domain::health::{Liveness, supervise};
 use gavel_domain::ids::SaleId;
 use gavel_workers::WorkerConfig;
-use gavel_workflows::checkout::Payments;
-use gavel_workflows::gateway::Gateway;
+use gavel_workflows::checkout::Checkout;
+use gavel_workflows::stripe::Gateway;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::task::JoinSet;
@@ -73,7 +73,7 @@ impl Application {
         // answer the probes start after them.
         if roles.contains(&Role::Workers) {
             let jobs_pool = database::connect(&url, config.jobs.pool_size.max(2)).await?;
-            let payments = Payments::new(jobs_pool.clone(), gateway.clone(), config.checkout_config());
+            let payments = Checkout::new(jobs_pool.clone(), gateway.clone(), config.checkout_config());
             let worker_config = WorkerConfig {
                 poll_interval: std::time::Duration::from_millis(config.jobs.poll_interval_ms),
                 batch_size: config.jobs.batch_size.max(1),
@@ -83,7 +83,7 @@ impl Application {
             tasks.spawn(part("workers", run));
         }
         if roles.contains(&Role::Api) {
-            let payments = Payments::new(pool.clone(), gateway.clone(), config.checkout_config());
+            let payments = Checkout::new(pool.clone(), gateway.clone(), config.checkout_config());
             let state = app_state(&config, pool.clone(), payments, ops.clone())?;
             let (engine, listen_pool, stop) = (state.claims.clone(), pool.clone(), shutdown.clone());
             tasks.spawn(part(
@@ -181,7 +181,7 @@ where
     (name, Ok(()))
 }
 
-fn app_state(config: &Config, pool: PgPool, payments: Payments, ops: Ops) -> anyhow::Result<AppState> {
+fn app_state(config: &Config, pool: PgPool, payments: Checkout, ops: Ops) -> anyhow::Result<AppState> {
     let tokens = TokenSigner::new(config.auth.token_secret.as_bytes(), Duration::hours(config.auth.token_ttl_hours))?;
     Ok(AppState::new(Shared {
         claims: ClaimEngine::new(pool.clone(), config.claim_config()),

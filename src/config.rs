@@ -11,7 +11,7 @@ use figment::providers::{Env, Format, Toml};
 use gavel_api::claim_engine::{ClaimConfig, Strategy};
 use gavel_domain::auth::{HashLimits, PasswordCost};
 use gavel_workflows::checkout::{CheckoutConfig, PausePoint};
-use gavel_workflows::gateway::GatewayConfig;
+use gavel_workflows::stripe::GatewayConfig;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::claim_engine::ClaimEngine;
 use gavel_domain::auth::{Passwords, TokenSigner};
 use gavel_domain::ids::BuyerId;
-use gavel_workflows::checkout::Payments;
+use gavel_workflows::checkout::Checkout;
 use sqlx::PgPool;
 
 use crate::auth_limits::AuthLimits;
@@ -40,7 +40,7 @@ pub struct Shared {
     pub passwords: Passwords,
     pub auth_limits: AuthLimits,
     pub claim_limiter: RateLimiter<BuyerId>,
-    pub payments: Payments,
+    pub payments: Checkout,
     pub stripe_webhook_secret: String,
     /// Health, readiness and the operator token.
     pub ops: Ops,

@@ -120,6 +120,8 @@ prefixed_id!(/// One attempt to take payment for an order (one call to the provi
     PaymentId, "pay");
 prefixed_id!(/// Money returned for a payment.
     RefundId, "rfnd");
+prefixed_id!(/// An auction (its winner's order is paid through `POST /v1/orders/{id}/pay`).
+    AuctionId, "auc");
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod breaker;
 pub mod buyers;
 pub mod claims;
 pub mod db;

@@ -1,22 +1,20 @@
 //! Orders: what a buyer pays for. A flash-sale order is created by the
 //! checkout of a claim; an auction order by the auction's close, with a
-//! payment deadline. Their states and transitions live here.
+//! payment deadline. Their states, and the one guarded way to move between
+//! them ([`transition`]), live here.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
 
 use crate::claims::Claim;
 use crate::error::{Error, Result};
-use crate::ids::{BuyerId, ClaimId, MerchantId, OrderId, PaymentId, SaleId};
+use crate::ids::{AuctionId, BuyerId, ClaimId, MerchantId, OrderId, PaymentId, SaleId};
+use crate::money::{Currency, Money};
 use crate::sales::SaleStatus;
 use crate::status::status_enum;
 
 status_enum!(
-    /// `AwaitingPayment → PendingVerification → Paid | PaymentFailed`, and
-    /// `Paid → Refunded`. An auction order may go from `PaymentFailed` back to
-    /// `PendingVerification` (the winner tries another card within the window).
+    /// See [`OrderStatus::can_become`] for the moves between them.
     pub enum OrderStatus ("order status") {
         /// Created for an auction winner; no payment tried yet.
         AwaitingPayment => "awaiting_payment",
@@ -29,39 +27,105 @@ status_enum!(
     }
 );
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+impl OrderStatus {
+    /// The order's state machine: `AwaitingPayment → PendingVerification →
+    /// Paid | PaymentFailed | Refunded` (refunded: paid for a unit that was
+    /// gone), `Paid → Refunded`, and `PaymentFailed → PendingVerification`
+    /// (an auction's winner tries another card within the window; a sale's
+    /// order is never paid again, which `POST /v1/orders/{id}/pay` enforces).
+    pub fn can_become(self, to: Self) -> bool {
+        use OrderStatus::*;
+        matches!(
+            (self, to),
+            (AwaitingPayment | PaymentFailed, PendingVerification)
+                | (PendingVerification, Paid | PaymentFailed | Refunded)
+                | (Paid, Refunded)
+        )
+    }
+}
+
+/// What an order pays for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderSubject {
+    /// One unit of a flash sale, held by the claim.
+    Sale { sale: SaleId, claim: ClaimId },
+    /// An auction's winning lot.
+    Auction { auction: AuctionId },
+}
+
+impl OrderSubject {
+    pub fn sale(self) -> Option<SaleId> {
+        match self {
+            Self::Sale { sale, .. } => Some(sale),
+            Self::Auction { .. } => None,
+        }
+    }
+
+    pub fn claim(self) -> Option<ClaimId> {
+        match self {
+            Self::Sale { claim, .. } => Some(claim),
+            Self::Auction { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct Order {
     pub id: OrderId,
-    #[serde(skip)]
     pub merchant_id: MerchantId,
-    #[serde(skip)]
     pub buyer_id: BuyerId,
-    pub sale_id: Option<SaleId>,
-    pub claim_id: Option<ClaimId>,
-    /// The auction this order settles (`auc_…` once auctions exist).
-    #[serde(skip)]
-    pub auction_id: Option<Uuid>,
-    #[sqlx(try_from = "String")]
+    pub subject: OrderSubject,
     pub status: OrderStatus,
-    /// Minor units.
-    pub amount: i64,
-    pub currency: String,
+    pub amount: Money,
     pub payment_due_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub paid_at: Option<DateTime<Utc>>,
 }
 
-macro_rules! order_columns {
-    () => {
-        "id, merchant_id, buyer_id, sale_id, claim_id, auction_id, status, amount, currency, payment_due_at, \
-         created_at, updated_at, paid_at"
-    };
-    (o) => {
-        "o.id, o.merchant_id, o.buyer_id, o.sale_id, o.claim_id, o.auction_id, o.status, o.amount, o.currency, \
-         o.payment_due_at, o.created_at, o.updated_at, o.paid_at"
-    };
+/// An `orders` row as stored; [`Order`] once its subject is checked.
+struct OrderRow {
+    id: OrderId,
+    merchant_id: MerchantId,
+    buyer_id: BuyerId,
+    sale_id: Option<SaleId>,
+    claim_id: Option<ClaimId>,
+    auction_id: Option<AuctionId>,
+    status: OrderStatus,
+    amount: i64,
+    currency: Currency,
+    payment_due_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    paid_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<OrderRow> for Order {
+    type Error = Error;
+
+    fn try_from(row: OrderRow) -> Result<Self> {
+        let subject = match (row.sale_id, row.claim_id, row.auction_id) {
+            (Some(sale), Some(claim), None) => OrderSubject::Sale { sale, claim },
+            (None, None, Some(auction)) => OrderSubject::Auction { auction },
+            _ => return Err(Error::Internal(format!("order {} has no single subject", row.id))),
+        };
+        Ok(Order {
+            id: row.id,
+            merchant_id: row.merchant_id,
+            buyer_id: row.buyer_id,
+            subject,
+            status: row.status,
+            amount: Money::new(row.amount, row.currency),
+            payment_due_at: row.payment_due_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            paid_at: row.paid_at,
+        })
+    }
+}
+
+fn order_of(row: Option<OrderRow>) -> Result<Option<Order>> {
+    row.map(Order::try_from).transpose()
 }
 
 /// The order of a claim's checkout, created in `PendingVerification` (its
@@ -70,24 +134,27 @@ pub async fn insert_for_claim(
     conn: &mut PgConnection,
     merchant: MerchantId,
     claim: &Claim,
-    amount: i64,
-    currency: &str,
+    amount: Money,
 ) -> Result<Order> {
-    let sql = concat!(
-        "INSERT INTO orders (id, merchant_id, buyer_id, sale_id, claim_id, status, amount, currency)
-         VALUES ($1, $2, $3, $4, $5, 'pending_verification', $6, $7) RETURNING ",
-        order_columns!()
-    );
-    Ok(sqlx::query_as(sql)
-        .bind(OrderId::new())
-        .bind(merchant)
-        .bind(claim.buyer_id)
-        .bind(claim.sale_id)
-        .bind(claim.id)
-        .bind(amount)
-        .bind(currency)
-        .fetch_one(conn)
-        .await?)
+    sqlx::query_as!(
+        OrderRow,
+        r#"INSERT INTO orders (id, merchant_id, buyer_id, sale_id, claim_id, status, amount, currency)
+           VALUES ($1, $2, $3, $4, $5, 'pending_verification', $6, $7)
+           RETURNING id AS "id: OrderId", merchant_id AS "merchant_id: MerchantId", buyer_id AS "buyer_id: BuyerId",
+                     sale_id AS "sale_id: SaleId", claim_id AS "claim_id: ClaimId",
+                     auction_id AS "auction_id: AuctionId", status AS "status: OrderStatus", amount,
+                     currency AS "currency: Currency", payment_due_at, created_at, updated_at, paid_at"#,
+        OrderId::new() as OrderId,
+        merchant as MerchantId,
+        claim.buyer_id as BuyerId,
+        claim.sale_id as SaleId,
+        claim.id as ClaimId,
+        amount.minor(),
+        amount.currency() as Currency,
+    )
+    .fetch_one(conn)
+    .await?
+    .try_into()
 }
 
 /// What the auction's close needs to create the winner's order.
@@ -95,83 +162,158 @@ pub async fn insert_for_claim(
 pub struct AwaitingPayment {
     pub merchant: MerchantId,
     pub buyer: BuyerId,
-    pub auction_id: Uuid,
-    pub amount: i64,
-    pub currency: String,
+    pub auction: AuctionId,
+    pub amount: Money,
     pub due_at: DateTime<Utc>,
 }
 
 /// An order to be paid by `due_at` through `POST /v1/orders/{id}/pay`.
 pub async fn insert_awaiting_payment(conn: &mut PgConnection, new: &AwaitingPayment) -> Result<Order> {
-    let sql = concat!(
-        "INSERT INTO orders (id, merchant_id, buyer_id, auction_id, status, amount, currency, payment_due_at)
-         VALUES ($1, $2, $3, $4, 'awaiting_payment', $5, $6, $7) RETURNING ",
-        order_columns!()
-    );
-    Ok(sqlx::query_as(sql)
-        .bind(OrderId::new())
-        .bind(new.merchant)
-        .bind(new.buyer)
-        .bind(new.auction_id)
-        .bind(new.amount)
-        .bind(&new.currency)
-        .bind(new.due_at)
-        .fetch_one(conn)
-        .await?)
+    sqlx::query_as!(
+        OrderRow,
+        r#"INSERT INTO orders (id, merchant_id, buyer_id, auction_id, status, amount, currency, payment_due_at)
+           VALUES ($1, $2, $3, $4, 'awaiting_payment', $5, $6, $7)
+           RETURNING id AS "id: OrderId", merchant_id AS "merchant_id: MerchantId", buyer_id AS "buyer_id: BuyerId",
+                     sale_id AS "sale_id: SaleId", claim_id AS "claim_id: ClaimId",
+                     auction_id AS "auction_id: AuctionId", status AS "status: OrderStatus", amount,
+                     currency AS "currency: Currency", payment_due_at, created_at, updated_at, paid_at"#,
+        OrderId::new() as OrderId,
+        new.merchant as MerchantId,
+        new.buyer as BuyerId,
+        new.auction as AuctionId,
+        new.amount.minor(),
+        new.amount.currency() as Currency,
+        new.due_at,
+    )
+    .fetch_one(conn)
+    .await?
+    .try_into()
 }
 
 /// The order a payment attempt is for, locked, with its sale's status (for a
 /// sale's order) read alongside.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct PaidFor {
-    #[sqlx(flatten)]
     pub order: Order,
-    pub sale_status: Option<String>,
+    pub sale_status: Option<SaleStatus>,
 }
 
 impl PaidFor {
     /// The order is a sale's, and that sale has been cancelled.
     pub fn sale_cancelled(&self) -> bool {
-        self.sale_status.clone().and_then(|s| SaleStatus::try_from(s).ok()) == Some(SaleStatus::Cancelled)
+        self.sale_status == Some(SaleStatus::Cancelled)
     }
 }
 
 pub async fn lock_for_payment(conn: &mut PgConnection, payment: PaymentId) -> Result<Option<PaidFor>> {
-    let sql = concat!(
-        "SELECT ",
-        order_columns!(o),
-        ", s.status AS sale_status
-         FROM orders o LEFT JOIN sales s ON s.id = o.sale_id
-         WHERE o.id = (SELECT order_id FROM payments WHERE id = $1) FOR UPDATE OF o"
-    );
-    Ok(sqlx::query_as(sql).bind(payment).fetch_optional(conn).await?)
+    let found = sqlx::query!(
+        r#"SELECT o.id AS "id: OrderId", o.merchant_id AS "merchant_id: MerchantId",
+                  o.buyer_id AS "buyer_id: BuyerId", o.sale_id AS "sale_id: SaleId",
+                  o.claim_id AS "claim_id: ClaimId", o.auction_id AS "auction_id: AuctionId",
+                  o.status AS "status: OrderStatus", o.amount, o.currency AS "currency: Currency",
+                  o.payment_due_at, o.created_at, o.updated_at, o.paid_at,
+                  s.status AS "sale_status?: SaleStatus"
+           FROM orders o LEFT JOIN sales s ON s.id = o.sale_id
+           WHERE o.id = (SELECT order_id FROM payments WHERE id = $1) FOR UPDATE OF o"#,
+        payment as PaymentId,
+    )
+    .fetch_optional(conn)
+    .await?;
+    let Some(r) = found else { return Ok(None) };
+    let order = OrderRow {
+        id: r.id,
+        merchant_id: r.merchant_id,
+        buyer_id: r.buyer_id,
+        sale_id: r.sale_id,
+        claim_id: r.claim_id,
+        auction_id: r.auction_id,
+        status: r.status,
+        amount: r.amount,
+        currency: r.currency,
+        payment_due_at: r.payment_due_at,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        paid_at: r.paid_at,
+    }
+    .try_into()?;
+    Ok(Some(PaidFor { order, sale_status: r.sale_status }))
 }
 
 pub async fn lock(conn: &mut PgConnection, id: OrderId) -> Result<Option<Order>> {
-    let sql = concat!("SELECT ", order_columns!(), " FROM orders WHERE id = $1 FOR UPDATE");
-    Ok(sqlx::query_as(sql).bind(id).fetch_optional(conn).await?)
+    let row = sqlx::query_as!(
+        OrderRow,
+        r#"SELECT id AS "id: OrderId", merchant_id AS "merchant_id: MerchantId", buyer_id AS "buyer_id: BuyerId",
+                  sale_id AS "sale_id: SaleId", claim_id AS "claim_id: ClaimId",
+                  auction_id AS "auction_id: AuctionId", status AS "status: OrderStatus", amount,
+                  currency AS "currency: Currency", payment_due_at, created_at, updated_at, paid_at
+           FROM orders WHERE id = $1 FOR UPDATE"#,
+        id as OrderId,
+    )
+    .fetch_optional(conn)
+    .await?;
+    order_of(row)
 }
 
 /// An order by id, unscoped and unlocked (the saga's own reads).
 pub async fn by_id(conn: &mut PgConnection, id: OrderId) -> Result<Option<Order>> {
-    let sql = concat!("SELECT ", order_columns!(), " FROM orders WHERE id = $1");
-    Ok(sqlx::query_as(sql).bind(id).fetch_optional(conn).await?)
+    let row = sqlx::query_as!(
+        OrderRow,
+        r#"SELECT id AS "id: OrderId", merchant_id AS "merchant_id: MerchantId", buyer_id AS "buyer_id: BuyerId",
+                  sale_id AS "sale_id: SaleId", claim_id AS "claim_id: ClaimId",
+                  auction_id AS "auction_id: AuctionId", status AS "status: OrderStatus", amount,
+                  currency AS "currency: Currency", payment_due_at, created_at, updated_at, paid_at
+           FROM orders WHERE id = $1"#,
+        id as OrderId,
+    )
+    .fetch_optional(conn)
+    .await?;
+    order_of(row)
 }
 
 pub async fn for_claim(conn: &mut PgConnection, claim: ClaimId) -> Result<Option<Order>> {
-    let sql = concat!("SELECT ", order_columns!(), " FROM orders WHERE claim_id = $1");
-    Ok(sqlx::query_as(sql).bind(claim).fetch_optional(conn).await?)
+    let row = sqlx::query_as!(
+        OrderRow,
+        r#"SELECT id AS "id: OrderId", merchant_id AS "merchant_id: MerchantId", buyer_id AS "buyer_id: BuyerId",
+                  sale_id AS "sale_id: SaleId", claim_id AS "claim_id: ClaimId",
+                  auction_id AS "auction_id: AuctionId", status AS "status: OrderStatus", amount,
+                  currency AS "currency: Currency", payment_due_at, created_at, updated_at, paid_at
+           FROM orders WHERE claim_id = $1"#,
+        claim as ClaimId,
+    )
+    .fetch_optional(conn)
+    .await?;
+    order_of(row)
 }
 
-/// Moves an order to `to`; `paid_at` is stamped on `Paid`.
-pub async fn set_status(conn: &mut PgConnection, id: OrderId, to: OrderStatus) -> Result<Order> {
-    let sql = concat!(
-        "UPDATE orders SET status = $2, updated_at = now(),
-                           paid_at = CASE WHEN $2 = 'paid' THEN now() ELSE paid_at END
-         WHERE id = $1 RETURNING ",
-        order_columns!()
-    );
-    Ok(sqlx::query_as(sql).bind(id).bind(to.as_str()).fetch_one(conn).await?)
+/// Moves an order `from → to` (one of [`OrderStatus::can_become`]'s moves),
+/// stamping `paid_at` on `Paid`. `None` if the order is no longer `from`: a
+/// caller holding its lock treats that as a bug, any other as "someone else
+/// moved it first".
+pub async fn transition(
+    conn: &mut PgConnection,
+    id: OrderId,
+    from: OrderStatus,
+    to: OrderStatus,
+) -> Result<Option<Order>> {
+    if !from.can_become(to) {
+        return Err(Error::Internal(format!("order {id} cannot go from {} to {}", from.as_str(), to.as_str())));
+    }
+    let row = sqlx::query_as!(
+        OrderRow,
+        r#"UPDATE orders SET status = $3, updated_at = now(),
+                             paid_at = CASE WHEN $3 = 'paid' THEN now() ELSE paid_at END
+           WHERE id = $1 AND status = $2
+           RETURNING id AS "id: OrderId", merchant_id AS "merchant_id: MerchantId", buyer_id AS "buyer_id: BuyerId",
+                     sale_id AS "sale_id: SaleId", claim_id AS "claim_id: ClaimId",
+                     auction_id AS "auction_id: AuctionId", status AS "status: OrderStatus", amount,
+                     currency AS "currency: Currency", payment_due_at, created_at, updated_at, paid_at"#,
+        id as OrderId,
+        from as OrderStatus,
+        to as OrderStatus,
+    )
+    .fetch_optional(conn)
+    .await?;
+    order_of(row)
 }
 
 /// Who is asking: a merchant sees the orders of its sales and auctions, a
@@ -182,28 +324,81 @@ pub enum Viewer {
     Buyer(BuyerId),
 }
 
+impl Viewer {
+    fn scope(self) -> (Option<MerchantId>, Option<BuyerId>) {
+        match self {
+            Viewer::Merchant(m) => (Some(m), None),
+            Viewer::Buyer(b) => (None, Some(b)),
+        }
+    }
+}
+
 pub async fn get(pool: &PgPool, viewer: Viewer, id: OrderId) -> Result<Order> {
-    let sql =
-        concat!("SELECT ", order_columns!(), " FROM orders WHERE id = $1 AND (merchant_id = $2 OR buyer_id = $3)");
-    let (merchant, buyer) = match viewer {
-        Viewer::Merchant(m) => (Some(m), None),
-        Viewer::Buyer(b) => (None, Some(b)),
-    };
-    sqlx::query_as(sql).bind(id).bind(merchant).bind(buyer).fetch_optional(pool).await?.ok_or(Error::NotFound("order"))
+    let (merchant, buyer) = viewer.scope();
+    let row = sqlx::query_as!(
+        OrderRow,
+        r#"SELECT id AS "id: OrderId", merchant_id AS "merchant_id: MerchantId", buyer_id AS "buyer_id: BuyerId",
+                  sale_id AS "sale_id: SaleId", claim_id AS "claim_id: ClaimId",
+                  auction_id AS "auction_id: AuctionId", status AS "status: OrderStatus", amount,
+                  currency AS "currency: Currency", payment_due_at, created_at, updated_at, paid_at
+           FROM orders WHERE id = $1 AND (merchant_id = $2 OR buyer_id = $3)"#,
+        id as OrderId,
+        merchant as Option<MerchantId>,
+        buyer as Option<BuyerId>,
+    )
+    .fetch_optional(pool)
+    .await?;
+    order_of(row)?.ok_or(Error::NotFound("order"))
 }
 
 /// A viewer's orders, newest first.
 pub async fn list(pool: &PgPool, viewer: Viewer, limit: i64, starting_after: Option<OrderId>) -> Result<Vec<Order>> {
-    let sql = concat!(
-        "SELECT ",
-        order_columns!(),
-        " FROM orders
-         WHERE (merchant_id = $1 OR buyer_id = $2) AND ($3::uuid IS NULL OR id < $3)
-         ORDER BY id DESC LIMIT $4"
-    );
-    let (merchant, buyer) = match viewer {
-        Viewer::Merchant(m) => (Some(m), None),
-        Viewer::Buyer(b) => (None, Some(b)),
-    };
-    Ok(sqlx::query_as(sql).bind(merchant).bind(buyer).bind(starting_after).bind(limit).fetch_all(pool).await?)
+    let (merchant, buyer) = viewer.scope();
+    let rows = sqlx::query_as!(
+        OrderRow,
+        r#"SELECT id AS "id: OrderId", merchant_id AS "merchant_id: MerchantId", buyer_id AS "buyer_id: BuyerId",
+                  sale_id AS "sale_id: SaleId", claim_id AS "claim_id: ClaimId",
+                  auction_id AS "auction_id: AuctionId", status AS "status: OrderStatus", amount,
+                  currency AS "currency: Currency", payment_due_at, created_at, updated_at, paid_at
+           FROM orders
+           WHERE (merchant_id = $1 OR buyer_id = $2) AND ($3::uuid IS NULL OR id < $3)
+           ORDER BY id DESC LIMIT $4"#,
+        merchant as Option<MerchantId>,
+        buyer as Option<BuyerId>,
+        starting_after as Option<OrderId>,
+        limit,
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(Order::try_from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrderStatus::{self, *};
+
+    #[test]
+    fn orders_move_only_along_their_state_machine() {
+        let all = [AwaitingPayment, PendingVerification, Paid, PaymentFailed, Refunded];
+        let allowed = [
+            (AwaitingPayment, PendingVerification),
+            (PaymentFailed, PendingVerification),
+            (PendingVerification, Paid),
+            (PendingVerification, PaymentFailed),
+            (PendingVerification, Refunded),
+            (Paid, Refunded),
+        ];
+        for from in all {
+            for to in all {
+                assert_eq!(
+                    OrderStatus::can_become(from, to),
+                    allowed.contains(&(from, to)),
+                    "{} → {}",
+                    from.as_str(),
+                    to.as_str()
+                );
+            }
+        }
+        assert!(!Paid.can_become(PendingVerification), "a paid order is never paid again");
+    }
 }

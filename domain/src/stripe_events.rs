@@ -40,20 +40,22 @@ pub fn digest_id(body: &[u8]) -> String {
 
 /// Whether an event with this id was stored before.
 pub async fn seen(conn: &mut PgConnection, id: &str) -> Result<bool> {
-    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM stripe_events WHERE id = $1)").bind(id).fetch_one(conn).await?)
+    Ok(sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM stripe_events WHERE id = $1) AS "seen!""#, id)
+        .fetch_one(conn)
+        .await?)
 }
 
 /// Stores an event once by its id; `false` if it was stored before.
 pub async fn record(conn: &mut PgConnection, event: &NewEvent<'_>) -> Result<bool> {
-    let n = sqlx::query(
+    let n = sqlx::query!(
         "INSERT INTO stripe_events (id, type, payload, outcome, reason) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT DO NOTHING",
+        event.id,
+        event.kind,
+        event.payload,
+        event.outcome as EventOutcome,
+        event.reason,
     )
-    .bind(event.id)
-    .bind(event.kind)
-    .bind(event.payload)
-    .bind(event.outcome.as_str())
-    .bind(event.reason)
     .execute(conn)
     .await?
     .rows_affected();
@@ -62,8 +64,7 @@ pub async fn record(conn: &mut PgConnection, event: &NewEvent<'_>) -> Result<boo
 
 /// Deletes events received more than `days` ago; returns how many.
 pub async fn prune(pool: &PgPool, days: i32) -> Result<u64> {
-    Ok(sqlx::query("DELETE FROM stripe_events WHERE received_at < now() - make_interval(days => $1)")
-        .bind(days)
+    Ok(sqlx::query!("DELETE FROM stripe_events WHERE received_at < now() - make_interval(days => $1)", days)
         .execute(pool)
         .await?
         .rows_affected())

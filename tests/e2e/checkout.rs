@@ -433,18 +433,18 @@ async fn an_order_awaiting_payment_is_paid_through_the_same_saga_within_its_wind
     let tokens = shop.app.buyers(1).await;
     let me = shop.app.get("/v1/orders", Some(&tokens[0])).await;
     assert_eq!(me.body["data"], json!([]), "{}", me.raw);
-    let buyer: uuid::Uuid =
+    let buyer: gavel_domain::ids::BuyerId =
         sqlx::query_scalar("SELECT id FROM buyers").fetch_one(&shop.app.pool).await.unwrap_or_else(|e| panic!("{e}"));
-    let merchant: uuid::Uuid = sqlx::query_scalar("SELECT id FROM merchants")
+    let merchant: gavel_domain::ids::MerchantId = sqlx::query_scalar("SELECT id FROM merchants")
         .fetch_one(&shop.app.pool)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let usd: gavel_domain::money::Currency = "usd".parse().unwrap_or_else(|e| panic!("{e}"));
     let new_order = |due: chrono::DateTime<Utc>| gavel_domain::orders::AwaitingPayment {
-        merchant: gavel_domain::ids::MerchantId::from_uuid(merchant),
-        buyer: gavel_domain::ids::BuyerId::from_uuid(buyer),
-        auction_id: uuid::Uuid::now_v7(),
-        amount: 12_500,
-        currency: "usd".into(),
+        merchant,
+        buyer,
+        auction: gavel_domain::ids::AuctionId::new(),
+        amount: gavel_domain::money::Money::new(12_500, usd),
         due_at: due,
     };
     let mut conn = shop.app.pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
@@ -472,8 +472,9 @@ async fn an_order_awaiting_payment_is_paid_through_the_same_saga_within_its_wind
     let paid = pay(open.id.to_string(), "pm_card_visa").await;
     assert_eq!(paid.body["status"], "paid", "{}", paid.raw);
     assert_eq!(paid.body["payment"]["attempt"], 2);
+    // Paid is final: paying again is the documented 409, and charges nothing.
     let again = pay(open.id.to_string(), "pm_card_visa").await;
-    assert_eq!((again.body["status"].clone(), again.body["payment"]["attempt"].clone()), (json!("paid"), json!(2)));
+    assert_eq!((again.status, again.code()), (StatusCode::CONFLICT, "order_not_payable"), "{}", again.raw);
     assert_eq!(shop.stripe.payment_intents().len(), 2, "one intent per attempt");
     let late = pay(lapsed.id.to_string(), "pm_card_visa").await;
     assert_eq!((late.status, late.code()), (StatusCode::GONE, "payment_window_closed"), "{}", late.raw);
@@ -482,8 +483,9 @@ async fn an_order_awaiting_payment_is_paid_through_the_same_saga_within_its_wind
 
 #[tokio::test]
 async fn the_gateway_never_takes_a_key_conflict_or_a_server_error_for_a_decline() {
-    use gavel_domain::payments::{Payment, PaymentStatus};
-    use gavel_workflows::gateway::{ChargeFor, Gateway, GatewayConfig, Outcome};
+    use gavel_domain::money::Money;
+    use gavel_domain::payments::{Payment, PaymentMethod, PaymentStatus};
+    use gavel_workflows::stripe::{ChargeFor, Gateway, GatewayConfig, Outcome};
     let stripe = StripeStandIn::start(([127, 0, 0, 1], 0).into(), None).await.unwrap_or_else(|e| panic!("{e}"));
     let gateway = Gateway::new(&GatewayConfig {
         api_base: stripe.api_base(),
@@ -498,9 +500,8 @@ async fn the_gateway_never_takes_a_key_conflict_or_a_server_error_for_a_decline(
         order_id: gavel_domain::ids::OrderId::new(),
         attempt: 1,
         idempotency_key: "gavel:checkout:clm_same".into(),
-        payment_method: method.into(),
-        amount,
-        currency: "usd".into(),
+        payment_method: PaymentMethod::parse(method).unwrap_or_else(|e| panic!("{e}")),
+        amount: Money::new(amount, "usd".parse().unwrap_or_else(|e| panic!("{e}"))),
         status: PaymentStatus::Processing,
         provider_id: None,
         failure_code: None,

@@ -14,6 +14,7 @@ mod herd;
 mod idempotency;
 mod lifecycle;
 mod operations;
+mod paid_orders;
 mod sales_api;
 mod secrets;
 mod staying_up;

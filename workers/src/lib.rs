@@ -13,7 +13,7 @@ use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
 use gavel_domain::health::{Liveness, supervise};
 use gavel_domain::jobs::{self, MaintenanceJob, PaymentJob, SaleJob, queues};
-use gavel_workflows::checkout::Payments;
+use gavel_workflows::checkout::Checkout;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +47,7 @@ async fn sale_lifecycle(job: SaleJob, pool: Data<PgPool>) -> Result<(), BoxDynEr
     })
 }
 
-async fn payments(job: PaymentJob, payments: Data<Payments>) -> Result<(), BoxDynError> {
+async fn payments(job: PaymentJob, payments: Data<Checkout>) -> Result<(), BoxDynError> {
     payments.run(job.clone()).await.map_err(|err| {
         tracing::warn!(?job, error = %err, "payment job failed; it will be retried");
         Box::new(err) as BoxDynError
@@ -82,7 +82,7 @@ fn queue_config(queue: &str, config: &WorkerConfig) -> Config {
 pub fn run(
     pool: PgPool,
     config: WorkerConfig,
-    saga: Payments,
+    saga: Checkout,
     liveness: Liveness,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
@@ -187,10 +187,10 @@ async fn tick_maintenance(pool: PgPool, shutdown: CancellationToken) {
     }
 }
 
-/// Every process ticks, every `Payments::resume_every`, so a checkout whose
+/// Every process ticks, every `Checkout::resume_every`, so a checkout whose
 /// process died is carried on within about `payments.resume_after`; the tick
 /// number in the job keys makes each tick one job per attempt across processes.
-async fn tick_resume(saga: Payments, shutdown: CancellationToken) {
+async fn tick_resume(saga: Checkout, shutdown: CancellationToken) {
     let every = saga.resume_every();
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

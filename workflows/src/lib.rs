@@ -5,15 +5,14 @@
 //! - [`sale_lifecycle`]: create/edit/cancel a sale together with its start and
 //!   end jobs; start, end and hold sweeps.
 //! - [`checkout`]: the checkout saga — record the attempt, charge through
-//!   Stripe ([`gateway`]), settle, verify unknown outcomes, refund.
+//!   Stripe ([`stripe`]), settle, verify unknown outcomes, refund.
 //! - [`maintenance`]: hourly pruning of finished jobs and idempotency records.
 //!
 //! Next to come (see README, "Roadmap"): auction close, reminders,
 //! reconciliation.
 #![forbid(unsafe_code)]
 
-pub mod breaker;
 pub mod checkout;
-pub mod gateway;
 pub mod maintenance;
 pub mod sale_lifecycle;
+pub mod stripe;

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use gavel_domain::ids::{ClaimId, OrderId, PaymentId, SaleId};
 use gavel_domain::orders::{self, OrderStatus, Viewer};
-use gavel_domain::payments::PaymentStatus;
+use gavel_domain::payments::{PaymentMethod, PaymentStatus};
 use gavel_workflows::checkout::OrderView;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -57,10 +57,11 @@ impl From<OrderView> for OrderBody {
             object: "order",
             id: o.id,
             status: o.status,
-            sale_id: o.sale_id,
-            claim_id: o.claim_id,
-            amount: o.amount,
-            currency: o.currency,
+            // The row's typed subject and money, in the contract's flat fields.
+            sale_id: o.subject.sale(),
+            claim_id: o.subject.claim(),
+            amount: o.amount.minor(),
+            currency: o.amount.currency().code().to_owned(),
             payment_due_at: o.payment_due_at,
             created_at: o.created_at,
             paid_at: o.paid_at,
@@ -90,7 +91,8 @@ pub async fn checkout(
     Json(body): Json<PayRequest>,
 ) -> ApiResult<axum::Json<OrderBody>> {
     let claim: ClaimId = path_id(&id, "claim")?;
-    Ok(axum::Json(state.payments.checkout(buyer, claim, &body.payment_method).await?.into()))
+    let method = PaymentMethod::parse(&body.payment_method)?;
+    Ok(axum::Json(state.payments.checkout(buyer, claim, &method).await?.into()))
 }
 
 /// Pay for an order awaiting payment (an auction's winner, within its window).
@@ -106,7 +108,8 @@ pub async fn pay(
     Json(body): Json<PayRequest>,
 ) -> ApiResult<axum::Json<OrderBody>> {
     let order: OrderId = path_id(&id, "order")?;
-    Ok(axum::Json(state.payments.pay(buyer, order, &body.payment_method).await?.into()))
+    let method = PaymentMethod::parse(&body.payment_method)?;
+    Ok(axum::Json(state.payments.pay(buyer, order, &method).await?.into()))
 }
 
 /// One order: a merchant's (of its sales and auctions) or a buyer's own.

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use gavel_domain::stripe_events::{self, EventOutcome, NewEvent};
-use gavel_workflows::gateway::{self, Content, Rejected};
+use gavel_workflows::stripe::{self, Content, Rejected};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
@@ -29,7 +29,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     let payload = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", "the body is not UTF-8"))?;
     let verified =
-        gateway::verify_event(payload, signature, &state.stripe_webhook_secret).map_err(|Rejected(why)| {
+        stripe::verify_event(payload, signature, &state.stripe_webhook_secret).map_err(|Rejected(why)| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_signature",

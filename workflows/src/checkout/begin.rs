@@ -3,8 +3,8 @@
 use chrono::Utc;
 use gavel_domain::claims::{self, ClaimStatus};
 use gavel_domain::ids::{BuyerId, ClaimId, OrderId};
-use gavel_domain::orders::{self, OrderStatus};
-use gavel_domain::payments::{self, NewPayment, Payment};
+use gavel_domain::orders::{self, OrderStatus, OrderSubject};
+use gavel_domain::payments::{self, NewPayment, Payment, PaymentMethod};
 use gavel_domain::{Error, Result};
 use sqlx::{PgConnection, PgPool};
 
@@ -17,20 +17,18 @@ pub(super) enum Begun {
 
 /// Checkout of a claim: lock the claim row (not the hot sale row: its
 /// counters do not change here) and turn the hold into a recorded attempt.
-pub(super) async fn claim(pool: &PgPool, buyer: BuyerId, claim_id: ClaimId, payment_method: &str) -> Result<Begun> {
+pub(super) async fn claim(
+    pool: &PgPool,
+    buyer: BuyerId,
+    claim_id: ClaimId,
+    payment_method: &PaymentMethod,
+) -> Result<Begun> {
     let mut tx = pool.begin().await?;
     let target = claims::lock_for_checkout(&mut tx, buyer, claim_id).await?;
     let claim = &target.claim;
     match claim.status {
         ClaimStatus::Held if claim.expires_at > target.now => {
-            let order = orders::insert_for_claim(
-                &mut tx,
-                target.merchant_id,
-                claim,
-                target.price.minor(),
-                target.price.currency().code(),
-            )
-            .await?;
+            let order = orders::insert_for_claim(&mut tx, target.merchant_id, claim, target.price).await?;
             let new = NewPayment {
                 order: order.id,
                 attempt: 1,
@@ -38,7 +36,6 @@ pub(super) async fn claim(pool: &PgPool, buyer: BuyerId, claim_id: ClaimId, paym
                 idempotency_key: format!("gavel:checkout:{claim_id}"),
                 payment_method,
                 amount: order.amount,
-                currency: &order.currency,
             };
             let payment = record_attempt(&mut tx, &new).await?;
             if !claims::start_checkout(&mut tx, claim_id).await? {
@@ -69,19 +66,24 @@ pub(super) async fn claim(pool: &PgPool, buyer: BuyerId, claim_id: ClaimId, paym
 }
 
 /// Payment of an order awaiting it (an auction's winner): a new attempt each
-/// time, until one succeeds or the window closes.
-pub(super) async fn order(pool: &PgPool, buyer: BuyerId, order_id: OrderId, payment_method: &str) -> Result<Begun> {
+/// time, until one succeeds or the window closes. A paid (or refunded) order
+/// is not payable again, nor is a sale's (it is paid through its claim's
+/// checkout; a failed one has released its unit).
+pub(super) async fn order(
+    pool: &PgPool,
+    buyer: BuyerId,
+    order_id: OrderId,
+    payment_method: &PaymentMethod,
+) -> Result<Begun> {
     let mut tx = pool.begin().await?;
     let order =
         orders::lock(&mut tx, order_id).await?.filter(|o| o.buyer_id == buyer).ok_or(Error::NotFound("order"))?;
-    match order.status {
-        OrderStatus::AwaitingPayment | OrderStatus::PaymentFailed => {}
-        OrderStatus::PendingVerification => return Err(Error::CheckoutInProgress),
-        OrderStatus::Paid | OrderStatus::Refunded => return Ok(Begun::Existing(order.id)),
+    if order.status == OrderStatus::PendingVerification {
+        return Err(Error::CheckoutInProgress);
     }
-    if order.claim_id.is_some() {
-        // A sale's order is paid through its claim's checkout; a failed one has
-        // released its unit.
+    let payable = matches!(order.subject, OrderSubject::Auction { .. })
+        && order.status.can_become(OrderStatus::PendingVerification);
+    if !payable {
         return Err(Error::OrderNotPayable { status: order.status.as_str() });
     }
     if order.payment_due_at.is_some_and(|due| due <= Utc::now()) {
@@ -94,17 +96,18 @@ pub(super) async fn order(pool: &PgPool, buyer: BuyerId, order_id: OrderId, paym
         idempotency_key: format!("gavel:order:{}:{attempt}", order.id),
         payment_method,
         amount: order.amount,
-        currency: &order.currency,
     };
     let payment = record_attempt(&mut tx, &new).await?;
-    orders::set_status(&mut tx, order.id, OrderStatus::PendingVerification).await?;
+    orders::transition(&mut tx, order.id, order.status, OrderStatus::PendingVerification)
+        .await?
+        .ok_or_else(|| Error::Internal(format!("order {} moved under its lock", order.id)))?;
     tx.commit().await?;
     Ok(Begun::New { order: order.id, payment: Box::new(payment) })
 }
 
 /// Writes the attempt. Should this process die before it settles, the
 /// workers' resume tick finds it `processing` and carries it on
-/// ([`super::Payments::resume_stalled`]).
+/// ([`super::Checkout::resume_stalled`]).
 async fn record_attempt(conn: &mut PgConnection, new: &NewPayment<'_>) -> Result<Payment> {
     payments::insert(conn, new).await
 }

@@ -36,13 +36,13 @@ use std::time::Duration;
 use gavel_domain::ids::{BuyerId, ClaimId, OrderId};
 use gavel_domain::jobs::{self, PaymentJob, queues};
 use gavel_domain::orders::{self, Order, Viewer};
-use gavel_domain::payments::{self, Payment};
-use gavel_domain::{Error, Invalid, Result};
+use gavel_domain::payments::{self, Payment, PaymentMethod};
+use gavel_domain::{Error, Result};
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use crate::gateway::Gateway;
-pub use provider_events::{Disposition, ProviderEvent};
+use crate::stripe::Gateway;
+pub use provider_events::Disposition;
 
 /// An `unknown` attempt untouched this long has lost its verification jobs.
 const UNKNOWN_STALLS_AFTER: Duration = Duration::from_secs(30 * 60);
@@ -83,7 +83,7 @@ pub struct OrderView {
 
 /// The checkout saga's entry points, shared by the API and the workers.
 #[derive(Clone)]
-pub struct Payments {
+pub struct Checkout {
     inner: Arc<Inner>,
 }
 
@@ -93,7 +93,7 @@ struct Inner {
     config: CheckoutConfig,
 }
 
-impl Payments {
+impl Checkout {
     pub fn new(pool: PgPool, gateway: Gateway, config: CheckoutConfig) -> Self {
         Self { inner: Arc::new(Inner { pool, gateway, config }) }
     }
@@ -108,17 +108,16 @@ impl Payments {
 
     /// `POST /v1/claims/{id}/checkout`: pays for a held claim. A repeat (or a
     /// retry after the answer was lost) returns the same order.
-    pub async fn checkout(&self, buyer: BuyerId, claim: ClaimId, payment_method: &str) -> Result<OrderView> {
-        let method = parse_payment_method(payment_method)?;
+    pub async fn checkout(&self, buyer: BuyerId, claim: ClaimId, method: &PaymentMethod) -> Result<OrderView> {
         self.admit()?;
         let begun = begin::claim(self.pool(), buyer, claim, method).await?;
         self.proceed(begun).await
     }
 
     /// `POST /v1/orders/{id}/pay`: pays for an order awaiting payment (an
-    /// auction's winner, within the window), through the same steps.
-    pub async fn pay(&self, buyer: BuyerId, order: OrderId, payment_method: &str) -> Result<OrderView> {
-        let method = parse_payment_method(payment_method)?;
+    /// auction's winner, within the window), through the same steps. An
+    /// order already paid (or refunded) is not payable: `409`.
+    pub async fn pay(&self, buyer: BuyerId, order: OrderId, method: &PaymentMethod) -> Result<OrderView> {
         self.admit()?;
         let begun = begin::order(self.pool(), buyer, order, method).await?;
         self.proceed(begun).await
@@ -212,10 +211,4 @@ impl Payments {
 async fn with_payment(conn: &mut sqlx::PgConnection, order: Order) -> Result<OrderView> {
     let payment = payments::latest(conn, order.id).await?;
     Ok(OrderView { order, payment })
-}
-
-/// A Stripe payment method id (`pm_…`) or test token: visible ASCII, no spaces.
-fn parse_payment_method(raw: &str) -> Result<&str> {
-    let ok = (3..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
-    if ok { Ok(raw) } else { Err(Invalid::new("payment_method", "must be a payment method id such as pm_…").into()) }
 }

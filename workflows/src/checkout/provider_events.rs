@@ -10,23 +10,8 @@ use gavel_domain::Result;
 use gavel_domain::payments::{self, IntentFacts, Payment, Refusal};
 use gavel_domain::stripe_events::EventOutcome;
 
-use super::Payments;
-use crate::gateway::{Outcome, is_intent_id};
-
-/// A Stripe event about a PaymentIntent's outcome, its signature verified.
-#[derive(Debug, Clone)]
-pub enum ProviderEvent {
-    PaymentSucceeded { intent: IntentFacts },
-    PaymentFailed { intent: IntentFacts, code: String, message: String },
-}
-
-impl ProviderEvent {
-    fn intent(&self) -> &IntentFacts {
-        match self {
-            Self::PaymentSucceeded { intent } | Self::PaymentFailed { intent, .. } => intent,
-        }
-    }
-}
+use super::Checkout;
+use crate::stripe::{Outcome, ProviderEvent, is_intent_id};
 
 /// What an event did, stored with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +47,7 @@ impl Disposition {
     }
 }
 
-impl Payments {
+impl Checkout {
     /// Settles the attempt a verified event names, if it is still open and
     /// the event holds up.
     pub async fn on_provider_event(&self, event: ProviderEvent) -> Result<Disposition> {
@@ -136,8 +121,8 @@ fn refuse(payment: &Payment, intent: &IntentFacts, refusal: Refusal, source: &'s
         payment_intent = intent.id,
         amount = intent.amount,
         currency = intent.currency,
-        expected_amount = payment.amount,
-        expected_currency = payment.currency,
+        expected_amount = payment.amount.minor(),
+        expected_currency = payment.amount.currency().code(),
         source,
         reason = refusal.as_str(),
         "a Stripe event does not match its payment; refused"

@@ -9,13 +9,12 @@ use gavel_domain::claims::{self, CheckoutEnd};
 use gavel_domain::events::{self, DomainEvent, OrderSettled};
 use gavel_domain::ids::PaymentId;
 use gavel_domain::jobs::{self, PaymentJob, queues};
-use gavel_domain::money::Money;
-use gavel_domain::orders::{self, Order, OrderStatus};
-use gavel_domain::payments::{self, Payment, PaymentStatus};
+use gavel_domain::orders::{self, Order, OrderStatus, OrderSubject};
+use gavel_domain::payments::{self, Facts, Payment, PaymentStatus, refunds};
 use gavel_domain::{Error, Result};
 
-use super::{PausePoint, Payments};
-use crate::gateway::{ChargeFor, Outcome};
+use super::{Checkout, PausePoint};
+use crate::stripe::{ChargeFor, Outcome};
 
 /// When an unknown outcome is asked about again: round n waits the n-th
 /// entry (the last one repeats). Stripe keeps idempotency keys for 24 hours;
@@ -51,7 +50,7 @@ enum Settled {
     SaleCancelled,
 }
 
-impl Payments {
+impl Checkout {
     /// Carries an attempt on from wherever it stands.
     pub(super) async fn advance(&self, id: PaymentId) -> Result<()> {
         match self.payment(id).await? {
@@ -60,7 +59,7 @@ impl Payments {
         }
     }
 
-    /// [`Payments::advance`] with the attempt as last read.
+    /// [`Checkout::advance`] with the attempt as last read.
     pub(super) async fn advance_from(&self, payment: Payment) -> Result<()> {
         let id = payment.id;
         match payment.status {
@@ -113,7 +112,16 @@ impl Payments {
         if !current.status.is_open() {
             return Ok(());
         }
-        payments::settle(&mut tx, payment.id, PaymentStatus::Unknown, provider_id.as_deref(), None).await?;
+        let provider_id = provider_id.as_deref();
+        if current.status == PaymentStatus::Unknown {
+            payments::note_provider_id(&mut tx, payment.id, provider_id).await?;
+        } else {
+            let facts = Facts { provider_id, failure: None };
+            moved(
+                payments::transition(&mut tx, payment.id, current.status, PaymentStatus::Unknown, facts).await?,
+                payment,
+            )?;
+        }
         let round = payments::count_verification(&mut tx, payment.id).await?.max(1) as u32;
         let due = Utc::now() + backoff(VERIFY_BACKOFF, round);
         let job = PaymentJob::Verify { payment_id: payment.id, round };
@@ -150,45 +158,50 @@ impl Payments {
         }
         // The unit's way out, if the order is a sale's: (sale, how it ends).
         let mut unit = None;
-        let (kind, status) = match outcome {
+        let status = match outcome {
             Outcome::Succeeded { provider_id } => {
-                payments::settle(&mut tx, id, PaymentStatus::Succeeded, Some(provider_id), None).await?;
+                let facts = Facts { provider_id: Some(provider_id.as_str()), failure: None };
+                let to = PaymentStatus::Succeeded;
+                moved(payments::transition(&mut tx, id, payment.status, to, facts).await?, &payment)?;
                 let end = if cancelled { CheckoutEnd::Released } else { CheckoutEnd::Sold };
-                let kept = match (order.claim_id, order.sale_id) {
-                    (Some(claim), Some(sale)) => {
+                let kept = match order.subject {
+                    OrderSubject::Sale { sale, claim } => {
                         let moved = claims::finish_checkout(&mut tx, sale, claim, end).await?;
                         if moved {
                             unit = Some((sale, end));
                         }
                         moved && end == CheckoutEnd::Sold
                     }
-                    (None, _) => order.status == OrderStatus::PendingVerification,
-                    (Some(_), None) => false,
+                    OrderSubject::Auction { .. } => order.status == OrderStatus::PendingVerification,
                 };
                 if kept {
-                    (DomainEvent::OrderPaid as fn(OrderSettled) -> DomainEvent, OrderStatus::Paid)
+                    OrderStatus::Paid
                 } else {
                     // Paid for something no longer there: give the money back.
-                    payments::insert_refund(&mut tx, &payment, "unit_no_longer_available").await?;
+                    refunds::owe(&mut tx, &payment, "unit_no_longer_available").await?;
                     let job = PaymentJob::Refund { payment_id: id, round: 0 };
                     jobs::enqueue(&mut tx, queues::PAYMENTS, &job, Utc::now(), &format!("refund:{id}:0")).await?;
-                    (DomainEvent::OrderRefunded as fn(OrderSettled) -> DomainEvent, OrderStatus::Refunded)
+                    OrderStatus::Refunded
                 }
             }
             Outcome::Failed { provider_id, code, message } => {
-                let failure = Some((code.as_str(), message.as_str()));
-                payments::settle(&mut tx, id, PaymentStatus::Failed, provider_id.as_deref(), failure).await?;
-                if let (Some(claim), Some(sale)) = (order.claim_id, order.sale_id)
+                let facts =
+                    Facts { provider_id: provider_id.as_deref(), failure: Some((code.as_str(), message.as_str())) };
+                let to = PaymentStatus::Failed;
+                moved(payments::transition(&mut tx, id, payment.status, to, facts).await?, &payment)?;
+                if let OrderSubject::Sale { sale, claim } = order.subject
                     && claims::finish_checkout(&mut tx, sale, claim, CheckoutEnd::Released).await?
                 {
                     unit = Some((sale, CheckoutEnd::Released));
                 }
-                (DomainEvent::OrderPaymentFailed as fn(OrderSettled) -> DomainEvent, OrderStatus::PaymentFailed)
+                OrderStatus::PaymentFailed
             }
             Outcome::Unknown { .. } => return Err(Error::Internal("an unknown outcome is not definite".into())),
         };
-        let order = orders::set_status(&mut tx, order.id, status).await?;
-        record_event(&mut tx, &order, &payment, kind).await?;
+        let order = orders::transition(&mut tx, order.id, order.status, status)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("order {} moved under its lock", order.id)))?;
+        record_event(&mut tx, &order, &payment).await?;
         if let Some((sale, end)) = unit
             && !claims::settle_unit(&mut tx, sale, end).await?
         {
@@ -215,7 +228,7 @@ impl Payments {
         let mut tx = self.pool().begin().await?;
         match answer {
             Ok(refund_id) => {
-                payments::complete_refund(&mut tx, id, &refund_id).await?;
+                refunds::complete(&mut tx, id, &refund_id).await?;
                 tracing::info!(payment = %id, refund = refund_id, "payment refunded");
             }
             Err(reason) if (round as usize) < REFUND_BACKOFF.len() => {
@@ -239,20 +252,29 @@ impl Payments {
     }
 }
 
-async fn record_event(
-    conn: &mut sqlx::PgConnection,
-    order: &Order,
-    payment: &Payment,
-    event: fn(OrderSettled) -> DomainEvent,
-) -> Result<()> {
+/// The outbox event of a settled order: `order.paid`, `order.refunded` or
+/// `order.payment_failed`, chosen by the state it settled in.
+async fn record_event(conn: &mut sqlx::PgConnection, order: &Order, payment: &Payment) -> Result<()> {
     let settled = OrderSettled {
         order_id: order.id,
-        sale_id: order.sale_id,
-        claim_id: order.claim_id,
+        sale_id: order.subject.sale(),
+        claim_id: order.subject.claim(),
         buyer_id: order.buyer_id,
         payment_id: payment.id,
-        amount: Money::new(order.amount, order.currency.parse()?),
+        amount: order.amount,
     };
-    events::record(conn, order.merchant_id, &event(settled)).await?;
+    let event = match order.status {
+        OrderStatus::Paid => DomainEvent::OrderPaid(settled),
+        OrderStatus::Refunded => DomainEvent::OrderRefunded(settled),
+        OrderStatus::PaymentFailed => DomainEvent::OrderPaymentFailed(settled),
+        other => return Err(Error::Internal(format!("order {} settled as {}", order.id, other.as_str()))),
+    };
+    events::record(conn, order.merchant_id, &event).await?;
     Ok(())
+}
+
+/// A guarded transition under the attempt's lock must move it; one that does
+/// not is a bug, and its transaction must not commit.
+fn moved(moved: bool, payment: &Payment) -> Result<()> {
+    if moved { Ok(()) } else { Err(Error::Internal(format!("payment {} moved under its lock", payment.id))) }
 }

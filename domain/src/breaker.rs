@@ -1,6 +1,9 @@
 //! A circuit breaker for calls to a provider: after enough consecutive
 //! transport failures it refuses calls for a cooldown, then lets one probe
 //! through. One per process: each process judges the provider by its own calls.
+//! It lives in `domain` so that any caller of a provider (Stripe's client in
+//! `workflows`, the notifier's channels) can use it without depending on
+//! another's.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
-//! The payment provider as the checkout saga sees it: Stripe, spoken to
-//! through async-stripe, behind a circuit breaker.
+//! Stripe's API as the checkout saga sees it, spoken to through async-stripe,
+//! behind a circuit breaker.
 //!
 //! Every answer is sorted into what the saga can act on: a definite success, a
 //! definite failure (a decline, or a request Stripe refused without charging),
@@ -12,12 +12,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::breaker::{Breaker, Unavailable};
-use crate::checkout::ProviderEvent;
+use ::stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use gavel_domain::breaker::{Breaker, Unavailable};
 use gavel_domain::ids::{OrderId, PaymentId};
 use gavel_domain::payments::{IntentFacts, Payment};
-use gavel_domain::stripe_events;
-use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_core::PaymentIntentStatus;
 use stripe_core::payment_intent::{
     CreatePaymentIntent, CreatePaymentIntentAutomaticPaymentMethods,
@@ -110,12 +108,25 @@ impl Gateway {
             (PAYMENT_KEY.to_owned(), p.id.to_string()),
             ("gavel_order_id".to_owned(), what.order.to_string()),
         ]);
-        let currency = Currency::from_str(&p.currency).unwrap_or(Currency::USD);
+        // Every currency Gavel accepts is one Stripe settles; should one not
+        // be, nothing is sent and nothing charged: a definite failure, never
+        // a charge in some other currency.
+        let currency = match Currency::from_str(p.amount.currency().code()) {
+            Ok(Currency::Unknown(code)) => {
+                tracing::error!(payment = %p.id, currency = %code, "a currency async-stripe does not know");
+                return Outcome::Failed {
+                    provider_id: None,
+                    code: "unsupported_currency".into(),
+                    message: format!("{code} is not a currency the payment provider accepts"),
+                };
+            }
+            Ok(known) => known,
+        };
         let redirects = CreatePaymentIntentAutomaticPaymentMethods {
             allow_redirects: Some(CreatePaymentIntentAutomaticPaymentMethodsAllowRedirects::Never),
             enabled: true,
         };
-        let request = CreatePaymentIntent::new(p.amount, currency)
+        let request = CreatePaymentIntent::new(p.amount.minor(), currency)
             .payment_method(p.payment_method.as_str())
             .confirm(true)
             .automatic_payment_methods(redirects)
@@ -233,12 +244,12 @@ pub fn is_intent_id(id: &str) -> bool {
 
 type Answer = (String, PaymentIntentStatus, Option<Box<stripe_shared::ApiErrors>>);
 
-fn answer_of(pi: stripe_shared::PaymentIntent) -> Answer {
+pub(super) fn answer_of(pi: stripe_shared::PaymentIntent) -> Answer {
     (pi.id.to_string(), pi.status, pi.last_payment_error)
 }
 
 /// What a PaymentIntent says about itself.
-fn facts_of(pi: &stripe_shared::PaymentIntent) -> IntentFacts {
+pub(super) fn facts_of(pi: &stripe_shared::PaymentIntent) -> IntentFacts {
     IntentFacts {
         id: pi.id.to_string(),
         amount: pi.amount,
@@ -283,7 +294,7 @@ impl<T> Definite for Result<&T, &StripeError> {
     }
 }
 
-fn describe(err: &stripe_shared::ApiErrors) -> (String, String) {
+pub(super) fn describe(err: &stripe_shared::ApiErrors) -> (String, String) {
     let code = err
         .decline_code
         .clone()
@@ -296,79 +307,4 @@ fn describe(err: &stripe_shared::ApiErrors) -> (String, String) {
 /// Ids in Stripe's metadata name our payment attempt.
 fn payment_of(metadata: &HashMap<String, String>) -> Option<PaymentId> {
     metadata.get(PAYMENT_KEY).and_then(|id| id.parse().ok())
-}
-
-/// A webhook delivery whose signature checked out.
-#[derive(Debug, Clone)]
-pub struct VerifiedEvent {
-    /// Stripe's `evt_…`; for a body without a readable id, a digest of it.
-    pub id: String,
-    /// The event's `type`; `unparseable` when the body has none.
-    pub kind: String,
-    pub content: Content,
-}
-
-/// What a signed event says, as far as Gavel acts on it.
-#[derive(Debug, Clone)]
-pub enum Content {
-    /// It says something about a PaymentIntent's outcome.
-    Payment(ProviderEvent),
-    /// A type Gavel does not act on.
-    Unhandled,
-    /// Signed, but async-stripe cannot read it (why).
-    Unreadable(String),
-}
-
-/// Why a webhook delivery was refused: wrong secret, malformed header, or a
-/// timestamp more than 5 minutes off. (A signed body that cannot be read is
-/// not refused: Stripe would redeliver it for days and then disable the
-/// endpoint.)
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected(pub String);
-
-/// Verifies `Stripe-Signature` over the raw body (async-stripe's check: HMAC
-/// of `t.payload`, ±300 s, before it parses anything) and reads the event.
-pub fn verify_event(payload: &str, signature: &str, secret: &str) -> Result<VerifiedEvent, Rejected> {
-    use stripe_webhook::{EventObject, Webhook, WebhookError};
-    let event = match Webhook::construct_event(payload, signature, secret) {
-        Ok(event) => event,
-        // async-stripe checks the signature first: a parse error is about a signed body.
-        Err(WebhookError::BadParse(why)) => return Ok(unreadable(payload, why)),
-        Err(other) => return Err(Rejected(other.to_string())),
-    };
-    let intent_failure = |pi: &stripe_shared::PaymentIntent| {
-        pi.last_payment_error
-            .as_deref()
-            .map(describe)
-            .unwrap_or_else(|| ("payment_failed".to_owned(), "the payment failed".to_owned()))
-    };
-    let content = match &event.data.object {
-        EventObject::PaymentIntentSucceeded(pi) => {
-            Content::Payment(ProviderEvent::PaymentSucceeded { intent: facts_of(pi) })
-        }
-        EventObject::PaymentIntentPaymentFailed(pi) => {
-            let (code, message) = intent_failure(pi);
-            Content::Payment(ProviderEvent::PaymentFailed { intent: facts_of(pi), code, message })
-        }
-        _ => Content::Unhandled,
-    };
-    Ok(VerifiedEvent { id: event.id.to_string(), kind: event.type_.as_str().to_owned(), content })
-}
-
-/// A signed body async-stripe cannot read, named by its own `id` and `type`
-/// when it has them.
-fn unreadable(payload: &str, why: String) -> VerifiedEvent {
-    let json: Option<serde_json::Value> = serde_json::from_str(payload).ok();
-    let field = |name: &str| {
-        json.as_ref()
-            .and_then(|j| j.get(name))
-            .and_then(serde_json::Value::as_str)
-            .filter(|v| !v.is_empty() && v.len() <= 255)
-            .map(str::to_owned)
-    };
-    VerifiedEvent {
-        id: field("id").unwrap_or_else(|| stripe_events::digest_id(payload.as_bytes())),
-        kind: field("type").unwrap_or_else(|| "unparseable".to_owned()),
-        content: Content::Unreadable(why),
-    }
 }
