@@ -3,7 +3,8 @@
 # GAVEL, LOADGEN, KEY and exports the server's environment.
 SERVER=${DATABASE_SERVER:-postgres://postgres@127.0.0.1:5432}
 
-cargo build --release --bins -q
+# The server and the load generator (its own crate, bench/loadgen).
+cargo build --release -q -p gavel -p gavel-loadgen
 GAVEL=target/release/gavel
 LOADGEN=target/release/gavel-loadgen
 

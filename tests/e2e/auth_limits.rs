@@ -38,7 +38,7 @@ async fn sign_ups_past_the_per_address_limit_are_429_with_retry_after() {
     let r = app.post("/v1/buyers", None, sign_up_body("buyer3@example.com")).await;
     assert_rate_limited(&r, "fourth sign-up");
     let (buyers,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM buyers").fetch_one(&app.pool).await.unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query_as("SELECT count(*) FROM buyers").fetch_one(&app.pool).await.expect("the test's SQL runs");
     assert_eq!(buyers, 3);
 }
 
@@ -82,7 +82,7 @@ async fn repeated_wrong_passwords_close_that_account_only_even_to_the_right_pass
 
 /// `VmHWM` (peak resident memory) and `VmRSS` of a process, in KiB.
 fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| panic!("{e}"));
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc");
     let field = |name: &str| {
         status
             .lines()

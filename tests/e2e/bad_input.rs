@@ -11,7 +11,7 @@ async fn rows(app: &TestApp) -> (i64, i64, i64) {
     )
     .fetch_one(&app.pool)
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("the test's SQL runs")
 }
 
 fn sale_body(product: &str, overrides: Value) -> Value {
@@ -122,7 +122,7 @@ async fn missing_or_wrong_credentials_are_401_and_other_merchants_sales_are_404(
     let owner = app.merchant().await;
     let stranger = app.merchant().await;
     let sale = app.sale(&owner, json!({ "starts_at": in_secs(60) })).await;
-    let sale_id = sale["id"].as_str().unwrap_or_default();
+    let sale_id = sale.id.as_str();
     let buyer = app.buyers(1).await.remove(0);
     let bogus = Merchant { key: "sk_not_a_real_key".into() };
 
@@ -226,7 +226,7 @@ async fn missing_or_wrong_credentials_are_401_and_other_merchants_sales_are_404(
         assert!(r.is_problem(), "{name}: {}", r.raw);
     }
     let (claims,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM claims").fetch_one(&app.pool).await.unwrap_or_default();
+        sqlx::query_as("SELECT count(*) FROM claims").fetch_one(&app.pool).await.expect("the test's SQL runs");
     assert_eq!(claims, 0);
 }
 
@@ -234,7 +234,7 @@ async fn counts(app: &TestApp) -> (i64, i64) {
     sqlx::query_as("SELECT (SELECT count(*) FROM products), (SELECT count(*) FROM buyers)")
         .fetch_one(&app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the test's SQL runs")
 }
 
 #[tokio::test]
@@ -387,6 +387,7 @@ async fn an_oversized_body_is_413_body_too_large_with_or_without_an_idempotency_
         let what = format!("claim, Idempotency-Key: {idempotency_key:?}, chunked: {chunked}");
         assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"), "{what}: {}", r.raw);
     }
-    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM claims").fetch_one(&app.pool).await.unwrap_or(-1);
+    let held: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM claims").fetch_one(&app.pool).await.expect("the test's SQL runs");
     assert_eq!(held, 0, "an oversized request changes nothing");
 }

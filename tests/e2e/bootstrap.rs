@@ -15,7 +15,7 @@ fn without_a_url_or_local_server_gavel_starts_a_private_cluster() {
             .env("GAVEL_DATABASE__DATA_DIR", &data)
             .env("GAVEL_LOG", "info")
             .output()
-            .unwrap_or_else(|e| panic!("run gavel: {e}"));
+            .expect("run gavel");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "{what}: {stderr}");
         stderr
@@ -36,7 +36,7 @@ fn without_a_url_or_local_server_gavel_starts_a_private_cluster() {
             data.display()
         ))
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("run pg_ctl");
     assert!(stop.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&stop.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }

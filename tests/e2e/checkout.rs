@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gavel::{Config, Role};
+use gavel_domain::jobs::queues::PAYMENTS;
 use gavel_standins::stripe::{Faults, StripeStandIn, WebhookTarget, signature};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Merchant, Response, TestApp, client, fresh_database, send, uuid_of};
+use crate::helpers::{Merchant, Order, Response, Sale, TestApp, client, eventually, fresh_database, send, uuid_of};
 
 pub const WEBHOOK_SECRET: &str = "whsec_e2e_checkout";
 
@@ -28,9 +29,7 @@ impl Shop {
     }
 
     pub async fn open_on(db: &str, roles: &[Role], tweak: impl FnOnce(&mut Config)) -> Self {
-        let stripe = StripeStandIn::start(([127, 0, 0, 1], 0).into(), None)
-            .await
-            .unwrap_or_else(|e| panic!("stripe stand-in: {e}"));
+        let stripe = StripeStandIn::start(([127, 0, 0, 1], 0).into(), None).await.expect("stripe stand-in");
         let base = stripe.api_base();
         let app = TestApp::spawn_on(db, roles, |c| {
             c.payments.stripe_api_base = base;
@@ -59,7 +58,7 @@ impl Shop {
         for token in self.app.buyers(n).await {
             let r = self.app.post(&format!("/v1/sales/{sale}/claims"), Some(&token), json!({})).await;
             assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
-            held.push((token, r.body["id"].as_str().unwrap_or_default().to_owned()));
+            held.push((token, r.body["id"].as_str().expect("the answer names an id").to_owned()));
         }
         (sale, held)
     }
@@ -69,21 +68,19 @@ impl Shop {
         self.app.post(&format!("/v1/claims/{claim}/checkout"), Some(token), body).await
     }
 
-    pub async fn sale(&self, sale: &str) -> Value {
-        self.app.get(&format!("/v1/sales/{sale}"), Some(&self.merchant.key)).await.body
+    /// The sale as its merchant sees it.
+    pub async fn sale(&self, sale: &str) -> Sale {
+        self.app.as_(&self.merchant.key).sale(sale).await.expect("the merchant reads its sale")
     }
 
-    /// Polls the order (as the merchant) until it has `status`.
-    pub async fn wait_for_order(&self, order: &str, status: &str, within: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let r = self.app.get(&format!("/v1/orders/{order}"), Some(&self.merchant.key)).await;
-            if r.body["status"] == status {
-                return r.body;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "order {order} never became {status}: {}", r.raw);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    /// The order (as the merchant) once it has `status`.
+    pub async fn wait_for_order(&self, order: &str, status: &str, within: Duration) -> Order {
+        let merchant = self.app.as_(&self.merchant.key);
+        let api = &merchant;
+        eventually(&format!("order {order} becomes {status}"), within, move || async move {
+            api.order(order).await.ok().filter(|o| o.status == status)
+        })
+        .await
     }
 
     /// How many events of `kind` the outbox holds.
@@ -92,7 +89,16 @@ impl Shop {
             .bind(kind)
             .fetch_one(&self.app.pool)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the test's SQL runs")
+    }
+
+    /// Moves the hold's expiry into the past, as if its time had run out.
+    pub async fn run_out(&self, claim: &str) {
+        sqlx::query("UPDATE claims SET expires_at = now() - interval '1 second' WHERE id = $1")
+            .bind(uuid_of(claim))
+            .execute(&self.app.pool)
+            .await
+            .expect("the test's SQL runs");
     }
 
     pub async fn claim_status(&self, claim: &str) -> String {
@@ -100,13 +106,12 @@ impl Shop {
             .bind(uuid_of(claim))
             .fetch_one(&self.app.pool)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the test's SQL runs")
     }
 }
 
-fn counts(sale: &Value) -> (i64, i64, i64) {
-    let n = |k: &str| sale[k].as_i64().unwrap_or(-1);
-    (n("available"), n("held"), n("sold"))
+fn counts(sale: &Sale) -> (i64, i64, i64) {
+    sale.counts()
 }
 
 #[tokio::test]
@@ -141,7 +146,7 @@ async fn a_held_claim_checks_out_to_a_paid_order_with_one_charge() {
     assert_eq!(shop.stripe.payment_intents().len(), 1);
 
     // The merchant and the buyer see it; another buyer does not.
-    let order = r.body["id"].as_str().unwrap_or_default();
+    let order = r.body["id"].as_str().expect("the answer names an id");
     let mine = shop.app.get(&format!("/v1/orders/{order}"), Some(token)).await;
     assert_eq!(mine.body["status"], "paid", "{}", mine.raw);
     let theirs = shop.app.get(&format!("/v1/orders/{order}"), Some(&held[1].0)).await;
@@ -171,7 +176,7 @@ async fn twenty_concurrent_checkouts_of_one_claim_make_one_charge_and_one_order(
     for a in &answers {
         match a.status {
             StatusCode::OK => {
-                orders.insert(a.body["id"].as_str().unwrap_or_default().to_owned());
+                orders.insert(a.body["id"].as_str().expect("the answer names an id").to_owned());
             }
             StatusCode::CONFLICT => assert_eq!(a.code(), "checkout_in_progress", "{}", a.raw),
             other => panic!("unexpected {other}: {}", a.raw),
@@ -183,9 +188,9 @@ async fn twenty_concurrent_checkouts_of_one_claim_make_one_charge_and_one_order(
         .bind(uuid_of(&claim))
         .fetch_one(&shop.app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     assert_eq!(n, 1);
-    let order = orders.into_iter().next().unwrap_or_default();
+    let order = orders.into_iter().next().expect("one order");
     shop.wait_for_order(&order, "paid", Duration::from_secs(10)).await;
     assert_eq!(counts(&shop.sale(&sale).await), (9, 0, 1));
 }
@@ -202,11 +207,12 @@ async fn a_charge_whose_answer_was_lost_is_verified_and_settles_once() {
     assert_eq!(r.body["payment"]["status"], "unknown");
     assert_eq!(shop.claim_status(claim).await, "checking_out");
 
-    // The hold (2 s) runs out while the payment is being verified: it must not expire.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let order = r.body["id"].as_str().unwrap_or_default();
+    // The hold runs out while the payment is being verified: it must not expire.
+    shop.run_out(claim).await;
+    shop.app.run_due_jobs(PAYMENTS).await;
+    let order = r.body["id"].as_str().expect("the answer names an id");
     let paid = shop.wait_for_order(order, "paid", Duration::from_secs(15)).await;
-    assert_eq!(paid["payment"]["status"], "succeeded");
+    assert_eq!(paid.payment_status(), "succeeded");
     assert_eq!(shop.stripe.payment_intents().len(), 1, "exactly one charge");
     assert_eq!(counts(&shop.sale(&sale).await), (9, 0, 1));
     assert!(shop.app.invariant_holds(&sale).await);
@@ -241,7 +247,7 @@ async fn a_declined_card_fails_the_order_and_returns_the_unit_to_stock() {
 async fn an_expired_hold_is_410_claim_expired_and_charges_nothing() {
     let shop = Shop::open(|_| {}).await;
     let (sale, held) = shop.holders(1, json!({ "hold_seconds": 1 })).await;
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    shop.run_out(&held[0].1).await;
     let r = shop.checkout(&held[0].0, &held[0].1, "pm_card_visa").await;
     assert_eq!((r.status, r.code()), (StatusCode::GONE, "claim_expired"), "{}", r.raw);
     assert!(r.is_problem());
@@ -306,7 +312,7 @@ async fn an_open_breaker_answers_503_at_once_and_keeps_the_hold() {
     let orders: Vec<String> = sqlx::query_scalar("SELECT 'ord_' || replace(id::text, '-', '') FROM orders")
         .fetch_all(&shop.app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     for order in &orders {
         shop.wait_for_order(order, "paid", Duration::from_secs(20)).await;
     }
@@ -328,21 +334,22 @@ async fn a_payment_that_succeeds_after_its_sale_was_cancelled_is_refunded() {
     assert_eq!(c.status, StatusCode::OK, "{}", c.raw);
     shop.stripe.set_faults(Faults::default());
 
-    let order = r.body["id"].as_str().unwrap_or_default();
+    let order = r.body["id"].as_str().expect("the answer names an id");
     let refunded = shop.wait_for_order(order, "refunded", Duration::from_secs(20)).await;
-    assert!(matches!(refunded["payment"]["status"].as_str(), Some("succeeded" | "refunded")), "{refunded}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while shop.stripe.refunds().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "no refund reached Stripe");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(matches!(refunded.payment_status(), "succeeded" | "refunded"), "{refunded:?}");
+    let stripe = &shop.stripe;
+    eventually("a refund reaches Stripe", Duration::from_secs(10), move || async move {
+        (!stripe.refunds().is_empty()).then_some(())
+    })
+    .await;
+    // Every payment job has run: no second refund is on its way.
+    shop.app.run_due_jobs(PAYMENTS).await;
     let refunds = shop.stripe.refunds();
     assert_eq!((refunds.len(), refunds[0].amount), (1, 1999), "refunded once, in full");
     let recorded: (String, Option<String>) = sqlx::query_as("SELECT status, provider_id FROM refunds")
         .fetch_one(&shop.app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     assert_eq!(recorded, ("succeeded".to_owned(), Some(refunds[0].id.clone())));
     let order = shop.app.get(&format!("/v1/orders/{order}"), Some(&shop.merchant.key)).await;
     assert_eq!(
@@ -385,16 +392,17 @@ async fn webhooks_are_verified_stored_once_and_settle_the_order_they_name() {
     shop.stripe.set_faults(Faults { lose_next: 1, ..Faults::default() });
     let r = shop.checkout(token, claim, "pm_card_visa").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
-    let order = r.body["id"].as_str().unwrap_or_default();
+    let order = r.body["id"].as_str().expect("the answer names an id");
     shop.wait_for_order(order, "paid", Duration::from_secs(10)).await;
     assert_eq!(r.body["status"], "paid", "the webhook settled it before the request's answer: {}", r.raw);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every payment job has run (a verification, were one queued).
+    shop.app.run_due_jobs(PAYMENTS).await;
     assert_eq!(shop.events("order.paid").await, 1, "settled once");
     assert_eq!(counts(&shop.sale(&sale).await), (9, 0, 1));
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM stripe_events WHERE type = 'payment_intent.succeeded'")
         .fetch_one(&shop.app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     assert_eq!(stored, 1);
 
     // A redelivery and an out-of-order failure of the same intent change nothing.
@@ -409,7 +417,7 @@ async fn webhooks_are_verified_stored_once_and_settle_the_order_they_name() {
     failed["status"] = json!("requires_payment_method");
     let (late, sig) = signed_event("evt_late_fail", "payment_intent.payment_failed", failed, now, WEBHOOK_SECRET);
     assert_eq!(deliver(&shop, &late, &sig).await.status, StatusCode::OK);
-    assert_eq!(shop.wait_for_order(order, "paid", Duration::from_secs(1)).await["payment"]["status"], "succeeded");
+    assert_eq!(shop.wait_for_order(order, "paid", Duration::from_secs(1)).await.payment_status(), "succeeded");
     assert_eq!(shop.events("order.paid").await, 1);
 
     // Wrong secret, stale timestamp, no signature: 400 and nothing stored.
@@ -423,7 +431,7 @@ async fn webhooks_are_verified_stored_once_and_settle_the_order_they_name() {
     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM stripe_events WHERE id LIKE 'evt_%' ORDER BY id")
         .fetch_all(&shop.app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     assert!(!ids.iter().any(|id| id == "evt_forged" || id == "evt_stale"), "{ids:?}");
 }
 
@@ -434,12 +442,10 @@ async fn an_order_awaiting_payment_is_paid_through_the_same_saga_within_its_wind
     let me = shop.app.get("/v1/orders", Some(&tokens[0])).await;
     assert_eq!(me.body["data"], json!([]), "{}", me.raw);
     let buyer: gavel_domain::ids::BuyerId =
-        sqlx::query_scalar("SELECT id FROM buyers").fetch_one(&shop.app.pool).await.unwrap_or_else(|e| panic!("{e}"));
-    let merchant: gavel_domain::ids::MerchantId = sqlx::query_scalar("SELECT id FROM merchants")
-        .fetch_one(&shop.app.pool)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let usd: gavel_domain::money::Currency = "usd".parse().unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query_scalar("SELECT id FROM buyers").fetch_one(&shop.app.pool).await.expect("the test's SQL runs");
+    let merchant: gavel_domain::ids::MerchantId =
+        sqlx::query_scalar("SELECT id FROM merchants").fetch_one(&shop.app.pool).await.expect("the test's SQL runs");
+    let usd: gavel_domain::money::Currency = "usd".parse().expect("usd is a currency");
     let new_order = |due: chrono::DateTime<Utc>| gavel_domain::orders::AwaitingPayment {
         merchant,
         buyer,
@@ -447,15 +453,15 @@ async fn an_order_awaiting_payment_is_paid_through_the_same_saga_within_its_wind
         amount: gavel_domain::money::Money::new(12_500, usd),
         due_at: due,
     };
-    let mut conn = shop.app.pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = shop.app.pool.acquire().await.expect("the test's SQL runs");
     let open =
         gavel_domain::orders::insert_awaiting_payment(&mut conn, &new_order(Utc::now() + chrono::Duration::hours(1)))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the task completes");
     let lapsed =
         gavel_domain::orders::insert_awaiting_payment(&mut conn, &new_order(Utc::now() - chrono::Duration::seconds(1)))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the task completes");
     drop(conn);
     let pay = |order: String, pm: &'static str| {
         let token = tokens[0].clone();
@@ -486,7 +492,7 @@ async fn the_gateway_never_takes_a_key_conflict_or_a_server_error_for_a_decline(
     use gavel_domain::money::Money;
     use gavel_domain::payments::{Payment, PaymentMethod, PaymentStatus};
     use gavel_workflows::stripe::{ChargeFor, Gateway, GatewayConfig, Outcome};
-    let stripe = StripeStandIn::start(([127, 0, 0, 1], 0).into(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let stripe = StripeStandIn::start(([127, 0, 0, 1], 0).into(), None).await.expect("the Stripe stand-in starts");
     let gateway = Gateway::new(&GatewayConfig {
         api_base: stripe.api_base(),
         secret_key: "sk_test_gateway".into(),
@@ -494,7 +500,7 @@ async fn the_gateway_never_takes_a_key_conflict_or_a_server_error_for_a_decline(
         breaker_failures: 100,
         breaker_cooldown: Duration::from_secs(1),
     })
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("a gateway to the stand-in");
     let payment = |amount: i64, method: &str| Payment {
         id: gavel_domain::ids::PaymentId::new(),
         order_id: gavel_domain::ids::OrderId::new(),
@@ -535,12 +541,12 @@ async fn a_checkout_whose_jobs_were_lost_is_resumed_by_the_resume_tick() {
     let db = fresh_database().await;
     let shop = Shop::open_on(&db, &[Role::Api], |_| {}).await;
     // No start job runs either: the first claim starts the sale.
-    let sale = shop.app.sale(&shop.merchant, json!({})).await["id"].as_str().unwrap_or_default().to_owned();
+    let sale = shop.app.sale(&shop.merchant, json!({})).await.id;
     let token = shop.app.buyers(1).await.remove(0);
     let claim = shop.app.post(&format!("/v1/sales/{sale}/claims"), Some(&token), json!({})).await;
     assert_eq!(claim.status, StatusCode::CREATED, "{}", claim.raw);
     shop.stripe.set_faults(Faults { fail_next: 1000, ..Faults::default() });
-    let r = shop.checkout(&token, claim.body["id"].as_str().unwrap_or_default(), "pm_card_visa").await;
+    let r = shop.checkout(&token, claim.body["id"].as_str().expect("the answer names an id"), "pm_card_visa").await;
     assert_eq!(r.body["status"], "pending_verification", "{}", r.raw);
     shop.stripe.set_faults(Faults::default());
     // Its jobs are lost (as if they had run out of retries) and it has not
@@ -548,16 +554,16 @@ async fn a_checkout_whose_jobs_were_lost_is_resumed_by_the_resume_tick() {
     sqlx::query("DELETE FROM apalis.jobs WHERE job_type = 'gavel.payments.v1'")
         .execute(&shop.app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     sqlx::query("UPDATE payments SET updated_at = now() - interval '1 hour'")
         .execute(&shop.app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     // A workers process runs its resume tick at start (then every few
     // seconds): it finds the stalled attempt and queues it again.
     let stripe_base = shop.stripe.api_base();
     let _workers = TestApp::spawn_on(&db, &[Role::Workers], |c| c.payments.stripe_api_base = stripe_base).await;
-    let order = r.body["id"].as_str().unwrap_or_default();
+    let order = r.body["id"].as_str().expect("the answer names an id");
     shop.wait_for_order(order, "paid", Duration::from_secs(15)).await;
     assert_eq!(shop.stripe.payment_intents().len(), 1, "Stripe never saw the first call: sent once now");
     assert_eq!(counts(&shop.sale(&sale).await), (9, 0, 1));
@@ -566,6 +572,6 @@ async fn a_checkout_whose_jobs_were_lost_is_resumed_by_the_resume_tick() {
     )
     .fetch_one(&shop.app.pool)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the test's SQL runs");
     assert!(resumed >= 1, "resumed by the resume tick");
 }

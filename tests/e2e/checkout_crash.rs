@@ -29,13 +29,12 @@ fn env(stripe: &StripeStandIn, pause_at: Option<&str>) -> Vec<(&'static str, Str
 }
 
 async fn killed_at(point: &str) {
-    let stripe = StripeStandIn::start(([127, 0, 0, 1], 0).into(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let stripe = StripeStandIn::start(([127, 0, 0, 1], 0).into(), None).await.expect("the Stripe stand-in starts");
     let db = fresh_database().await;
     // Set-up through an in-process API (no workers: only the child runs jobs).
     let setup = TestApp::spawn_on(&db, &[Role::Api], |c| c.payments.stripe_api_base = stripe.api_base()).await;
     let merchant = setup.merchant().await;
-    let sale = setup.sale(&merchant, json!({ "inventory": 10 })).await;
-    let sale = sale["id"].as_str().unwrap_or_default().to_owned();
+    let sale = setup.sale(&merchant, json!({ "inventory": 10 })).await.id;
     let tokens = setup.buyers(CLAIMS).await;
 
     let mut server = ChildServer::start(&db, &env(&stripe, Some(point))).await;
@@ -43,7 +42,7 @@ async fn killed_at(point: &str) {
     for token in &tokens {
         let r = setup.post(&format!("/v1/sales/{sale}/claims"), Some(token), json!({})).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
-        claims.push(r.body["id"].as_str().unwrap_or_default().to_owned());
+        claims.push(r.body["id"].as_str().expect("the answer names an id").to_owned());
     }
     // Every checkout goes to the doomed server, each with its Idempotency-Key;
     // their answers do not matter.
@@ -86,7 +85,7 @@ async fn killed_at(point: &str) {
         let paid: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = 'paid'")
             .fetch_one(&setup.pool)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the test's SQL runs");
         if paid == CLAIMS as i64 {
             break;
         }
@@ -108,14 +107,14 @@ async fn killed_at(point: &str) {
     assert_eq!(intents.len(), CLAIMS, "{point}: exactly one charge per claim");
     assert!(intents.iter().all(|pi| pi.status == "succeeded"));
     let orders: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&setup.pool).await.unwrap_or_default();
+        sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&setup.pool).await.expect("the test's SQL runs");
     assert_eq!(orders, CLAIMS as i64, "{point}: one order per claim");
     for claim in &claims {
         let status: String = sqlx::query_scalar("SELECT status FROM claims WHERE id = $1")
             .bind(uuid_of(claim))
             .fetch_one(&setup.pool)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the test's SQL runs");
         assert_eq!(status, "checked_out", "{point}");
     }
     let (available, held, sold): (i32, i32, i32) =
@@ -123,13 +122,13 @@ async fn killed_at(point: &str) {
             .bind(uuid_of(&sale))
             .fetch_one(&setup.pool)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the test's SQL runs");
     assert_eq!((available, held, sold), (10 - CLAIMS as i32, 0, CLAIMS as i32), "{point}");
     assert!(setup.invariant_holds(&sale).await);
     let paid_events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'order.paid'")
         .fetch_one(&setup.pool)
         .await
-        .unwrap_or_default();
+        .expect("the test's SQL runs");
     assert_eq!(paid_events, CLAIMS as i64, "{point}: one order.paid per order");
 }
 

@@ -39,7 +39,7 @@ impl ChildServer {
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn gavel: {e}"));
+        let mut child = cmd.spawn().expect("spawn gavel");
         let (tx, paused) = mpsc::unbounded_channel();
         if let Some(stderr) = child.stderr.take() {
             // Drained to the end, so the child never blocks on a full pipe.
@@ -88,7 +88,7 @@ impl ChildServer {
 
     /// SIGKILL, and reap.
     pub fn kill(mut self) {
-        self.child.kill().unwrap_or_else(|e| panic!("{e}"));
+        self.child.kill().expect("kill the child process");
         let _ = self.child.wait();
     }
 }
@@ -101,8 +101,5 @@ impl Drop for ChildServer {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a local socket")
 }

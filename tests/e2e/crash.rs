@@ -37,7 +37,8 @@ async fn a_server_killed_mid_burst_loses_no_answered_hold_and_strands_no_unit() 
             let status = res.status();
             let body: serde_json::Value = res.json().await.ok()?;
             answered.fetch_add(1, Ordering::Relaxed);
-            (status == StatusCode::CREATED).then(|| (i, body["id"].as_str().unwrap_or_default().to_owned()))
+            (status == StatusCode::CREATED)
+                .then(|| (i, body["id"].as_str().expect("the answer names an id").to_owned()))
         }));
     }
     while answered.load(Ordering::Relaxed) < 100 {
@@ -46,7 +47,7 @@ async fn a_server_killed_mid_burst_loses_no_answered_hold_and_strands_no_unit() 
     server.kill();
     let mut held: Vec<(usize, String)> = Vec::new();
     for t in tasks {
-        if let Some(hold) = t.await.unwrap_or_else(|e| panic!("{e}")) {
+        if let Some(hold) = t.await.expect("the task completes") {
             held.push(hold);
         }
     }
@@ -58,7 +59,7 @@ async fn a_server_killed_mid_burst_loses_no_answered_hold_and_strands_no_unit() 
             .bind(uuid_of(&sale))
             .fetch_all(&setup.pool)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the test's SQL runs")
             .into_iter()
             .map(|u| format!("clm_{}", u.simple()))
             .collect();
@@ -88,7 +89,7 @@ async fn a_server_killed_mid_burst_loses_no_answered_hold_and_strands_no_unit() 
         .bind(uuid_of(&sale))
         .fetch_one(&setup.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     assert_eq!((i64::from(held_now), available), (UNITS, 0), "every unit is held once the second wave is done");
     assert!(setup.invariant_holds(&sale).await);
 }

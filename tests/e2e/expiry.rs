@@ -6,7 +6,7 @@ use gavel::Role;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, fresh_database};
+use crate::helpers::{TestApp, eventually, fresh_database};
 
 async fn claim_all(app: &TestApp, sale: &str, tokens: &[String]) -> Vec<StatusCode> {
     let path = format!("/v1/sales/{sale}/claims");
@@ -27,21 +27,18 @@ async fn expired_holds_return_their_units_and_a_second_wave_claims_them_all() {
     assert_eq!(sold_out.code(), "sold_out");
 
     // The sweeper job returns the stock once the holds run out.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = app.get(&format!("/v1/sales/{sale}"), Some(&merchant.key)).await;
-        if s.body["available"] == 20 {
-            assert_eq!(s.body["held"], 0);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "stock never came back: {}", s.raw);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let api = app.as_(&merchant.key);
+    let (api, id) = (&api, sale.as_str());
+    let back = eventually("the stock comes back", Duration::from_secs(10), move || async move {
+        api.sale(id).await.ok().filter(|s| s.available == 20)
+    })
+    .await;
+    assert_eq!(back.held, 0);
     assert!(app.invariant_holds(&sale).await);
     let expired: i64 = sqlx::query_scalar("SELECT count(*) FROM claims WHERE status = 'expired'")
         .fetch_one(&app.pool)
         .await
-        .unwrap_or_default();
+        .expect("the test's SQL runs");
     assert_eq!(expired, 20);
 
     assert!(claim_all(&app, &sale, &second_wave).await.iter().all(|s| *s == StatusCode::CREATED));
@@ -67,8 +64,9 @@ async fn an_overdue_hold_is_expired_on_read_even_before_the_sweeper_runs() {
     assert_eq!(held.status, StatusCode::CREATED, "{}", held.raw);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let read = api.get(&format!("/v1/claims/{}", held.body["id"].as_str().unwrap_or_default()), Some(&tokens[0])).await;
-    assert_eq!(read.body["status"], "expired", "{}", read.raw);
+    let claim = held.body["id"].as_str().expect("the answer names an id");
+    let read = api.as_(&tokens[0]).get_claim(claim).await.expect("the buyer reads its claim");
+    assert_eq!(read.status, "expired", "{read:?}");
     let next = api.post(&path, Some(&tokens[1]), json!({})).await;
     assert_eq!(next.status, StatusCode::CREATED, "the overdue unit is claimable: {}", next.raw);
     assert!(api.invariant_holds(&sale).await);

@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::StreamExt;
 use gavel::{Application, Config, Role};
 use reqwest::StatusCode;
@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
+
+pub use crate::client::{Order, Sale};
 
 /// `admin.token` of `config/test.toml`.
 pub const OPERATOR_TOKEN: &str = "gavel-test-operator-token";
@@ -29,20 +31,20 @@ async fn template() -> &'static str {
     TEMPLATE
         .get_or_init(|| async {
             let admin = format!("{}/postgres", server_url());
-            let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| panic!("connect {admin}: {e}"));
-            let version = gavel_domain::MIGRATOR.iter().map(|m| m.version).max().unwrap_or_default();
+            let mut conn = PgConnection::connect(&admin).await.expect("the test PostgreSQL server accepts connections");
+            let version = gavel_domain::MIGRATOR.iter().map(|m| m.version).max().expect("at least one migration");
             let checksum: u64 = gavel_domain::MIGRATOR
                 .iter()
                 .flat_map(|m| m.checksum.iter().copied())
                 .fold(14_695_981_039_346_656_037, |h, b| (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211));
             let name = format!("gavel_tmpl_{version}_{:x}", checksum & 0xffff_ffff);
-            sqlx::query("SELECT pg_advisory_lock(8675309)").execute(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+            sqlx::query("SELECT pg_advisory_lock(8675309)").execute(&mut conn).await.expect("take the template lock");
             // Databases left by earlier runs (a busy one is skipped).
             let stale: Vec<String> =
                 sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'gavel\\_test\\_%'")
                     .fetch_all(&mut conn)
                     .await
-                    .unwrap_or_default();
+                    .expect("list stale test databases");
             for db in stale {
                 let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\"")))
                     .execute(&mut conn)
@@ -52,7 +54,7 @@ async fn template() -> &'static str {
                 .bind(&name)
                 .fetch_one(&mut conn)
                 .await
-                .unwrap_or(false);
+                .expect("look the template up");
             if !exists {
                 let building = format!("{name}_building");
                 let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{building}\"")))
@@ -61,20 +63,20 @@ async fn template() -> &'static str {
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{building}\"")))
                     .execute(&mut conn)
                     .await
-                    .unwrap_or_else(|e| panic!("create template: {e}"));
+                    .expect("create the template database");
                 let pool =
-                    PgPool::connect(&format!("{}/{building}", server_url())).await.unwrap_or_else(|e| panic!("{e}"));
-                gavel::database::migrate(&pool).await.unwrap_or_else(|e| panic!("migrate template: {e:#}"));
+                    PgPool::connect(&format!("{}/{building}", server_url())).await.expect("connect to the template");
+                gavel::database::migrate(&pool).await.expect("migrate the template");
                 pool.close().await;
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")))
                     .execute(&mut conn)
                     .await
-                    .unwrap_or_else(|e| panic!("publish template: {e}"));
+                    .expect("publish the template");
             }
             sqlx::query("SELECT pg_advisory_unlock(8675309)")
                 .execute(&mut conn)
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("release the template lock");
             name
         })
         .await
@@ -84,7 +86,8 @@ async fn template() -> &'static str {
 pub async fn fresh_database() -> String {
     let template = template().await;
     let name = format!("gavel_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(&format!("{}/postgres", server_url())).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut conn =
+        PgConnection::connect(&format!("{}/postgres", server_url())).await.expect("connect to the test server");
     // CREATE … TEMPLATE fails while another session is connected to the template;
     // only builders connect to it, briefly, so a short retry is enough.
     for attempt in 0..50 {
@@ -102,9 +105,9 @@ pub async fn fresh_database() -> String {
 }
 
 pub fn test_config(db_url: &str) -> Config {
-    let mut config = Config::for_environment("test").unwrap_or_else(|e| panic!("config: {e}"));
+    let mut config = Config::for_environment("test").expect("config/test.toml loads");
     config.database.url = Some(db_url.to_owned());
-    config.http.addr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
+    config.http.addr = "127.0.0.1:0".parse().expect("a socket address");
     config
 }
 
@@ -115,7 +118,7 @@ pub fn client() -> &'static reqwest::Client {
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(4096)
             .build()
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("an HTTP client")
     })
 }
 
@@ -165,8 +168,8 @@ impl TestApp {
     pub async fn spawn_on(db_url: &str, roles: &[Role], tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = test_config(db_url);
         tweak(&mut config);
-        let app = Application::build(config, roles).await.unwrap_or_else(|e| panic!("start gavel: {e:#}"));
-        let base = app.addr().map(|a| format!("http://{a}")).unwrap_or_default();
+        let app = Application::build(config, roles).await.expect("gavel starts");
+        let base = app.addr().map(|a| format!("http://{a}")).unwrap_or_default(); // none without the API role
         let pool = app.pool().clone();
         let stop = app.shutdown_token();
         tokio::spawn(app.run_until_stopped());
@@ -206,20 +209,16 @@ impl TestApp {
     }
 
     pub async fn merchant(&self) -> Merchant {
-        let m = gavel_domain::merchants::create(&self.pool, "Test Merchant", None)
-            .await
-            .unwrap_or_else(|e| panic!("merchant: {e}"));
+        let m = gavel_domain::merchants::create(&self.pool, "Test Merchant", None).await.expect("create a merchant");
         Merchant { key: m.api_key }
     }
 
     pub async fn product(&self, merchant: &Merchant) -> String {
-        let r = self.post("/v1/products", Some(&merchant.key), json!({ "title": "Sneakers" })).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
-        r.body["id"].as_str().unwrap_or_default().to_owned()
+        self.as_(&merchant.key).create_product("Sneakers").await.expect("create a product").id
     }
 
     /// A sale of a new product, with `overrides` laid over sensible defaults.
-    pub async fn sale(&self, merchant: &Merchant, overrides: Value) -> Value {
+    pub async fn sale(&self, merchant: &Merchant, overrides: Value) -> Sale {
         let product = self.product(merchant).await;
         let mut body = json!({
             "product_id": product, "price": 1999, "currency": "usd", "inventory": 10,
@@ -228,29 +227,24 @@ impl TestApp {
         if let (Some(b), Some(o)) = (body.as_object_mut(), overrides.as_object()) {
             b.extend(o.clone());
         }
-        let r = self.post("/v1/sales", Some(&merchant.key), body).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
-        r.body
+        self.as_(&merchant.key).create_sale(body).await.expect("create a sale")
     }
 
     /// A sale that is already active (its start job has run).
     pub async fn active_sale(&self, merchant: &Merchant, overrides: Value) -> String {
         let sale = self.sale(merchant, overrides).await;
-        let id = sale["id"].as_str().unwrap_or_default().to_owned();
-        self.wait_for_status(merchant, &id, "active", Duration::from_secs(10)).await;
-        id
+        self.wait_for_status(merchant, &sale.id, "active", Duration::from_secs(10)).await;
+        sale.id
     }
 
-    pub async fn wait_for_status(&self, merchant: &Merchant, sale: &str, status: &str, within: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let r = self.get(&format!("/v1/sales/{sale}"), Some(&merchant.key)).await;
-            if r.body["status"] == status {
-                return r.body;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "sale {sale} never became {status}: {}", r.raw);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    /// The sale as its merchant sees it once it has `status`.
+    pub async fn wait_for_status(&self, merchant: &Merchant, sale: &str, status: &str, within: Duration) -> Sale {
+        let merchant = self.as_(&merchant.key);
+        let api = &merchant;
+        eventually(&format!("sale {sale} becomes {status}"), within, move || async move {
+            api.sale(sale).await.ok().filter(|s| s.status == status)
+        })
+        .await
     }
 
     /// `n` buyers signed up over the API; returns their tokens.
@@ -258,50 +252,112 @@ impl TestApp {
         futures::stream::iter(0..n)
             .map(|i| async move {
                 let email = format!("buyer{i}-{}@example.com", uuid::Uuid::new_v4().simple());
-                let r = self.post("/v1/buyers", None, json!({ "email": email, "password": "correct horse" })).await;
-                assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
-                r.body["token"].as_str().unwrap_or_default().to_owned()
+                self.anonymous().sign_up(&email, "correct horse").await.expect("a buyer signs up").token
             })
             .buffer_unordered(32)
             .collect()
             .await
     }
 
-    /// `sold + held + available = inventory`, and `held` equals the live hold rows.
+    /// The stock invariant of `sale` (see [`invariant_holds`]).
     pub async fn invariant_holds(&self, sale: &str) -> bool {
-        sqlx::query_scalar(
-            "SELECT inventory = available + held + sold
-                    AND held = (SELECT count(*) FROM claims c
-                                WHERE c.sale_id = s.id AND c.status IN ('held', 'checking_out'))
-                    AND sold = (SELECT count(*) FROM claims c WHERE c.sale_id = s.id AND c.status = 'checked_out')
-             FROM sales s WHERE id = $1",
-        )
-        .bind(uuid_of(sale))
-        .fetch_one(&self.pool)
-        .await
-        .unwrap_or_else(|e| panic!("invariant query: {e}"))
+        invariant_holds(&self.pool, sale).await
+    }
+
+    /// Makes every pending job of `queue` due now and waits until the
+    /// workers have run them (see [`run_due_jobs`]).
+    pub async fn run_due_jobs(&self, queue: &str) {
+        run_due_jobs(&self.pool, queue, Duration::from_secs(20)).await;
     }
 }
 
+/// The one stock invariant every test checks, counting every state a unit can
+/// be in: `available + held + sold = inventory`, where `held` counts the live
+/// holds — claims `held` or `checking_out` (a claim under checkout keeps its
+/// unit held until the payment settles) — and `sold` counts the claims
+/// `checked_out`.
+pub async fn invariant_holds(pool: &PgPool, sale: &str) -> bool {
+    sqlx::query_scalar(
+        "SELECT inventory = available + held + sold
+                AND available >= 0 AND held >= 0 AND sold >= 0
+                AND held = (SELECT count(*) FROM claims c
+                            WHERE c.sale_id = s.id AND c.status IN ('held', 'checking_out'))
+                AND sold = (SELECT count(*) FROM claims c WHERE c.sale_id = s.id AND c.status = 'checked_out')
+         FROM sales s WHERE id = $1",
+    )
+    .bind(uuid_of(sale))
+    .fetch_one(pool)
+    .await
+    .expect("the invariant query runs")
+}
+
+/// How often [`eventually`] and [`run_due_jobs`] look again.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Waits for `probe` to answer `Some`, looking every few milliseconds, and
+/// returns that answer; fails the test (naming `what`) after `within`. For
+/// waiting on an event — a status, a row, a call to a stand-in — instead of
+/// sleeping for a fixed time.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {within:?} waiting until {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Drives `queue`'s workflows to rest: makes every pending job (and every
+/// failed one due for a retry) due now, so a backoff or a scheduled run does
+/// not make the test wait, and returns once no job of the queue is pending,
+/// queued or running — follow-up jobs included. The jobs' own guards decide
+/// what running early does (a guard on the sale's times still waits for
+/// them). Needs a process with the workers role on the database.
+pub async fn run_due_jobs(pool: &PgPool, queue: &str, within: Duration) {
+    eventually(&format!("the {queue} jobs have run"), within, move || async move {
+        sqlx::query(
+            "UPDATE apalis.jobs SET run_at = now() - interval '1 millisecond'
+             WHERE job_type = $1 AND run_at > now()
+               AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))",
+        )
+        .bind(queue)
+        .execute(pool)
+        .await
+        .expect("make the jobs due");
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM apalis.jobs WHERE job_type = $1
+               AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts))",
+        )
+        .bind(queue)
+        .fetch_one(pool)
+        .await
+        .expect("count the open jobs");
+        (open == 0).then_some(())
+    })
+    .await;
+}
+
 pub async fn send(req: reqwest::RequestBuilder) -> Response {
-    let res = req.send().await.unwrap_or_else(|e| panic!("request failed: {e}"));
+    let res = req.send().await.expect("the request reaches the server");
     let status = res.status();
     let headers = res.headers().clone();
-    let raw = res.text().await.unwrap_or_default();
+    let raw = res.text().await.expect("the answer has a readable body");
     let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
     Response { status, headers, body, raw }
 }
 
 /// The UUID inside a prefixed id, for SQL.
 pub fn uuid_of(id: &str) -> uuid::Uuid {
-    let hex = id.rsplit('_').next().unwrap_or_default();
-    uuid::Uuid::try_parse(hex).unwrap_or_else(|e| panic!("{id}: {e}"))
+    let hex = id.rsplit('_').next().expect("rsplit yields at least one part");
+    uuid::Uuid::try_parse(hex).expect("a prefixed id ends in 32 hex digits")
 }
 
 pub fn in_secs(secs: i64) -> String {
     (Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339()
-}
-
-pub fn parse_time(v: &Value) -> DateTime<Utc> {
-    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a time: {v}"))
 }

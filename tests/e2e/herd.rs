@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::sync::Barrier;
 
-use crate::helpers::{TestApp, client, fresh_database, send, test_config, uuid_of};
+use crate::helpers::{TestApp, client, fresh_database, invariant_holds, send, test_config, uuid_of};
 
 const BUYERS: usize = 2_000;
 const UNITS: i64 = 500;
@@ -32,16 +32,7 @@ async fn herd(apps: &[&TestApp]) {
         let (done, checks, pool, sale) = (done.clone(), checks.clone(), first.pool.clone(), sale.clone());
         tokio::spawn(async move {
             while !done.load(Ordering::Relaxed) {
-                let ok: bool = sqlx::query_scalar(
-                    "SELECT inventory = available + held + sold
-                            AND held = (SELECT count(*) FROM claims c WHERE c.sale_id = s.id AND c.status = 'held')
-                     FROM sales s WHERE id = $1",
-                )
-                .bind(uuid_of(&sale))
-                .fetch_one(&pool)
-                .await
-                .unwrap_or(false);
-                assert!(ok, "invariant broken during the burst");
+                assert!(invariant_holds(&pool, &sale).await, "invariant broken during the burst");
                 checks.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -62,16 +53,16 @@ async fn herd(apps: &[&TestApp]) {
     let mut statuses: HashMap<StatusCode, usize> = HashMap::new();
     let mut claim_ids = Vec::new();
     for task in tasks {
-        let (_, status, code, id) = task.await.unwrap_or_else(|e| panic!("{e}"));
+        let (_, status, code, id) = task.await.expect("the task completes");
         *statuses.entry(status).or_default() += 1;
         match status {
-            StatusCode::CREATED => claim_ids.push(id.unwrap_or_default()),
+            StatusCode::CREATED => claim_ids.push(id.expect("a 201 names its claim")),
             StatusCode::CONFLICT => assert_eq!(code.as_deref(), Some("sold_out")),
             other => panic!("unexpected answer {other} ({code:?})"),
         }
     }
     done.store(true, Ordering::Relaxed);
-    watcher.await.unwrap_or_else(|e| panic!("invariant watcher: {e}"));
+    watcher.await.expect("invariant watcher");
 
     assert_eq!(statuses.get(&StatusCode::CREATED).copied(), Some(UNITS as usize), "{statuses:?}");
     assert_eq!(statuses.get(&StatusCode::CONFLICT).copied(), Some(BUYERS - UNITS as usize), "{statuses:?}");
@@ -85,7 +76,7 @@ async fn herd(apps: &[&TestApp]) {
             .bind(uuid_of(&sale))
             .fetch_one(&first.pool)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the test's SQL runs");
     assert_eq!((held, buyers), (UNITS, UNITS), "no buyer holds two units");
     assert!(first.invariant_holds(&sale).await);
     let after = first.get(&format!("/v1/sales/{sale}"), Some(&merchant.key)).await;
@@ -157,8 +148,7 @@ async fn a_claim_batch_with_a_buyer_that_does_not_exist_answers_the_others_201()
     let real = app.buyers(60).await;
     // Genuine tokens (the test secret) naming buyers with no account.
     let auth = test_config("postgres://unused").auth;
-    let signer =
-        TokenSigner::new(auth.token_secret.as_bytes(), chrono::Duration::hours(1)).unwrap_or_else(|e| panic!("{e}"));
+    let signer = TokenSigner::new(auth.token_secret.as_bytes(), chrono::Duration::hours(1)).expect("a token signer");
     let ghosts: Vec<String> = (0..20).map(|_| signer.issue(BuyerId::new(), chrono::Utc::now())).collect();
 
     // Interleaved and released at once, so batches mix both kinds.
@@ -185,7 +175,7 @@ async fn a_claim_batch_with_a_buyer_that_does_not_exist_answers_the_others_201()
         .collect();
     let mut granted = 0;
     for task in tasks {
-        let (real, r) = task.await.unwrap_or_else(|e| panic!("{e}"));
+        let (real, r) = task.await.expect("the task completes");
         if real {
             assert_eq!(r.status, StatusCode::CREATED, "a real buyer was failed by a batch-mate: {}", r.raw);
             granted += 1;
@@ -207,7 +197,7 @@ async fn a_claim_lane_without_a_database_connection_answers_503_overloaded() {
     let merchant = app.merchant().await;
     // Past its start: the first claim starts it (no workers here).
     let sale = app.sale(&merchant, json!({ "inventory": 5 })).await;
-    let path = format!("/v1/sales/{}/claims", sale["id"].as_str().unwrap_or_default());
+    let path = format!("/v1/sales/{}/claims", sale.id);
     let token = app.buyers(1).await.remove(0);
 
     // Take every connection of the server's pool.

@@ -17,7 +17,7 @@ async fn count(app: &TestApp, table: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
         .fetch_one(&app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the test's SQL runs")
 }
 
 #[tokio::test]
@@ -105,7 +105,7 @@ async fn a_failed_request_is_replayed_as_the_same_failure() {
 fn signer() -> TokenSigner {
     let auth = test_config("postgres://unused").auth;
     TokenSigner::new(auth.token_secret.as_bytes(), chrono::Duration::hours(auth.token_ttl_hours))
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("a token signer")
 }
 
 fn sale_body(product: &str) -> Value {
@@ -121,7 +121,7 @@ async fn create_sale_until_answered(base: &str, merchant: &Merchant, key: &str, 
         if let Ok(res) = req.json(body).send().await {
             let status = res.status();
             let headers = res.headers().clone();
-            let raw = res.text().await.unwrap_or_default();
+            let raw = res.text().await.expect("the answer has a readable body");
             let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
             let r = Response { status, headers, body, raw };
             if r.code() != "idempotency_key_in_use" {
@@ -134,7 +134,7 @@ async fn create_sale_until_answered(base: &str, merchant: &Merchant, key: &str, 
 }
 
 async fn sales_count(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM sales").fetch_one(pool).await.unwrap_or_else(|e| panic!("{e}"))
+    sqlx::query_scalar("SELECT count(*) FROM sales").fetch_one(pool).await.expect("the test's SQL runs")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -146,8 +146,8 @@ async fn one_key_makes_one_sale_under_disconnects_and_concurrent_retries() {
 
     // Round 1: every first send is cut while its insert waits on a table lock
     // (the client gives up after 300 ms and drops the connection).
-    let mut lock = app.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
-    sqlx::query("LOCK TABLE sales IN SHARE MODE").execute(&mut *lock).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut lock = app.pool.begin().await.expect("the test's SQL runs");
+    sqlx::query("LOCK TABLE sales IN SHARE MODE").execute(&mut *lock).await.expect("the test's SQL runs");
     let cut: Vec<_> = (0..6)
         .map(|_| {
             client()
@@ -163,7 +163,7 @@ async fn one_key_makes_one_sale_under_disconnects_and_concurrent_retries() {
     for answered in futures::future::join_all(cut).await.into_iter().flatten() {
         assert_eq!(answered.status(), StatusCode::CONFLICT);
     }
-    lock.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    lock.rollback().await.expect("the test's SQL runs");
 
     // Rounds 2 and 3: first sends cut after 1 to 36 ms (before, during or
     // after the commit), each followed by retries, all at once.
@@ -190,19 +190,19 @@ async fn one_key_makes_one_sale_under_disconnects_and_concurrent_retries() {
         for answer in &answers {
             assert_eq!((answer.status, &answer.raw), (first.status, &first.raw), "{key}: every answer is the one sale");
         }
-        let id = first.body["id"].as_str().unwrap_or_default();
+        let id = first.body["id"].as_str().expect("the answer names an id");
         let found: i64 = sqlx::query_scalar("SELECT count(*) FROM sales WHERE id = $1")
             .bind(uuid_of(id))
             .fetch_one(&app.pool)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the test's SQL runs");
         assert_eq!(found, 1, "{key}: the answered sale exists");
     }
     assert_eq!(sales_count(&app.pool).await, 3, "one sale per key");
     let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE idempotency_key LIKE 'start:%'")
         .fetch_one(&app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     assert_eq!(jobs, 3, "one start job per sale");
 }
 
@@ -223,7 +223,7 @@ async fn a_sale_committed_by_a_killed_server_is_replayed_at_once_after_restart()
     let paused = tokio::time::timeout(Duration::from_secs(15), server.paused.recv()).await;
     assert!(matches!(paused, Ok(Some(_))), "the server never committed the sale");
     server.kill();
-    let lost = pending.await.unwrap_or_else(|e| panic!("{e}"));
+    let lost = pending.await.expect("the task completes");
     assert!(lost.is_err(), "the first answer was lost with the process: {lost:?}");
     assert_eq!(sales_count(&setup.pool).await, 1, "the sale committed before the kill");
 
@@ -240,8 +240,13 @@ async fn a_sale_committed_by_a_killed_server_is_replayed_at_once_after_restart()
     assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.raw);
     assert_eq!(retry.headers["idempotent-replayed"], "true");
     assert!(started.elapsed() < Duration::from_secs(5), "the retry was answered at once");
-    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM sales").fetch_one(&setup.pool).await.unwrap_or_default();
-    assert_eq!(uuid_of(retry.body["id"].as_str().unwrap_or_default()), id, "the replay names the committed sale");
+    let id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM sales").fetch_one(&setup.pool).await.expect("the test's SQL runs");
+    assert_eq!(
+        uuid_of(retry.body["id"].as_str().expect("the answer names an id")),
+        id,
+        "the replay names the committed sale"
+    );
     assert_eq!(sales_count(&setup.pool).await, 1);
 }
 
@@ -256,13 +261,13 @@ async fn two_buyers_using_one_key_to_sign_up_and_sign_in_do_not_collide() {
             send(client().post(format!("{}/v1/buyers", app.base)).header("Idempotency-Key", "k1").json(&signup)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{who}: {}", r.raw);
         assert!(r.headers.get("idempotent-replayed").is_none(), "{who} got someone else's answer");
-        let id = r.body["id"].as_str().unwrap_or_default().to_owned();
+        let id = r.body["id"].as_str().expect("the answer names an id").to_owned();
 
         let signin = json!({ "email": email, "password": "correct horse" });
         let s = send(client().post(format!("{}/v1/sessions", app.base)).header("Idempotency-Key", "k2").json(&signin))
             .await;
         assert_eq!(s.status, StatusCode::OK, "{who}: {}", s.raw);
-        let token = s.body["token"].as_str().unwrap_or_default();
+        let token = s.body["token"].as_str().expect("the answer names an id");
         let named = signer().verify(token, chrono::Utc::now()).map(|b| b.to_string());
         assert_eq!(named.as_deref(), Some(id.as_str()), "{who}'s session is {who}'s");
         ids.push(id);
@@ -272,7 +277,7 @@ async fn two_buyers_using_one_key_to_sign_up_and_sign_in_do_not_collide() {
     let tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE position('tok_' in body) > 0")
         .fetch_one(&app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     assert_eq!(tokens, 0, "no session token is stored");
 }
 
@@ -331,14 +336,16 @@ async fn a_replayed_sign_up_answers_a_working_token_for_the_same_buyer_and_store
     assert_eq!(replay.status, StatusCode::CREATED, "{}", replay.raw);
     assert_eq!(replay.headers["idempotent-replayed"], "true");
     assert_eq!(replay.body["id"], first.body["id"]);
-    let token = replay.body["token"].as_str().unwrap_or_default();
+    let token = replay.body["token"].as_str().expect("the answer names an id");
     let named = signer().verify(token, chrono::Utc::now()).map(|b| b.to_string());
     assert_eq!(named.as_deref(), first.body["id"].as_str(), "the new token names the same buyer");
     let claim = app.post(&format!("/v1/sales/{sale}/claims"), Some(token), json!({})).await;
     assert_eq!(claim.status, StatusCode::CREATED, "the replayed token works: {}", claim.raw);
 
-    let stored: Vec<Vec<u8>> =
-        sqlx::query_scalar("SELECT body FROM idempotency_keys").fetch_all(&app.pool).await.unwrap_or_default();
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT body FROM idempotency_keys")
+        .fetch_all(&app.pool)
+        .await
+        .expect("the test's SQL runs");
     assert_eq!(stored.len(), 1);
     let stored = String::from_utf8_lossy(&stored[0]);
     assert!(!stored.contains("tok_"), "a session token was stored: {stored}");

@@ -1,5 +1,9 @@
 //! End-to-end tests: the real application over real HTTP and a real
-//! PostgreSQL (a fresh database per test). See `helpers.rs`.
+//! PostgreSQL (a fresh database per test). See `helpers.rs` and the typed
+//! client in `client.rs`.
+
+// A test states why it expects a value; `expect` is the test's assertion.
+#![allow(clippy::expect_used)]
 
 mod auth_limits;
 mod bad_input;
@@ -7,6 +11,7 @@ mod bootstrap;
 mod checkout;
 mod checkout_crash;
 mod child;
+mod client;
 mod crash;
 mod expiry;
 mod helpers;

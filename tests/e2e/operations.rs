@@ -56,7 +56,7 @@ async fn maintenance_prunes_old_finished_jobs_and_idempotency_keys_only() {
         )))
         .execute(&app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     }
     for (key, age) in [("old", "2 days"), ("fresh", "1 minute")] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -65,19 +65,19 @@ async fn maintenance_prunes_old_finished_jobs_and_idempotency_keys_only() {
         )))
         .execute(&app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     }
     let job = gavel_domain::jobs::MaintenanceJob::Prune { tick: 1 };
-    gavel_workflows::maintenance::run(&app.pool, job).await.unwrap_or_else(|e| panic!("{e}"));
+    gavel_workflows::maintenance::run(&app.pool, job).await.expect("the maintenance job runs");
     let jobs: Vec<(String, bool)> = sqlx::query_as(
         "SELECT status, done_at > now() - interval '1 day' FROM apalis.jobs WHERE job_type = 'test.queue' ORDER BY status",
     )
     .fetch_all(&app.pool)
     .await
-    .unwrap_or_default();
+    .expect("the test's SQL runs");
     assert_eq!(jobs, vec![("Done".to_owned(), true), ("Killed".to_owned(), false)]);
     let keys: Vec<String> =
-        sqlx::query_scalar("SELECT key FROM idempotency_keys").fetch_all(&app.pool).await.unwrap_or_default();
+        sqlx::query_scalar("SELECT key FROM idempotency_keys").fetch_all(&app.pool).await.expect("the test's SQL runs");
     assert_eq!(keys, vec!["fresh".to_owned()]);
 }
 
@@ -90,7 +90,7 @@ async fn metrics_need_the_operator_token_and_invented_methods_add_no_series() {
         assert!(r.is_problem());
     }
     for i in 0..40 {
-        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).expect("a valid method token");
         app.request(method, &format!("/v1/nothing/{i}"), None, None).await;
     }
     let text = app.metrics().await;

@@ -31,7 +31,7 @@ fn serve_production(db: &str, env: &[(&str, &str)]) -> (bool, String) {
         cmd.env_remove(var);
     }
     cmd.envs(env.iter().copied()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let out = cmd.output().unwrap_or_else(|e| panic!("run gavel: {e}"));
+    let out = cmd.output().expect("run gavel");
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -72,7 +72,7 @@ async fn a_token_signed_with_the_published_secret_opens_nothing() {
     .await;
     let victim = app.buyers(1).await.remove(0);
     let published =
-        TokenSigner::new(b"gavel-dev-secret-change-me", chrono::Duration::hours(1)).unwrap_or_else(|e| panic!("{e}"));
+        TokenSigner::new(b"gavel-dev-secret-change-me", chrono::Duration::hours(1)).expect("a token signer");
     let forged = published.issue(BuyerId::new(), Utc::now());
     let r = app.get("/v1/orders", Some(&forged)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.raw);

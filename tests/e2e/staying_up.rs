@@ -18,7 +18,7 @@ async fn get(base: &str, path: &str, auth: Option<&str>) -> (StatusCode, Value, 
     if let Some(auth) = auth {
         req = req.bearer_auth(auth);
     }
-    let res = req.send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let res = req.send().await.expect("the request reaches the server");
     let status = res.status();
     let retry = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
     (status, res.json().await.unwrap_or(Value::Null), retry)
@@ -27,26 +27,25 @@ async fn get(base: &str, path: &str, auth: Option<&str>) -> (StatusCode, Value, 
 /// Refuses (true) or allows connections to the test's own database, and ends
 /// every session it has — an outage as an operator's failover would cause.
 async fn database_down(db: &str, down: bool) {
-    let name = db.rsplit('/').next().unwrap_or_default().to_owned();
-    let mut admin =
-        PgConnection::connect(&format!("{}/postgres", server_url())).await.unwrap_or_else(|e| panic!("{e}"));
+    let name = db.rsplit('/').next().expect("a database URL ends in its name").to_owned();
+    let mut admin = PgConnection::connect(&format!("{}/postgres", server_url())).await.expect("the test's SQL runs");
     let allow = if down { "false" } else { "true" };
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {allow}")))
         .execute(&mut admin)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     if down {
         sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
             .bind(&name)
             .execute(&mut admin)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the test's SQL runs");
     }
 }
 
 async fn merchant_key(db: &str) -> String {
-    let pool = sqlx::PgPool::connect(db).await.unwrap_or_else(|e| panic!("{e}"));
-    let m = gavel_domain::merchants::create(&pool, "Outage Shop", None).await.unwrap_or_else(|e| panic!("{e}"));
+    let pool = sqlx::PgPool::connect(db).await.expect("the test's SQL runs");
+    let m = gavel_domain::merchants::create(&pool, "Outage Shop", None).await.expect("create a merchant");
     pool.close().await;
     m.api_key
 }
@@ -62,8 +61,8 @@ async fn a_database_outage_degrades_service_and_the_process_stays_up() {
         .json(&json!({ "title": "Boots" }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let product: Value = product.json().await.unwrap_or_default();
+        .expect("the task completes");
+    let product: Value = product.json().await.expect("a JSON product");
     // Scheduled to start while the database is down, and to end soon after.
     let sale = client()
         .post(format!("{}/v1/sales", server.base))
@@ -72,10 +71,10 @@ async fn a_database_outage_degrades_service_and_the_process_stays_up() {
                        "starts_at": in_secs(2), "duration_seconds": 6 }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the task completes");
     assert_eq!(sale.status(), StatusCode::CREATED);
-    let sale: Value = sale.json().await.unwrap_or_default();
-    let sale_path = format!("/v1/sales/{}", sale["id"].as_str().unwrap_or_default());
+    let sale: Value = sale.json().await.expect("a JSON sale");
+    let sale_path = format!("/v1/sales/{}", sale["id"].as_str().expect("the answer names an id"));
 
     database_down(&db, true).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -119,9 +118,9 @@ async fn sigterm_with_a_slow_client_connected_exits_within_the_grace_period() {
     // test.toml: shutdown_grace_ms = 3000; the slow client never finishes.
     let mut server = ChildServer::start(&db, &[("GAVEL_HTTP__HEADER_READ_TIMEOUT_MS", "60000".into())]).await;
     let addr = server.base.trim_start_matches("http://").to_owned();
-    let mut slow = TcpStream::connect(&addr).unwrap_or_else(|e| panic!("{e}"));
+    let mut slow = TcpStream::connect(&addr).expect("a local socket");
     slow.write_all(b"POST /v1/products HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the socket accepts it");
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.terminate();
     let status = server.exited_within(Duration::from_secs(10)).await;
@@ -134,9 +133,9 @@ async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
     let db = fresh_database().await;
     let server = ChildServer::start(&db, &[("GAVEL_HTTP__HEADER_READ_TIMEOUT_MS", "1000".into())]).await;
     let addr = server.base.trim_start_matches("http://").to_owned();
-    let mut slow = TcpStream::connect(&addr).unwrap_or_else(|e| panic!("{e}"));
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap_or_else(|e| panic!("{e}"));
-    slow.set_read_timeout(Some(Duration::from_secs(15))).unwrap_or_else(|e| panic!("{e}"));
+    let mut slow = TcpStream::connect(&addr).expect("a local socket");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHo").expect("the socket accepts it");
+    slow.set_read_timeout(Some(Duration::from_secs(15))).expect("the socket accepts it");
     let started = std::time::Instant::now();
     let mut buf = [0u8; 512];
     // The server answers 408 or just closes; either way the read ends, long

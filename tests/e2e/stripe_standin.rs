@@ -21,16 +21,12 @@ use tokio::sync::mpsc;
 const SECRET: &str = "whsec_test_standin";
 
 async fn standin(webhook: Option<WebhookTarget>) -> StripeStandIn {
-    let addr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
-    StripeStandIn::start(addr, webhook).await.unwrap_or_else(|e| panic!("start stand-in: {e}"))
+    let addr = "127.0.0.1:0".parse().expect("a valid literal");
+    StripeStandIn::start(addr, webhook).await.expect("start stand-in")
 }
 
 fn client(stripe: &StripeStandIn, timeout: Duration) -> Client {
-    ClientBuilder::new("sk_test_gavel")
-        .url(stripe.api_base())
-        .timeout(timeout)
-        .build()
-        .unwrap_or_else(|e| panic!("client: {e}"))
+    ClientBuilder::new("sk_test_gavel").url(stripe.api_base()).timeout(timeout).build().expect("client")
 }
 
 fn charge(claim: &str, payment_method: &str) -> CreatePaymentIntent {
@@ -39,7 +35,7 @@ fn charge(claim: &str, payment_method: &str) -> CreatePaymentIntent {
 }
 
 fn key(k: &str) -> RequestStrategy {
-    RequestStrategy::Idempotent(IdempotencyKey::new(k).unwrap_or_else(|e| panic!("{e}")))
+    RequestStrategy::Idempotent(IdempotencyKey::new(k).expect("a valid idempotency key"))
 }
 
 #[tokio::test]
@@ -47,11 +43,11 @@ async fn a_payment_with_an_idempotency_key_charges_once_however_often_it_is_sent
     let stripe = standin(None).await;
     let client = client(&stripe, Duration::from_secs(5));
     let first = charge("clm_1", "pm_card_visa").customize().request_strategy(key("clm_1:pay")).send(&client).await;
-    let first = first.unwrap_or_else(|e| panic!("{e}"));
+    let first = first.expect("the stand-in answers the Stripe call");
     assert_eq!(first.status, PaymentIntentStatus::Succeeded);
     assert_eq!(first.amount_received, 1999);
     let again = charge("clm_1", "pm_card_visa").customize().request_strategy(key("clm_1:pay")).send(&client).await;
-    assert_eq!(again.unwrap_or_else(|e| panic!("{e}")).id, first.id);
+    assert_eq!(again.expect("the stand-in answers the Stripe call").id, first.id);
     assert_eq!(stripe.payment_intents().len(), 1, "one charge");
 
     let other = charge("clm_2", "pm_card_visa").customize().request_strategy(key("clm_1:pay")).send(&client).await;
@@ -61,7 +57,8 @@ async fn a_payment_with_an_idempotency_key_charges_once_however_often_it_is_sent
         }
         other => panic!("a reused key with other parameters must be refused: {other:?}"),
     }
-    let got = RetrievePaymentIntent::new(first.id.clone()).send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+    let got =
+        RetrievePaymentIntent::new(first.id.clone()).send(&client).await.expect("the stand-in answers the Stripe call");
     assert_eq!(got.status, PaymentIntentStatus::Succeeded);
 }
 
@@ -90,12 +87,12 @@ async fn a_lost_response_times_out_and_the_charge_is_found_by_its_metadata() {
     assert_eq!(stripe.faults().lose_next, 0);
 
     let found = SearchPaymentIntent::new("metadata['claim_id']:'clm_4'").send(&client).await;
-    let found = found.unwrap_or_else(|e| panic!("{e}"));
+    let found = found.expect("the stand-in answers the Stripe call");
     assert_eq!(found.data.len(), 1);
     assert_eq!(found.data[0].status, PaymentIntentStatus::Succeeded, "it charged although the answer was lost");
     // Retrying with the same key replays the charge instead of making another.
     let retried = charge("clm_4", "pm_card_visa").customize().request_strategy(key("clm_4:pay")).send(&client).await;
-    assert_eq!(retried.unwrap_or_else(|e| panic!("{e}")).id, found.data[0].id);
+    assert_eq!(retried.expect("the stand-in answers the Stripe call").id, found.data[0].id);
     assert_eq!(stripe.payment_intents().len(), 1);
 }
 
@@ -134,25 +131,28 @@ async fn refunds_return_money_once_and_events_are_signed_as_stripe_signs_them() 
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-    let url = format!("http://{}/hook", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a local socket");
+    let url = format!("http://{}/hook", listener.local_addr().expect("a bound address"));
     tokio::spawn(async move { axum::serve(listener, receiver).await });
 
     let stripe = standin(Some(WebhookTarget { url, secret: SECRET.into() })).await;
     let client = client(&stripe, Duration::from_secs(5));
-    let pi = charge("clm_6", "pm_card_visa").send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+    let pi = charge("clm_6", "pm_card_visa").send(&client).await.expect("the stand-in answers the Stripe call");
     let next = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.ok().flatten();
     assert_eq!(next, Some(format!("succeeded {}", pi.id)));
 
-    let refund =
-        CreateRefund::new().payment_intent(pi.id.as_str()).send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+    let refund = CreateRefund::new()
+        .payment_intent(pi.id.as_str())
+        .send(&client)
+        .await
+        .expect("the stand-in answers the Stripe call");
     assert_eq!(refund.amount, 1999);
     let next = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.ok().flatten();
     assert_eq!(next.as_deref(), Some("refunded 1999"));
     let twice = CreateRefund::new().payment_intent(pi.id.as_str()).send(&client).await;
     assert!(matches!(twice, Err(StripeError::Stripe(_, 400))), "no refund beyond the charge: {twice:?}");
     assert_eq!(stripe.refunds().len(), 1);
-    let listed = ListRefund::new().send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+    let listed = ListRefund::new().send(&client).await.expect("the stand-in answers the Stripe call");
     assert_eq!(listed.data.iter().map(|r| r.amount).collect::<Vec<_>>(), vec![1999]);
 }
 
@@ -161,7 +161,7 @@ async fn charged(client: &Client, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let pi = charge(&format!("clm_page_{i}"), "pm_card_visa").send(client).await;
-        ids.push(pi.unwrap_or_else(|e| panic!("charge {i}: {e}")).id.to_string());
+        ids.push(pi.expect("the stand-in charges").id.to_string());
     }
     ids.reverse();
     ids
@@ -189,28 +189,28 @@ async fn the_list_pager_sees_every_payment_intent_once_newest_first() {
         .map_ok(|pi| pi.id.to_string())
         .try_collect()
         .await
-        .unwrap_or_else(|e| panic!("paging: {e}"));
+        .expect("paging");
     assert_eq!(paged, newest_first, "all 25, each once, newest first");
 
     // Stripe's default page is 10, and says there is more.
-    let first = ListPaymentIntent::new().send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+    let first = ListPaymentIntent::new().send(&client).await.expect("the stand-in answers the Stripe call");
     let ids: Vec<String> = first.data.iter().map(|pi| pi.id.to_string()).collect();
     assert_eq!(
         (ids.as_slice(), first.has_more, first.url.as_str()),
         (&newest_first[..10], true, "/v1/payment_intents")
     );
     let last = ListPaymentIntent::new().starting_after(newest_first[19].as_str()).limit(10).send(&client).await;
-    let last = last.unwrap_or_else(|e| panic!("{e}"));
+    let last = last.expect("the stand-in answers the Stripe call");
     let ids: Vec<String> = last.data.iter().map(|pi| pi.id.to_string()).collect();
     assert_eq!((ids.as_slice(), last.has_more), (&newest_first[20..], false));
 
     // `ending_before`: the objects just newer than the cursor, newest first.
     let before = ListPaymentIntent::new().ending_before(newest_first[13].as_str()).limit(3).send(&client).await;
-    let before = before.unwrap_or_else(|e| panic!("{e}"));
+    let before = before.expect("the stand-in answers the Stripe call");
     let ids: Vec<String> = before.data.iter().map(|pi| pi.id.to_string()).collect();
     assert_eq!((ids.as_slice(), before.has_more), (&newest_first[10..13], true));
     let top = ListPaymentIntent::new().ending_before(newest_first[2].as_str()).send(&client).await;
-    let top = top.unwrap_or_else(|e| panic!("{e}"));
+    let top = top.expect("the stand-in answers the Stripe call");
     let ids: Vec<String> = top.data.iter().map(|pi| pi.id.to_string()).collect();
     assert_eq!((ids.as_slice(), top.has_more), (&newest_first[..2], false));
 
@@ -229,11 +229,11 @@ async fn the_list_pager_sees_every_payment_intent_once_newest_first() {
 async fn the_refund_list_pages_newest_first() {
     let stripe = standin(None).await;
     let client = client(&stripe, Duration::from_secs(5));
-    let pi = charge("clm_refunds", "pm_card_visa").send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+    let pi = charge("clm_refunds", "pm_card_visa").send(&client).await.expect("the stand-in answers the Stripe call");
     let mut newest_first = Vec::new();
-    for i in 0..25 {
+    for _ in 0..25 {
         let refund = CreateRefund::new().payment_intent(pi.id.as_str()).amount(1).send(&client).await;
-        newest_first.push(refund.unwrap_or_else(|e| panic!("refund {i}: {e}")).id.to_string());
+        newest_first.push(refund.expect("the stand-in refunds").id.to_string());
     }
     newest_first.reverse();
     let paged: Vec<String> = ListRefund::new()
@@ -243,10 +243,10 @@ async fn the_refund_list_pages_newest_first() {
         .map_ok(|r| r.id.to_string())
         .try_collect()
         .await
-        .unwrap_or_else(|e| panic!("paging: {e}"));
+        .expect("paging");
     assert_eq!(paged, newest_first);
     let before = ListRefund::new().ending_before(newest_first[5].as_str()).limit(2).send(&client).await;
-    let before = before.unwrap_or_else(|e| panic!("{e}"));
+    let before = before.expect("the stand-in answers the Stripe call");
     let ids: Vec<String> = before.data.iter().map(|r| r.id.to_string()).collect();
     assert_eq!((ids.as_slice(), before.has_more, before.url.as_str()), (&newest_first[3..5], true, "/v1/refunds"));
 }
@@ -265,7 +265,7 @@ async fn search_results_page_through_next_page_until_it_is_null() {
         .map_ok(|pi| pi.id.to_string())
         .try_collect()
         .await
-        .unwrap_or_else(|e| panic!("paging: {e}"));
+        .expect("paging");
     assert_eq!(paged, newest_first);
 
     // By hand: `next_page` leads on, and is null on the last page.
@@ -277,7 +277,7 @@ async fn search_results_page_through_next_page_until_it_is_null() {
         if let Some(token) = page.take() {
             request = request.page(token);
         }
-        let result = request.send(&client).await.unwrap_or_else(|e| panic!("{e}"));
+        let result = request.send(&client).await.expect("the stand-in answers the Stripe call");
         pages += 1;
         seen.extend(result.data.iter().map(|pi| pi.id.to_string()));
         assert_eq!(result.has_more, result.next_page.is_some(), "has_more and next_page agree");

@@ -18,15 +18,15 @@ use crate::helpers::{TestApp, fresh_database};
 async fn lost_checkout(payment_method: &str) -> (Shop, String, String, String) {
     let shop = Shop::open_on(&fresh_database().await, &[Role::Api], |_| {}).await;
     // No start job runs without workers: the first claim starts the sale.
-    let sale = shop.app.sale(&shop.merchant, json!({})).await["id"].as_str().unwrap_or_default().to_owned();
+    let sale = shop.app.sale(&shop.merchant, json!({})).await.id;
     let token = shop.app.buyers(1).await.remove(0);
     let claim = shop.app.post(&format!("/v1/sales/{sale}/claims"), Some(&token), json!({})).await;
     assert_eq!(claim.status, StatusCode::CREATED, "{}", claim.raw);
-    let claim = claim.body["id"].as_str().unwrap_or_default().to_owned();
+    let claim = claim.body["id"].as_str().expect("the answer names an id").to_owned();
     shop.stripe.set_faults(Faults { lose_next: 1, ..Faults::default() });
     let r = shop.checkout(&token, &claim, payment_method).await;
     assert_eq!(r.body["status"], "pending_verification", "{}", r.raw);
-    let order = r.body["id"].as_str().unwrap_or_default().to_owned();
+    let order = r.body["id"].as_str().expect("the answer names an id").to_owned();
     (shop, sale, claim, order)
 }
 
@@ -43,7 +43,7 @@ async fn stored(shop: &Shop, id: &str) -> (String, Option<String>, Option<String
         .bind(id)
         .fetch_one(&shop.app.pool)
         .await
-        .unwrap_or_else(|e| panic!("event {id} not stored: {e}"))
+        .expect("the event is stored")
 }
 
 /// The order, its claim and its sale have not moved from the open checkout.
@@ -51,7 +51,7 @@ async fn still_open(shop: &Shop, sale: &str, claim: &str, order: &str) {
     let r = shop.app.get(&format!("/v1/orders/{order}"), Some(&shop.merchant.key)).await;
     assert_eq!(r.body["status"], "pending_verification", "{}", r.raw);
     assert_eq!(shop.claim_status(claim).await, "checking_out");
-    assert_eq!(shop.sale(sale).await["sold"], 0, "no unit sold");
+    assert_eq!(shop.sale(sale).await.sold, 0, "no unit sold");
     assert_eq!(shop.events("order.paid").await, 0);
 }
 
@@ -112,7 +112,7 @@ async fn signed_but_forged_successes_are_refused_and_only_what_stripe_confirms_s
     assert_eq!(send_event(&shop, "evt_genuine", "payment_intent.succeeded", pi.to_json()).await, "applied");
     let r = shop.app.get(&format!("/v1/orders/{order}"), Some(&shop.merchant.key)).await;
     assert_eq!((r.body["status"].as_str(), r.body["payment"]["status"].as_str()), (Some("paid"), Some("succeeded")));
-    assert_eq!(shop.sale(&sale).await["sold"], 1);
+    assert_eq!(shop.sale(&sale).await.sold, 1);
     assert_eq!(shop.claim_status(&claim).await, "checked_out");
     assert!(shop.app.invariant_holds(&sale).await);
     // Now that the attempt knows its PaymentIntent, a late forgery is ignored.
@@ -144,7 +144,8 @@ async fn a_forged_success_for_a_declined_card_is_refused_on_stripes_word() {
     assert_eq!(send_event(&shop, "evt_real_failure", "payment_intent.payment_failed", pi.to_json()).await, "applied");
     let r = shop.app.get(&format!("/v1/orders/{order}"), Some(&shop.merchant.key)).await;
     assert_eq!(r.body["status"], "payment_failed", "{}", r.raw);
-    assert_eq!((shop.sale(&sale).await["sold"].as_i64(), shop.sale(&sale).await["held"].as_i64()), (Some(0), Some(0)));
+    let after = shop.sale(&sale).await;
+    assert_eq!((after.sold, after.held), (0, 0));
 }
 
 #[tokio::test]
@@ -186,7 +187,7 @@ async fn signed_events_of_unknown_types_or_unreadable_bodies_are_acknowledged_an
         sqlx::query_as("SELECT type, payload FROM stripe_events WHERE id LIKE 'sha256:%' AND outcome = 'ignored'")
             .fetch_all(&shop.app.pool)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the test's SQL runs");
     assert_eq!(kinds, vec![("unparseable".to_owned(), json!(junk))]);
 
     // Unsigned or wrongly signed, readable or not: still refused, not stored.
@@ -197,7 +198,7 @@ async fn signed_events_of_unknown_types_or_unreadable_bodies_are_acknowledged_an
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM stripe_events")
         .fetch_one(&shop.app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     assert_eq!(count, 4);
 }
 
@@ -213,13 +214,13 @@ async fn maintenance_prunes_stripe_events_older_than_thirty_days_only() {
         .bind(age)
         .execute(&app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     }
     let job = gavel_domain::jobs::MaintenanceJob::Prune { tick: 1 };
-    gavel_workflows::maintenance::run(&app.pool, job).await.unwrap_or_else(|e| panic!("{e}"));
+    gavel_workflows::maintenance::run(&app.pool, job).await.expect("the maintenance job runs");
     let left: Vec<String> = sqlx::query_scalar("SELECT id FROM stripe_events ORDER BY id")
         .fetch_all(&app.pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the test's SQL runs");
     assert_eq!(left, vec!["evt_fresh".to_owned(), "evt_retry_window".to_owned()]);
 }
