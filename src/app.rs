@@ -243,7 +243,7 @@ mod tests {
     fn app_with(run: impl std::future::Future<Output = ()> + Send + 'static) -> Application {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .connect_lazy("postgres://postgres@127.0.0.1:5432/postgres")
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("a lazy pool needs no server");
         let mut tasks = JoinSet::new();
         tasks.spawn(part("a part", run));
         Application {

@@ -294,38 +294,38 @@ mod tests {
 
     fn passwords(concurrency: usize, queue_wait: Duration) -> Passwords {
         let cost = PasswordCost { memory_kib: 256, iterations: 1 };
-        Passwords::new(cost, HashLimits { concurrency, queue_wait }).unwrap_or_else(|e| panic!("{e}"))
+        Passwords::new(cost, HashLimits { concurrency, queue_wait }).expect("the password test setup works")
     }
 
     #[tokio::test]
     async fn hashes_from_a_reused_buffer_verify_both_ways_with_the_reference_implementation() {
         use argon2::password_hash::{PasswordHasher, PasswordVerifier};
         let passwords = passwords(1, Duration::from_secs(5));
-        let first = passwords.hash("first password".into()).await.unwrap_or_else(|e| panic!("{e}"));
-        let second = passwords.hash("second password".into()).await.unwrap_or_else(|e| panic!("{e}"));
+        let first = passwords.hash("first password".into()).await.expect("the password test setup works");
+        let second = passwords.hash("second password".into()).await.expect("the password test setup works");
         for (password, hash) in [("first password", &first), ("second password", &second)] {
-            let parsed = PasswordHash::new(hash).unwrap_or_else(|e| panic!("{e}"));
+            let parsed = PasswordHash::new(hash).expect("the password test setup works");
             assert!(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(), "{hash}");
         }
         // A hash made by argon2 itself, at another cost (as stored by earlier builds).
-        let salt = SaltString::encode_b64(b"sixteen byte salt").unwrap_or_else(|e| panic!("{e}"));
-        let params = Params::new(512, 2, 1, None).unwrap_or_else(|e| panic!("{e}"));
+        let salt = SaltString::encode_b64(b"sixteen byte salt").expect("the password test setup works");
+        let params = Params::new(512, 2, 1, None).expect("the password test setup works");
         let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
             .hash_password(b"old password", &salt)
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the password test setup works")
             .to_string();
         let check = |password: &str, stored: &str| passwords.verify(password.into(), Some(stored.into()));
-        assert!(check("old password", &reference).await.unwrap_or_else(|e| panic!("{e}")));
-        assert!(check("first password", &first).await.unwrap_or_else(|e| panic!("{e}")));
-        assert!(!check("second password", &first).await.unwrap_or_else(|e| panic!("{e}")));
-        assert!(!passwords.verify("first password".into(), None).await.unwrap_or_else(|e| panic!("{e}")));
+        assert!(check("old password", &reference).await.expect("the password test setup works"));
+        assert!(check("first password", &first).await.expect("the password test setup works"));
+        assert!(!check("second password", &first).await.expect("the password test setup works"));
+        assert!(!passwords.verify("first password".into(), None).await.expect("the password test setup works"));
     }
 
     #[tokio::test]
     async fn with_every_permit_taken_hashing_and_unknown_emails_answer_overloaded_after_the_wait() {
         let passwords = passwords(1, Duration::from_millis(50));
-        passwords.dummy().await.unwrap_or_else(|e| panic!("{e}"));
-        let _busy = passwords.inner.permits.clone().acquire_owned().await.unwrap_or_else(|e| panic!("{e}"));
+        passwords.dummy().await.expect("the password test setup works");
+        let _busy = passwords.inner.permits.clone().acquire_owned().await.expect("the password test setup works");
         let overloaded = |r: Result<_>| matches!(r, Err(Error::Overloaded { .. }));
         assert!(overloaded(passwords.hash("a password".into()).await.map(|_| ())));
         assert!(overloaded(passwords.verify("a password".into(), None).await.map(|_| ())), "no short cut");

@@ -187,7 +187,7 @@ mod tests {
     use crate::money::Currency;
 
     fn paid() -> DomainEvent {
-        let usd = "usd".parse::<Currency>().unwrap_or_else(|e| panic!("{e}"));
+        let usd = "usd".parse::<Currency>().expect("usd is supported");
         DomainEvent::OrderPaid(OrderSettled {
             order_id: OrderId::new(),
             sale_id: Some(SaleId::new()),
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn an_event_is_tagged_by_type_with_its_payload_as_data() {
         let event = paid();
-        let json = serde_json::to_value(&event).unwrap_or_else(|e| panic!("{e}"));
+        let json = serde_json::to_value(&event).expect("an event serialises");
         assert_eq!(json["type"], "order.paid");
         assert_eq!(json["data"]["amount"], 1999);
         assert_eq!(json["data"]["currency"], "usd");
@@ -210,7 +210,7 @@ mod tests {
 
     /// One event of every kind.
     fn every_kind() -> Vec<DomainEvent> {
-        let usd = "usd".parse::<Currency>().unwrap_or_else(|e| panic!("{e}"));
+        let usd = "usd".parse::<Currency>().expect("usd is supported");
         let DomainEvent::OrderPaid(settled) = paid() else { panic!("paid() is order.paid") };
         let closed = SaleClosed {
             sale_id: SaleId::new(),
@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(kinds.len(), all.len(), "each kind has its own type");
         for event in all {
             assert_eq!(serde_json::to_value(&event).ok().map(|j| j["type"].clone()), Some(event.kind().into()));
-            let data = event.data().unwrap_or_else(|e| panic!("{e}"));
+            let data = event.data().expect("an event has data");
             assert_eq!(DomainEvent::from_stored(event.kind(), data).ok(), Some(event.clone()));
         }
         assert!(DomainEvent::from_stored("sale.exploded", serde_json::json!({})).is_err());
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn a_closed_sales_figures_keep_the_shape_tests_and_merchants_read() {
-        let data = every_kind()[1].data().unwrap_or_else(|e| panic!("{e}"));
+        let data = every_kind()[1].data().expect("an event has data");
         assert_eq!((data["figures"]["sold"].as_i64(), data["figures"]["released"].as_i64()), (Some(2), Some(3)));
         assert_eq!(data["figures"]["revenue"], serde_json::json!({ "amount": 3998, "currency": "usd" }));
     }
@@ -266,10 +266,10 @@ mod tests {
     #[test]
     fn the_envelope_carries_id_version_type_and_data_side_by_side() {
         let envelope = Envelope { id: EventId::new(), version: VERSION, created_at: Utc::now(), event: paid() };
-        let json = serde_json::to_value(&envelope).unwrap_or_else(|e| panic!("{e}"));
+        let json = serde_json::to_value(&envelope).expect("an envelope serialises");
         assert_eq!((json["type"].as_str(), json["version"].as_i64()), (Some("order.paid"), Some(1)));
         assert_eq!(json["data"]["amount"], 1999);
-        let back: Envelope = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+        let back: Envelope = serde_json::from_value(json).expect("an envelope reads back");
         assert_eq!(back, envelope);
     }
 }

@@ -499,7 +499,7 @@ mod tests {
     #[test]
     fn defaults_are_the_products_ten_minutes_and_three_minute_holds() {
         let now = Utc::now();
-        let terms = SaleTerms::parse(raw(now), now).unwrap_or_else(|e| panic!("{e}"));
+        let terms = SaleTerms::parse(raw(now), now).expect("the test terms are valid");
         assert_eq!(terms.duration, Duration::minutes(10));
         assert_eq!(terms.hold, Duration::minutes(3));
         assert_eq!(terms.per_buyer_limit, 1);

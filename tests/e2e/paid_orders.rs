@@ -28,13 +28,10 @@ async fn pay(shop: &Shop, token: &str, order: &str, key: Option<&str>) -> Respon
 /// An auction winner's order awaiting payment for an hour, for the only buyer.
 async fn awaiting_order(shop: &Shop) -> String {
     let pool = &shop.app.pool;
-    let buyer: BuyerId =
-        sqlx::query_scalar("SELECT id FROM buyers").fetch_one(pool).await.unwrap_or_else(|e| panic!("the buyer: {e}"));
-    let merchant: MerchantId = sqlx::query_scalar("SELECT id FROM merchants")
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("the merchant: {e}"));
-    let usd: Currency = "usd".parse().unwrap_or_else(|e| panic!("usd is supported: {e}"));
+    let buyer: BuyerId = sqlx::query_scalar("SELECT id FROM buyers").fetch_one(pool).await.expect("the buyer");
+    let merchant: MerchantId =
+        sqlx::query_scalar("SELECT id FROM merchants").fetch_one(pool).await.expect("the merchant");
+    let usd: Currency = "usd".parse().expect("usd is supported");
     let new = AwaitingPayment {
         merchant,
         buyer,
@@ -42,12 +39,8 @@ async fn awaiting_order(shop: &Shop) -> String {
         amount: Money::new(12_500, usd),
         due_at: Utc::now() + chrono::Duration::hours(1),
     };
-    let mut conn = pool.acquire().await.unwrap_or_else(|e| panic!("a connection: {e}"));
-    orders::insert_awaiting_payment(&mut conn, &new)
-        .await
-        .unwrap_or_else(|e| panic!("the order is created: {e}"))
-        .id
-        .to_string()
+    let mut conn = pool.acquire().await.expect("a connection");
+    orders::insert_awaiting_payment(&mut conn, &new).await.expect("the order is created").id.to_string()
 }
 
 fn assert_not_payable(r: &Response, status: &str) {
