@@ -13,6 +13,7 @@ mod helpers;
 mod herd;
 mod idempotency;
 mod lifecycle;
+mod openapi_conformance;
 mod operations;
 mod sales_api;
 mod secrets;
