@@ -42,14 +42,12 @@ impl From<Error> for Problem {
                 Self::new(C::OrderNotPayable, format!("the order is {status} and cannot be paid")).order_status(status)
             }
             Error::PaymentWindowClosed => Self::new(C::PaymentWindowClosed, "the order's payment deadline has passed"),
-            Error::PaymentUnavailable { retry_after } => Self::new(
-                C::PaymentsUnavailable,
-                "the payment provider is failing; your hold is kept, retry shortly",
-            )
-            .retry_after(retry_after.as_secs_f64().ceil() as u64),
-            Error::Contention { retry_after } => {
-                Self::new(C::Contention, "too many concurrent writers; retry shortly").retry_after(retry_after.as_secs())
+            Error::PaymentUnavailable { retry_after } => {
+                Self::new(C::PaymentsUnavailable, "the payment provider is failing; your hold is kept, retry shortly")
+                    .retry_after(retry_after.as_secs_f64().ceil() as u64)
             }
+            Error::Contention { retry_after } => Self::new(C::Contention, "too many concurrent writers; retry shortly")
+                .retry_after(retry_after.as_secs()),
             Error::Overloaded { retry_after } => {
                 Self::new(C::Overloaded, "the server is busy; retry shortly").retry_after(retry_after.as_secs())
             }

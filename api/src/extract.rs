@@ -18,7 +18,6 @@ use serde::de::DeserializeOwned;
 use crate::problem::{ErrorCode, Problem};
 use crate::state::AppState;
 
-
 /// `axum::Json`, with every rejection turned into our problem+json.
 pub struct Json<T>(pub T);
 

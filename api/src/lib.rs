@@ -29,8 +29,9 @@ pub use problem::{ErrorCode, Problem};
 use routes::{buyers, claims, health, orders, products, sales, stripe_webhook};
 pub use state::AppState;
 
-/// Every documented route, with its OpenAPI document.
-pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// Every documented route, with its OpenAPI document (without a state, for
+/// the document alone: see [`openapi::document`]).
+pub fn api(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(buyers::router(state))
         .merge(products::router(state))
@@ -45,7 +46,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     metrics::install();
-    let (api, doc) = api(&state);
+    let (api, doc) = api(Some(&state));
     let document = openapi::Document::new(&doc);
     api.route("/openapi.json", get(move || async move { document }))
         .route("/docs", get(openapi::docs))
@@ -58,4 +59,3 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit::MAX_BODY))
         .with_state(state)
 }
-

@@ -28,7 +28,8 @@ impl Modify for Security {
             http.description = Some(desc.to_owned());
             SecurityScheme::Http(http)
         };
-        components.add_security_scheme("merchant_key", bearer("A merchant API key, `sk_…` (`gavel merchants create`)."));
+        components
+            .add_security_scheme("merchant_key", bearer("A merchant API key, `sk_…` (`gavel merchants create`)."));
         components.add_security_scheme(
             "buyer_token",
             bearer("A buyer session token, from `POST /v1/buyers` or `POST /v1/sessions`."),
@@ -63,6 +64,11 @@ impl Modify for Introduction {
     modifiers(&Security, &Introduction),
 )]
 pub struct ApiDoc;
+
+/// The whole document, as `GET /openapi.json` serves it.
+pub fn document() -> utoipa::openapi::OpenApi {
+    crate::api(None).1
+}
 
 /// `GET /openapi.json`, serialized once.
 #[derive(Clone)]
@@ -104,4 +110,20 @@ pub async fn renderer() -> Response {
         Bytes::from_static(include_bytes!("../assets/redoc.standalone.js")),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Writes the document to `target/openapi.json` for the tools (and people)
+    /// that want it without a running server.
+    #[test]
+    fn the_document_has_every_route_and_serializes() {
+        let doc = super::document();
+        for path in ["/v1/sales", "/v1/sales/{id}/claims", "/v1/orders/{id}/pay", "/v1/stripe/webhook", "/metrics"] {
+            assert!(doc.paths.paths.contains_key(path), "{path}");
+        }
+        let json = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        assert!(json.contains("application/problem+json"));
+        let _ = std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/openapi.json"), json);
+    }
 }

@@ -6,8 +6,8 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 
-use crate::problem::Problem;
 use crate::extract::bearer;
+use crate::problem::Problem;
 use crate::routes::health::Ops;
 
 /// A request made with the operator token.

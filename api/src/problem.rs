@@ -289,7 +289,8 @@ pub fn responses(codes: &[ErrorCode]) -> BTreeMap<String, RefOr<utoipa::openapi:
                 let example = serde_json::to_value(Problem::new(*code, code.meaning())).ok();
                 content = content.examples_from_iter([(code.as_str(), ExampleBuilder::new().value(example).build())]);
             }
-            let mut response = ResponseBuilder::new().description(description.join("\n\n")).content(PROBLEM_JSON, content.build());
+            let mut response =
+                ResponseBuilder::new().description(description.join("\n\n")).content(PROBLEM_JSON, content.build());
             if codes.iter().any(|c| c.retries()) {
                 response = response.header("Retry-After", retry_after_header());
             }
@@ -334,8 +335,9 @@ macro_rules! problems {
 }
 pub(crate) use problems;
 
-/// What any request may get at the edge, whatever the route.
-pub const EDGE: &[ErrorCode] = &[ErrorCode::RequestTimeout, ErrorCode::InternalError];
+/// What any request may get at the edge, whatever the route: a declared
+/// body over 1 MiB is refused before routing, a slow answer times out.
+pub const EDGE: &[ErrorCode] = &[ErrorCode::BodyTooLarge, ErrorCode::RequestTimeout, ErrorCode::InternalError];
 /// What a route that reads the database may get when it is busy or away.
 pub const DATABASE: &[ErrorCode] = &[ErrorCode::Overloaded, ErrorCode::DatabaseUnavailable];
 /// What a route taking a JSON body may get for the body itself.
@@ -401,6 +403,9 @@ mod tests {
             std::fs::write(path, updated).unwrap_or_else(|e| panic!("write README.md: {e}"));
             return;
         }
-        assert_eq!(current, table, "README.md's table of error codes differs from ErrorCode (GAVEL_BLESS=1 rewrites it)");
+        assert_eq!(
+            current, table,
+            "README.md's table of error codes differs from ErrorCode (GAVEL_BLESS=1 rewrites it)"
+        );
     }
 }

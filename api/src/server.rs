@@ -100,9 +100,7 @@ async fn edge(State(limit): State<Duration>, req: Request, next: Next) -> Respon
     };
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => {
-            Problem::new(ErrorCode::RequestTimeout, "the request took too long").into_response()
-        }
+        Err(_) => Problem::new(ErrorCode::RequestTimeout, "the request took too long").into_response(),
     }
 }
 

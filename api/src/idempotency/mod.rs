@@ -47,8 +47,8 @@ use utoipa_axum::router::{UtoipaMethodRouter, UtoipaMethodRouterExt};
 pub use effect::{Effect, EffectTx};
 use effect::{Keyed, Slot};
 
-use crate::problem::{ErrorCode, Problem};
 use crate::extract::Caller;
+use crate::problem::{ErrorCode, Problem};
 use crate::state::AppState;
 
 const HEADER: &str = "idempotency-key";
@@ -67,9 +67,17 @@ pub struct IdempotencyKey {
     idempotency_key: Option<String>,
 }
 
-/// `routes` behind this layer in `mode`.
-pub fn keyed(state: &AppState, mode: Mode, routes: UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState> {
-    routes.layer(axum::middleware::from_fn_with_state((state.clone(), mode), layer))
+/// `routes` behind this layer in `mode` (without a state, the routes are
+/// built for their documentation only).
+pub fn keyed(
+    state: Option<&AppState>,
+    mode: Mode,
+    routes: UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    match state {
+        Some(state) => routes.layer(axum::middleware::from_fn_with_state((state.clone(), mode), layer)),
+        None => routes,
+    }
 }
 
 /// How a route's effect is made exactly-once; see the module docs.
@@ -260,11 +268,8 @@ async fn replay(state: &AppState, mode: Mode, keyed: &Keyed, stored: Stored, bod
 }
 
 fn reused() -> Response {
-    Problem::new(
-        ErrorCode::IdempotencyKeyReused,
-        "this Idempotency-Key was used with a different request",
-    )
-    .into_response()
+    Problem::new(ErrorCode::IdempotencyKeyReused, "this Idempotency-Key was used with a different request")
+        .into_response()
 }
 
 /// A replayed sign-up answers with a new token for the buyer it created —
@@ -272,8 +277,7 @@ fn reused() -> Response {
 /// the key and email alone must not be worth a token. `None`: another
 /// password, i.e. another request under the same key.
 async fn with_fresh_token(state: &AppState, stored: &[u8], request: &[u8]) -> Result<Option<Vec<u8>>, Problem> {
-    let mut answer: serde_json::Map<String, Value> =
-        serde_json::from_slice(stored).map_err(|_| Problem::internal())?;
+    let mut answer: serde_json::Map<String, Value> = serde_json::from_slice(stored).map_err(|_| Problem::internal())?;
     let buyer: BuyerId =
         answer.get("id").and_then(Value::as_str).and_then(|id| id.parse().ok()).ok_or_else(Problem::internal)?;
     let request: Value = serde_json::from_slice(request).map_err(|_| Problem::internal())?;

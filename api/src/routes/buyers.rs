@@ -17,10 +17,8 @@ use crate::idempotency::{self, Effect, IdempotencyKey, Mode};
 use crate::problem::{DATABASE, EDGE, JSON_BODY, KEYED, problems};
 use crate::state::AppState;
 
-pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(idempotency::keyed(state, Mode::SignUp, routes!(sign_up)))
-        .routes(routes!(sign_in))
+pub fn router(state: Option<&AppState>) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(idempotency::keyed(state, Mode::SignUp, routes!(sign_up))).routes(routes!(sign_in))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -17,7 +17,7 @@ use crate::problem::{AUTHENTICATED, DATABASE, EDGE, ErrorCode, KEYED, Problem, p
 use crate::routes::api_enum;
 use crate::state::AppState;
 
-pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+pub fn router(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(idempotency::keyed(state, Mode::Outcome, routes!(create))).routes(routes!(get))
 }
 

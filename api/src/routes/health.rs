@@ -89,8 +89,5 @@ pub async fn readyz(State(ops): State<Ops>) -> (StatusCode, axum::Json<Value>) {
 
 /// The operations endpoints as the API documents them.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
-        .routes(routes!(crate::metrics::render))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(crate::metrics::render))
 }

@@ -19,7 +19,7 @@ use crate::problem::{AUTHENTICATED, DATABASE, EDGE, JSON_BODY, KEYED, problems};
 use crate::routes::api_enum;
 use crate::state::AppState;
 
-pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+pub fn router(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(idempotency::keyed(state, Mode::Outcome, routes!(checkout)))
         .routes(idempotency::keyed(state, Mode::Outcome, routes!(pay)))
@@ -168,7 +168,11 @@ problems!(GetOrderErrors: NotFound; AUTHENTICATED, DATABASE, EDGE);
     security(("merchant_key" = []), ("buyer_token" = [])),
     params(("id" = String, Path, description = "The order's id (`ord_…`).")),
     responses((status = 200, description = "The order with its latest payment.", body = OrderBody), GetOrderErrors))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<OrderId>) -> ApiResult<axum::Json<OrderBody>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<OrderId>,
+) -> ApiResult<axum::Json<OrderBody>> {
     Ok(axum::Json(OrderBody::from(&state.payments.get(viewer(caller), id).await?)))
 }
 

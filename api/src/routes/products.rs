@@ -15,7 +15,7 @@ use crate::idempotency::{self, Effect, IdempotencyKey, Mode};
 use crate::problem::{AUTHENTICATED, DATABASE, EDGE, JSON_BODY, KEYED, problems};
 use crate::state::AppState;
 
-pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+pub fn router(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(idempotency::keyed(state, Mode::Effect, routes!(create)))
 }
 

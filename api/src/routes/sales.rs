@@ -20,7 +20,7 @@ use crate::problem::{AUTHENTICATED, DATABASE, EDGE, ErrorCode, JSON_BODY, KEYED,
 use crate::routes::api_enum;
 use crate::state::AppState;
 
-pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+pub fn router(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(idempotency::keyed(state, Mode::Effect, routes!(create)))
         .routes(routes!(list))

@@ -59,19 +59,20 @@ problems!(StripeWebhookErrors: InvalidSignature, InvalidEvent; DATABASE, EDGE);
     request_body(content = StripeEvent, content_type = "application/json", description = "A Stripe event, as Stripe signed it."),
     responses((status = 200, description = "Received and recorded with its outcome (or a duplicate, ignored).", body = EventReceipt),
               StripeWebhookErrors))]
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<axum::Json<EventReceipt>> {
+pub async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<axum::Json<EventReceipt>> {
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| Problem::new(ErrorCode::InvalidSignature, "Stripe-Signature is missing"))?;
-    let payload = std::str::from_utf8(&body)
-        .map_err(|_| Problem::new(ErrorCode::InvalidEvent, "the body is not UTF-8"))?;
+    let payload =
+        std::str::from_utf8(&body).map_err(|_| Problem::new(ErrorCode::InvalidEvent, "the body is not UTF-8"))?;
     let verified =
         gateway::verify_event(payload, signature, &state.stripe_webhook_secret).map_err(|Rejected(why)| {
-            Problem::new(
-                ErrorCode::InvalidSignature,
-                format!("the Stripe-Signature does not verify: {why}"),
-            )
+            Problem::new(ErrorCode::InvalidSignature, format!("the Stripe-Signature does not verify: {why}"))
         })?;
     let mut conn = state.pool.acquire().await.map_err(gavel_domain::Error::from)?;
     if stripe_events::seen(&mut conn, &verified.id).await? {
