@@ -13,10 +13,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
+use crate::problem::{ErrorCode, Problem};
 use crate::rate_limit::RateLimiter;
 
 pub const FAILURES_PER_ACCOUNT: u32 = 5;
@@ -62,8 +62,8 @@ impl AuthLimits {
     }
 }
 
-fn limited(detail: &str, wait: Duration) -> ApiError {
-    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail).retry_after(wait.as_secs_f64().ceil() as u64)
+fn limited(detail: &str, wait: Duration) -> Problem {
+    Problem::new(ErrorCode::RateLimited, detail).retry_after(wait.as_secs_f64().ceil() as u64)
 }
 
 /// One key per client: an IPv4 address (IPv4-mapped IPv6 included), or an IPv6
@@ -87,6 +87,7 @@ fn account_key(email: &str) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     #[test]
     fn ipv6_clients_are_keyed_by_their_slash_64_and_mapped_ipv4_as_ipv4() {
@@ -106,7 +107,7 @@ mod tests {
             assert!(limits.account_open("Ann@Example.com").is_ok());
             limits.sign_in_failed("Ann@Example.com");
         }
-        let refused = limits.account_open("ann@example.com").err().map(|e| (e.status, e.retry_after));
+        let refused = limits.account_open("ann@example.com").err().map(|e| (e.status_code(), e.retry_after));
         assert_eq!(refused, Some((StatusCode::TOO_MANY_REQUESTS, Some(180))));
         assert!(limits.account_open("bob@example.com").is_ok());
         tokio::time::advance(Duration::from_secs(180)).await;

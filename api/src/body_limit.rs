@@ -9,7 +9,7 @@ use axum::extract::Request;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::problem::Problem;
 
 /// The largest body any endpoint takes.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -20,7 +20,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub async fn admit(req: Request) -> Result<Request, Response> {
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     match declared {
-        Some(len) if len > MAX_BODY as u64 => Err(ApiError::body_too_large().into_response()),
+        Some(len) if len > MAX_BODY as u64 => Err(Problem::body_too_large().into_response()),
         Some(_) => Ok(req),
         // Neither a length nor chunks: HTTP/1.1 says there is no body.
         None if !req.headers().contains_key(header::TRANSFER_ENCODING) => Ok(req),
@@ -28,7 +28,7 @@ pub async fn admit(req: Request) -> Result<Request, Response> {
             let (parts, body) = req.into_parts();
             match to_bytes(body, MAX_BODY).await {
                 Ok(bytes) => Ok(Request::from_parts(parts, Body::from(bytes))),
-                Err(_) => Err(ApiError::body_too_large().into_response()),
+                Err(_) => Err(Problem::body_too_large().into_response()),
             }
         }
     }

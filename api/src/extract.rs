@@ -1,4 +1,5 @@
-//! Extractors: JSON bodies whose failures answer in problem+json, path ids,
+//! Extractors: JSON bodies and queries whose failures answer in
+//! problem+json, typed path ids (a malformed id names no resource: `404`),
 //! and the two kinds of caller (merchant API key, buyer token). Putting the
 //! caller in the handler's signature means a handler cannot forget the scope.
 
@@ -10,18 +11,18 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::Utc;
-use gavel_domain::ids::{BuyerId, MerchantId};
+use gavel_domain::ids::{BuyerId, ClaimId, MerchantId, OrderId, SaleId};
 use gavel_domain::merchants;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::problem::{ErrorCode, Problem};
 use crate::state::AppState;
 
 /// `axum::Json`, with every rejection turned into our problem+json.
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
-    type Rejection = ApiError;
+    type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
@@ -31,25 +32,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
+fn json_rejection(rejection: JsonRejection) -> Problem {
     match rejection {
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+        JsonRejection::MissingJsonContentType(_) => Problem::new(
+            ErrorCode::UnsupportedMediaType,
             "the body must be JSON, sent with Content-Type: application/json",
         ),
-        JsonRejection::JsonSyntaxError(e) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("the body is not valid JSON: {}", e.body_text()),
-        ),
-        JsonRejection::JsonDataError(e) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", data_error_text(&e.body_text()))
+        JsonRejection::JsonSyntaxError(e) => {
+            Problem::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {}", e.body_text()))
         }
+        JsonRejection::JsonDataError(e) => Problem::new(ErrorCode::InvalidRequest, data_error_text(&e.body_text())),
         // The same answer the idempotency layer gives when it reads the body first.
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::body_too_large(),
-        JsonRejection::BytesRejection(e) => ApiError::new(e.status(), "unreadable_body", e.body_text()),
-        other => ApiError::new(other.status(), "invalid_request", other.body_text()),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Problem::body_too_large(),
+        JsonRejection::BytesRejection(e) => Problem::new(ErrorCode::UnreadableBody, e.body_text()),
+        other => Problem::new(ErrorCode::InvalidRequest, other.body_text()),
     }
 }
 
@@ -57,15 +53,13 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 pub struct Query<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
-    type Rejection = ApiError;
+    type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Self(v))
-            .map_err(|e| {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", data_error_text(&e.body_text()))
-            })
+            .map_err(|e| Problem::new(ErrorCode::InvalidRequest, data_error_text(&e.body_text())))
     }
 }
 
@@ -74,16 +68,42 @@ fn data_error_text(text: &str) -> String {
     text.split_once(": ").map_or(text, |(_, rest)| rest).to_owned()
 }
 
-/// A path id of the expected kind; anything else names no resource: 404.
-pub fn path_id<T: FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
-    raw.parse().map_err(|_| ApiError::not_found(what))
+/// An id that can name a resource in a path.
+pub trait PathId: FromStr + Send {
+    /// The resource, as a `404` names it.
+    const WHAT: &'static str;
 }
 
-pub(crate) fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+impl PathId for SaleId {
+    const WHAT: &'static str = "sale";
+}
+impl PathId for ClaimId {
+    const WHAT: &'static str = "claim";
+}
+impl PathId for OrderId {
+    const WHAT: &'static str = "order";
+}
+
+/// The route's one path parameter as a typed id (`Path<SaleId>`): an id of
+/// another kind, or no id at all, names no resource, so it is `404 not_found`.
+pub struct Path<T>(pub T);
+
+impl<T: PathId, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| Problem::not_found(T::WHAT))?;
+        raw.parse().map(Self).map_err(|_| Problem::not_found(T::WHAT))
+    }
+}
+
+pub(crate) fn bearer(parts: &Parts) -> Result<&str, Problem> {
     let header = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer credentials"))?;
+        .ok_or_else(|| Problem::unauthorized("missing Authorization: Bearer credentials"))?;
     // RFC 9110: the scheme is case-insensitive.
     header
         .to_str()
@@ -92,7 +112,7 @@ pub(crate) fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <credentials>`"))
+        .ok_or_else(|| Problem::unauthorized("Authorization must be `Bearer <credentials>`"))
 }
 
 /// The address of the client as the connection reports it: proxy headers are
@@ -101,14 +121,14 @@ pub(crate) fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 pub struct ClientIp(pub IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = ApiError;
+    type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         match crate::server::peer(parts) {
             Some(addr) => Ok(Self(addr.ip())),
             None => {
                 tracing::error!("no peer address: the router must be served by gavel_api::server::serve");
-                Err(ApiError::internal())
+                Err(Problem::internal())
             }
         }
     }
@@ -119,7 +139,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 pub struct Merchant(pub MerchantId);
 
 impl FromRequestParts<AppState> for Merchant {
-    type Rejection = ApiError;
+    type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if let Some(Caller::Merchant(m)) = parts.extensions.get::<Caller>() {
@@ -127,12 +147,12 @@ impl FromRequestParts<AppState> for Merchant {
         }
         let key = bearer(parts)?;
         if !key.starts_with("sk_") {
-            return Err(ApiError::unauthorized("this endpoint needs a merchant API key (sk_…)"));
+            return Err(Problem::unauthorized("this endpoint needs a merchant API key (sk_…)"));
         }
         merchants::authenticate(&state.pool, key)
             .await?
             .map(Merchant)
-            .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))
+            .ok_or_else(|| Problem::unauthorized("the API key is not valid"))
     }
 }
 
@@ -141,7 +161,7 @@ impl FromRequestParts<AppState> for Merchant {
 pub struct Buyer(pub BuyerId);
 
 impl FromRequestParts<AppState> for Buyer {
-    type Rejection = ApiError;
+    type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if let Some(Caller::Buyer(b)) = parts.extensions.get::<Caller>() {
@@ -152,7 +172,7 @@ impl FromRequestParts<AppState> for Buyer {
             .tokens
             .verify(token, Utc::now())
             .map(Buyer)
-            .ok_or_else(|| ApiError::unauthorized("the token is not valid or has expired"))
+            .ok_or_else(|| Problem::unauthorized("the token is not valid or has expired"))
     }
 }
 
@@ -164,7 +184,7 @@ pub enum Caller {
 }
 
 impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
+    type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if bearer(parts)?.starts_with("sk_") {

@@ -63,11 +63,14 @@ pub async fn track(req: Request, next: Next) -> Response {
     response
 }
 
+crate::problem::problems!(MetricsErrors: Unauthorized; crate::problem::EDGE);
+
 /// `GET /metrics`: Prometheus text, for the operator only
 /// (`Authorization: Bearer <GAVEL_ADMIN_TOKEN>`; it names live sales and their stock).
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(("operator_token" = [])),
-    responses((status = 200, description = "Prometheus text", content_type = "text/plain"),
-              (status = 401, description = "unauthorized", body = crate::openapi::Problem)))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    security(("operator_token" = [])),
+    responses((status = 200, description = "Prometheus text exposition.", body = String, content_type = "text/plain"),
+              MetricsErrors))]
 pub async fn render(State(state): State<Ops>, _operator: Operator) -> Response {
     let mut text = HANDLE.get().and_then(Option::as_ref).map(PrometheusHandle::render).unwrap_or_default();
     if let Ok(rows) = sales::active_stock(&state.pool, 1000).await {

@@ -6,8 +6,8 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
 use crate::extract::bearer;
+use crate::problem::Problem;
 use crate::routes::health::Ops;
 
 /// A request made with the operator token.
@@ -18,18 +18,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Operator
 where
     Ops: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let ops = Ops::from_ref(state);
         let Some(expected) = ops.admin_token.as_deref() else {
-            return Err(ApiError::unauthorized("no operator token is configured (GAVEL_ADMIN_TOKEN)"));
+            return Err(Problem::unauthorized("no operator token is configured (GAVEL_ADMIN_TOKEN)"));
         };
         let given = bearer(parts)?;
         if same_secret(given, expected) {
             Ok(Operator)
         } else {
-            Err(ApiError::unauthorized("the operator token is not valid"))
+            Err(Problem::unauthorized("the operator token is not valid"))
         }
     }
 }

@@ -6,13 +6,16 @@ use std::str::FromStr;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
+use crate::problem::Problem;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
-    /// 1–100, default 10.
+    /// How many items: 1–100, default 10.
+    #[param(minimum = 1, maximum = 100, example = 10)]
     limit: Option<i64>,
-    /// The id of the last item of the previous page.
+    /// The `id` of the last item of the previous page.
     starting_after: Option<String>,
 }
 
@@ -27,11 +30,11 @@ impl PageParams {
     pub fn parse<Id: FromStr>(&self, what: &str) -> ApiResult<Page<Id>> {
         let limit = self.limit.unwrap_or(10);
         if !(1..=100).contains(&limit) {
-            return Err(ApiError::invalid("limit", "must be between 1 and 100"));
+            return Err(Problem::invalid("limit", "must be between 1 and 100"));
         }
         let after = match self.starting_after.as_deref() {
             Some(raw) => {
-                Some(raw.parse::<Id>().map_err(|_| ApiError::invalid("starting_after", format!("not a {what} id")))?)
+                Some(raw.parse::<Id>().map_err(|_| Problem::invalid("starting_after", format!("not a {what} id")))?)
             }
             None => None,
         };

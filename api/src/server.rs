@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
+
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::error::ApiError;
+use crate::problem::{ErrorCode, Problem};
 
 /// How long the server waits for what.
 #[derive(Debug, Clone, Copy)]
@@ -100,9 +100,7 @@ async fn edge(State(limit): State<Duration>, req: Request, next: Next) -> Respon
     };
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => {
-            ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request took too long").into_response()
-        }
+        Err(_) => Problem::new(ErrorCode::RequestTimeout, "the request took too long").into_response(),
     }
 }
 

@@ -1,18 +1,15 @@
 //! Products: what a merchant puts on sale or auction.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::PgExecutor;
 
 use crate::error::{Invalid, Result};
 use crate::ids::{MerchantId, ProductId};
 use crate::text::{Lines, clean_text};
 
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone)]
 pub struct Product {
     pub id: ProductId,
-    #[serde(skip)]
     pub merchant_id: MerchantId,
     pub title: String,
     pub description: Option<String>,

@@ -18,6 +18,7 @@ mod helpers;
 mod herd;
 mod idempotency;
 mod lifecycle;
+mod openapi_conformance;
 mod operations;
 mod paid_orders;
 mod sales_api;

@@ -11,12 +11,11 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use gavel_domain::idempotency::{self, Stored};
 use sqlx::{PgConnection, PgPool, PgTransaction};
 
-use crate::error::ApiError;
+use crate::problem::{ErrorCode, Problem};
 use crate::state::AppState;
 
 /// The key of the request in flight, with what identifies the request.
@@ -85,7 +84,7 @@ impl Effect {
     /// Opens the transaction. Keyed, it answers `409 idempotency_key_in_use`
     /// while another live transaction holds the key; a key answered in the
     /// meantime is replayed by the layer (whatever this returns).
-    pub async fn begin(self) -> Result<EffectTx, ApiError> {
+    pub async fn begin(self) -> Result<EffectTx, Problem> {
         let mut tx = self.pool.begin().await.map_err(gavel_domain::Error::from)?;
         let Some(slot) = self.slot else {
             return Ok(EffectTx { tx, slot: None });
@@ -102,10 +101,9 @@ impl Effect {
     }
 }
 
-fn in_use() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "idempotency_key_in_use",
+fn in_use() -> Problem {
+    Problem::new(
+        ErrorCode::IdempotencyKeyInUse,
         "a request with this Idempotency-Key is being processed; retry shortly",
     )
     .retry_after(1)
@@ -121,7 +119,7 @@ pub struct EffectTx {
 impl EffectTx {
     /// The effect is complete. Keyed, the layer commits it together with the
     /// answer; the caller must not write anything after this.
-    pub async fn commit(self) -> Result<(), ApiError> {
+    pub async fn commit(self) -> Result<(), Problem> {
         match self.slot {
             None => Ok(self.tx.commit().await.map_err(gavel_domain::Error::from)?),
             Some(slot) => {

@@ -42,15 +42,43 @@ use gavel_domain::ids::BuyerId;
 use gavel_domain::{Error, buyers};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::{UtoipaMethodRouter, UtoipaMethodRouterExt};
 
 pub use effect::{Effect, EffectTx};
 use effect::{Keyed, Slot};
 
-use crate::error::ApiError;
 use crate::extract::Caller;
+use crate::problem::{ErrorCode, Problem};
 use crate::state::AppState;
 
 const HEADER: &str = "idempotency-key";
+
+/// The `Idempotency-Key` request header, as the OpenAPI document declares it
+/// on every route behind [`keyed`].
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// 1–255 visible ASCII characters, unique per intended effect and caller
+    /// (a UUID will do). Retrying with the same key and body replays the first
+    /// answer (with `Idempotent-Replayed: true`); another body under the same
+    /// key is `422 idempotency_key_reused`.
+    #[param(rename = "Idempotency-Key", value_type = Option<String>, min_length = 1, max_length = 255)]
+    #[allow(dead_code)]
+    idempotency_key: Option<String>,
+}
+
+/// `routes` behind this layer in `mode` (without a state, the routes are
+/// built for their documentation only).
+pub fn keyed(
+    state: Option<&AppState>,
+    mode: Mode,
+    routes: UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    match state {
+        Some(state) => routes.layer(axum::middleware::from_fn_with_state((state.clone(), mode), layer)),
+        None => routes,
+    }
+}
 
 /// How a route's effect is made exactly-once; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +98,8 @@ pub async fn layer(State((state, mode)): State<(AppState, Mode)>, req: Request, 
     let key = match key.to_str() {
         Ok(k) if (1..=255).contains(&k.len()) => k.to_owned(),
         _ => {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_idempotency_key",
+            return Problem::new(
+                ErrorCode::InvalidIdempotencyKey,
                 "Idempotency-Key must be 1 to 255 visible ASCII characters",
             )
             .into_response();
@@ -92,7 +119,7 @@ pub async fn layer(State((state, mode)): State<(AppState, Mode)>, req: Request, 
         },
     };
     let Ok(body) = to_bytes(body, crate::body_limit::MAX_BODY).await else {
-        return ApiError::body_too_large().into_response();
+        return Problem::body_too_large().into_response();
     };
     let scope = match caller {
         Some(Caller::Merchant(m)) => m.to_string(),
@@ -107,7 +134,7 @@ pub async fn layer(State((state, mode)): State<(AppState, Mode)>, req: Request, 
 
     // Most repeats end here, without reaching the handler.
     match idempotency::lookup(&state.pool, &keyed.scope, &keyed.key).await {
-        Err(err) => return ApiError::from(err).into_response(),
+        Err(err) => return Problem::from(err).into_response(),
         Ok(Some(stored)) => return replay(&state, mode, &keyed, stored, &body).await,
         Ok(None) => {}
     }
@@ -142,7 +169,7 @@ async fn effect(state: AppState, mode: Mode, keyed: Keyed, mut parts: Parts, bod
     }
     let (parts, answer) = response.into_parts();
     let Ok(answer) = to_bytes(answer, usize::MAX).await else {
-        return ApiError::internal().into_response();
+        return Problem::internal().into_response();
     };
     let stored = Stored {
         request_hash: keyed.request_hash.clone(),
@@ -168,12 +195,12 @@ async fn effect(state: AppState, mode: Mode, keyed: Keyed, mut parts: Parts, bod
         Ok(true) => {}
         Ok(false) => match idempotency::lookup(&state.pool, &keyed.scope, &keyed.key).await {
             Ok(Some(first)) => return replay(&state, mode, &keyed, first, &body).await,
-            Ok(None) => return ApiError::internal().into_response(),
-            Err(err) => return ApiError::from(err).into_response(),
+            Ok(None) => return Problem::internal().into_response(),
+            Err(err) => return Problem::from(err).into_response(),
         },
         // Neither the effect nor its answer is known to have committed: the
         // client's retry either replays or runs afresh.
-        Err(err) => return ApiError::from(err).into_response(),
+        Err(err) => return Problem::from(err).into_response(),
     }
     state.payments.pause(gavel_workflows::checkout::PausePoint::AfterIdempotentCommit, &keyed.key).await;
     Response::from_parts(parts, Body::from(answer))
@@ -188,7 +215,7 @@ async fn outcome(state: AppState, mode: Mode, keyed: Keyed, parts: Parts, body: 
     }
     let (parts, answer) = response.into_parts();
     let Ok(answer) = to_bytes(answer, usize::MAX).await else {
-        return ApiError::internal().into_response();
+        return Problem::internal().into_response();
     };
     if status == StatusCode::CONFLICT && problem_code(&answer).is_some_and(|c| c.ends_with("_in_progress")) {
         // "Still running" is not an outcome: the retry should see the real one.
@@ -241,24 +268,19 @@ async fn replay(state: &AppState, mode: Mode, keyed: &Keyed, stored: Stored, bod
 }
 
 fn reused() -> Response {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "idempotency_key_reused",
-        "this Idempotency-Key was used with a different request",
-    )
-    .into_response()
+    Problem::new(ErrorCode::IdempotencyKeyReused, "this Idempotency-Key was used with a different request")
+        .into_response()
 }
 
 /// A replayed sign-up answers with a new token for the buyer it created —
 /// but only to whoever knows the password (checked as sign-in checks it):
 /// the key and email alone must not be worth a token. `None`: another
 /// password, i.e. another request under the same key.
-async fn with_fresh_token(state: &AppState, stored: &[u8], request: &[u8]) -> Result<Option<Vec<u8>>, ApiError> {
-    let mut answer: serde_json::Map<String, Value> =
-        serde_json::from_slice(stored).map_err(|_| ApiError::internal())?;
+async fn with_fresh_token(state: &AppState, stored: &[u8], request: &[u8]) -> Result<Option<Vec<u8>>, Problem> {
+    let mut answer: serde_json::Map<String, Value> = serde_json::from_slice(stored).map_err(|_| Problem::internal())?;
     let buyer: BuyerId =
-        answer.get("id").and_then(Value::as_str).and_then(|id| id.parse().ok()).ok_or_else(ApiError::internal)?;
-    let request: Value = serde_json::from_slice(request).map_err(|_| ApiError::internal())?;
+        answer.get("id").and_then(Value::as_str).and_then(|id| id.parse().ok()).ok_or_else(Problem::internal)?;
+    let request: Value = serde_json::from_slice(request).map_err(|_| Problem::internal())?;
     let (Some(email), Some(password)) =
         (request.get("email").and_then(Value::as_str), request.get("password").and_then(Value::as_str))
     else {
@@ -277,7 +299,7 @@ async fn with_fresh_token(state: &AppState, stored: &[u8], request: &[u8]) -> Re
         Err(err) => return Err(err.into()),
     }
     answer.insert("token".into(), state.tokens.issue(buyer, Utc::now()).into());
-    serde_json::to_vec(&answer).map(Some).map_err(|_| ApiError::internal())
+    serde_json::to_vec(&answer).map(Some).map_err(|_| Problem::internal())
 }
 
 /// The stored form of a sign-up's answer: everything but the token.

@@ -12,6 +12,8 @@ use axum::routing::get;
 use gavel_domain::health::Liveness;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
@@ -44,15 +46,18 @@ pub fn ops_router(ops: Ops) -> Router {
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process is up")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    responses((status = 200, description = "The process is up.", body = Object, example = json!({ "status": "ok" }))))]
 pub async fn healthz() -> axum::Json<Value> {
     axum::Json(json!({ "status": "ok" }))
 }
 
 /// Ready: the database answers, every migration of this build is applied, and
 /// every part of this process (job workers, listeners) is running.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "ready"), (status = 503, description = "not ready: the body says why")))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz",
+    responses((status = 200, description = "Ready; the body lists each part of the process.", body = Object),
+              (status = 503, description = "Not ready: the body says why (`database`, and each part's state, last error and restarts).",
+               body = Object)))]
 pub async fn readyz(State(ops): State<Ops>) -> (StatusCode, axum::Json<Value>) {
     let expected = gavel_domain::MIGRATOR.iter().map(|m| m.version).max().unwrap_or_default();
     let applied = tokio::time::timeout(PROBE_TIMEOUT, gavel_domain::health::applied_migration(&ops.pool)).await;
@@ -75,4 +80,9 @@ pub async fn readyz(State(ops): State<Ops>) -> (StatusCode, axum::Json<Value>) {
         "parts": parts,
     });
     (status, axum::Json(body))
+}
+
+/// The operations endpoints as the API documents them.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(crate::metrics::render))
 }

@@ -1,63 +1,116 @@
 //! Orders: checkout of a claim, payment of an awaiting order, and reading them.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use gavel_domain::ids::{ClaimId, OrderId, PaymentId, SaleId};
 use gavel_domain::orders::{self, OrderStatus, Viewer};
-use gavel_domain::payments::{PaymentMethod, PaymentStatus};
+use gavel_domain::payments::{Payment, PaymentMethod, PaymentStatus};
 use gavel_workflows::checkout::OrderView;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiResult;
-use crate::extract::{Buyer, Caller, Json, Query, path_id};
+use crate::extract::{Buyer, Caller, Json, Path, Query};
+use crate::idempotency::{self, IdempotencyKey, Mode};
 use crate::pagination::PageParams;
+use crate::problem::{AUTHENTICATED, DATABASE, EDGE, JSON_BODY, KEYED, problems};
+use crate::routes::api_enum;
 use crate::state::AppState;
+
+pub fn router(state: Option<&AppState>) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(idempotency::keyed(state, Mode::Outcome, routes!(checkout)))
+        .routes(idempotency::keyed(state, Mode::Outcome, routes!(pay)))
+        .routes(routes!(get))
+        .routes(routes!(list))
+}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({ "payment_method": "pm_card_visa" })))]
 pub struct PayRequest {
     /// A Stripe payment method (`pm_card_visa` in test mode).
     payment_method: String,
 }
 
+api_enum!(
+    /// `awaiting_payment` (auction orders) → `pending_verification` → `paid` | `payment_failed`;
+    /// `refunded` when paid for a unit that was gone.
+    OrderStatusBody from OrderStatus { AwaitingPayment, PendingVerification, Paid, PaymentFailed, Refunded }
+);
+
+api_enum!(
+    /// `processing` and `unknown` are open (the outcome is being verified).
+    PaymentStatusBody from PaymentStatus { Processing, Unknown, Succeeded, Failed, Refunded }
+);
+
+/// One attempt to take payment for an order.
 #[derive(Serialize, ToSchema)]
+#[schema(as = Payment)]
 pub struct PaymentBody {
+    #[schema(value_type = String, examples("pay_0193a1b2c3d47e8f9a0b1c2d3e4f5a6b"))]
     id: PaymentId,
+    /// 1 for the first attempt.
     attempt: i32,
-    /// `processing | unknown | succeeded | failed | refunded`.
-    status: PaymentStatus,
+    status: PaymentStatusBody,
+    /// The provider's decline code (`card_declined`), when it failed.
     failure_code: Option<String>,
     failure_message: Option<String>,
 }
 
+impl From<&Payment> for PaymentBody {
+    fn from(p: &Payment) -> Self {
+        Self {
+            id: p.id,
+            attempt: p.attempt,
+            status: p.status.into(),
+            failure_code: p.failure_code.clone(),
+            failure_message: p.failure_message.clone(),
+        }
+    }
+}
+
+/// What a buyer pays for: a sale's unit (or an auction's lot).
 #[derive(Serialize, ToSchema)]
+#[schema(as = Order, examples(json!({
+    "object": "order", "id": "ord_0193a1b2c3d47e8f9a0b1c2d3e4f5a6b", "status": "paid",
+    "sale_id": "sale_0193a1b2c3d47e8f9a0b1c2d3e4f5a6b", "claim_id": "clm_0193a1b2c3d47e8f9a0b1c2d3e4f5a6b",
+    "amount": 1999, "currency": "usd", "payment_due_at": null, "created_at": "2026-12-01T12:01:00Z",
+    "paid_at": "2026-12-01T12:01:01Z",
+    "payment": { "id": "pay_0193a1b2c3d47e8f9a0b1c2d3e4f5a6b", "attempt": 1, "status": "succeeded",
+                 "failure_code": null, "failure_message": null }
+})))]
 pub struct OrderBody {
+    /// Always `order`.
+    #[schema(value_type = String)]
     object: &'static str,
+    #[schema(value_type = String, examples("ord_0193a1b2c3d47e8f9a0b1c2d3e4f5a6b"))]
     id: OrderId,
-    /// `paid | pending_verification | payment_failed`, or for auction orders
-    /// `awaiting_payment`; `refunded` when paid for a unit that was gone.
-    status: OrderStatus,
+    status: OrderStatusBody,
+    #[schema(value_type = Option<String>, examples("sale_0193a1b2c3d47e8f9a0b1c2d3e4f5a6b"))]
     sale_id: Option<SaleId>,
+    #[schema(value_type = Option<String>, examples("clm_0193a1b2c3d47e8f9a0b1c2d3e4f5a6b"))]
     claim_id: Option<ClaimId>,
     /// Minor units.
     amount: i64,
     currency: String,
+    /// Auction orders: pay before this.
     payment_due_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
-    /// The latest payment attempt.
+    /// The latest payment attempt (not shown in lists).
     payment: Option<PaymentBody>,
 }
 
-impl From<OrderView> for OrderBody {
-    fn from(v: OrderView) -> Self {
-        let o = v.order;
+impl From<&OrderView> for OrderBody {
+    fn from(v: &OrderView) -> Self {
+        let o = &v.order;
         Self {
             object: "order",
             id: o.id,
-            status: o.status,
-            // The row's typed subject and money, in the contract's flat fields.
+            status: o.status.into(),
             sale_id: o.subject.sale(),
             claim_id: o.subject.claim(),
             amount: o.amount.minor(),
@@ -65,75 +118,83 @@ impl From<OrderView> for OrderBody {
             payment_due_at: o.payment_due_at,
             created_at: o.created_at,
             paid_at: o.paid_at,
-            payment: v.payment.map(|p| PaymentBody {
-                id: p.id,
-                attempt: p.attempt,
-                status: p.status,
-                failure_code: p.failure_code,
-                failure_message: p.failure_message,
-            }),
+            payment: v.payment.as_ref().map(PaymentBody::from),
         }
     }
 }
 
+problems!(CheckoutErrors: NotFound, ClaimExpired, CheckoutInProgress, SaleNotActive, PaymentsUnavailable, Contention;
+    AUTHENTICATED, JSON_BODY, KEYED, DATABASE, EDGE);
+
 /// Pay for a held claim. Waits for the payment up to a few seconds and answers
 /// with the order as it then stands; a repeat returns the same order.
-#[utoipa::path(post, path = "/v1/claims/{id}/checkout", tag = "orders", request_body = PayRequest,
-    security(("buyer_token" = [])), params(("id" = String, Path)),
-    responses((status = 200, description = "paid | pending_verification | payment_failed", body = OrderBody),
-              (status = 410, description = "claim_expired", body = crate::openapi::Problem),
-              (status = 409, description = "checkout_in_progress", body = crate::openapi::Problem),
-              (status = 503, description = "payments_unavailable (the hold is kept)", body = crate::openapi::Problem)))]
+#[utoipa::path(post, path = "/v1/claims/{id}/checkout", tag = "orders", operation_id = "checkout_claim",
+    security(("buyer_token" = [])), request_body = PayRequest,
+    params(("id" = String, Path, description = "The claim's id (`clm_…`)."), IdempotencyKey),
+    responses((status = 200, description = "The order: `paid`, `pending_verification` (being verified; poll it) or `payment_failed`.",
+               body = OrderBody),
+              CheckoutErrors))]
 pub async fn checkout(
     State(state): State<AppState>,
     Buyer(buyer): Buyer,
-    Path(id): Path<String>,
+    Path(claim): Path<ClaimId>,
     Json(body): Json<PayRequest>,
 ) -> ApiResult<axum::Json<OrderBody>> {
-    let claim: ClaimId = path_id(&id, "claim")?;
     let method = PaymentMethod::parse(&body.payment_method)?;
-    Ok(axum::Json(state.payments.checkout(buyer, claim, &method).await?.into()))
+    Ok(axum::Json(OrderBody::from(&state.payments.checkout(buyer, claim, &method).await?)))
 }
 
+problems!(PayErrors: NotFound, OrderNotPayable, CheckoutInProgress, PaymentWindowClosed, PaymentsUnavailable, Contention;
+    AUTHENTICATED, JSON_BODY, KEYED, DATABASE, EDGE);
+
 /// Pay for an order awaiting payment (an auction's winner, within its window).
-#[utoipa::path(post, path = "/v1/orders/{id}/pay", tag = "orders", request_body = PayRequest,
-    security(("buyer_token" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = OrderBody),
-              (status = 409, description = "order_not_payable | checkout_in_progress", body = crate::openapi::Problem),
-              (status = 410, description = "payment_window_closed", body = crate::openapi::Problem)))]
+/// An order that is not awaiting payment — already paid, a sale's — is `409 order_not_payable`.
+#[utoipa::path(post, path = "/v1/orders/{id}/pay", tag = "orders", operation_id = "pay_order",
+    security(("buyer_token" = [])), request_body = PayRequest,
+    params(("id" = String, Path, description = "The order's id (`ord_…`)."), IdempotencyKey),
+    responses((status = 200, description = "The order as the payment left it.", body = OrderBody), PayErrors))]
 pub async fn pay(
     State(state): State<AppState>,
     Buyer(buyer): Buyer,
-    Path(id): Path<String>,
+    Path(order): Path<OrderId>,
     Json(body): Json<PayRequest>,
 ) -> ApiResult<axum::Json<OrderBody>> {
-    let order: OrderId = path_id(&id, "order")?;
     let method = PaymentMethod::parse(&body.payment_method)?;
-    Ok(axum::Json(state.payments.pay(buyer, order, &method).await?.into()))
+    Ok(axum::Json(OrderBody::from(&state.payments.pay(buyer, order, &method).await?)))
 }
 
+problems!(GetOrderErrors: NotFound; AUTHENTICATED, DATABASE, EDGE);
+
 /// One order: a merchant's (of its sales and auctions) or a buyer's own.
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", security(("merchant_key" = []), ("buyer_token" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = OrderBody), (status = 404, body = crate::openapi::Problem)))]
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", operation_id = "get_order",
+    security(("merchant_key" = []), ("buyer_token" = [])),
+    params(("id" = String, Path, description = "The order's id (`ord_…`).")),
+    responses((status = 200, description = "The order with its latest payment.", body = OrderBody), GetOrderErrors))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<OrderId>,
 ) -> ApiResult<axum::Json<OrderBody>> {
-    let id: OrderId = path_id(&id, "order")?;
-    Ok(axum::Json(state.payments.get(viewer(caller), id).await?.into()))
+    Ok(axum::Json(OrderBody::from(&state.payments.get(viewer(caller), id).await?)))
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(as = OrderList)]
 pub struct OrderList {
+    /// Always `list`.
+    #[schema(value_type = String)]
     object: &'static str,
     data: Vec<OrderBody>,
     has_more: bool,
 }
 
+problems!(ListOrdersErrors: InvalidRequest; AUTHENTICATED, DATABASE, EDGE);
+
 /// Orders, newest first: a merchant's, or a buyer's own.
-#[utoipa::path(get, path = "/v1/orders", tag = "orders", security(("merchant_key" = []), ("buyer_token" = [])),
-    params(PageParams), responses((status = 200, body = OrderList)))]
+#[utoipa::path(get, path = "/v1/orders", tag = "orders", operation_id = "list_orders",
+    security(("merchant_key" = []), ("buyer_token" = [])), params(PageParams),
+    responses((status = 200, description = "A page of orders (without their payments).", body = OrderList),
+              ListOrdersErrors))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -142,7 +203,7 @@ pub async fn list(
     let page = params.parse::<OrderId>("order")?;
     let (rows, has_more) = page.cut(orders::list(&state.pool, viewer(caller), page.fetch(), page.after).await?);
     // Lists show orders without their attempts; GET one for its payment.
-    let data = rows.into_iter().map(|order| OrderView { order, payment: None }.into()).collect();
+    let data = rows.into_iter().map(|order| OrderBody::from(&OrderView { order, payment: None })).collect();
     Ok(axum::Json(OrderList { object: "list", data, has_more }))
 }
 

@@ -8,37 +8,75 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use gavel_domain::stripe_events::{self, EventOutcome, NewEvent};
 use gavel_workflows::stripe::{self, Content, Rejected};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
+use crate::problem::{DATABASE, EDGE, ErrorCode, Problem, problems};
 use crate::state::AppState;
 
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(receive))
+}
+
+/// A Stripe event as Stripe sends it (only what Gavel reads is listed; the
+/// signature covers the raw bytes, so send them unchanged).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StripeEvent {
+    /// `evt_…`
+    id: String,
+    /// `payment_intent.succeeded`, `payment_intent.payment_failed`, `refund.created`, …
+    r#type: String,
+    /// `{ "object": { … } }`: the PaymentIntent or Refund.
+    data: Map<String, Value>,
+}
+
+/// What became of a delivered event.
+#[derive(Serialize, ToSchema)]
+pub struct EventReceipt {
+    /// Always `true`.
+    received: bool,
+    /// The event id was seen before; nothing changed.
+    duplicate: bool,
+    /// `applied | ignored | refused | deferred` (absent when seen before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    outcome: Option<&'static str>,
+}
+
+problems!(StripeWebhookErrors: InvalidSignature, InvalidEvent; DATABASE, EDGE);
+
 /// Receive a Stripe event (`Stripe-Signature` checked against `STRIPE_WEBHOOK_SECRET`).
-#[utoipa::path(post, path = "/v1/stripe/webhook", tag = "providers",
-    request_body(content = String, content_type = "application/json", description = "a Stripe event, raw"),
-    responses((status = 200, description = "received and recorded with its outcome (or a duplicate, ignored)"),
-              (status = 400, description = "invalid_signature | invalid_event (not UTF-8)", body = crate::openapi::Problem)))]
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<axum::Json<Value>> {
+#[utoipa::path(post, path = "/v1/stripe/webhook", tag = "providers", operation_id = "receive_stripe_event",
+    params(("Stripe-Signature" = String, Header, description = "Stripe's `t=…,v1=…` signature of the raw body.")),
+    request_body(content = StripeEvent, content_type = "application/json", description = "A Stripe event, as Stripe signed it."),
+    responses((status = 200, description = "Received and recorded with its outcome (or a duplicate, ignored).", body = EventReceipt),
+              StripeWebhookErrors))]
+pub async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<axum::Json<EventReceipt>> {
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", "Stripe-Signature is missing"))?;
-    let payload = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", "the body is not UTF-8"))?;
+        .ok_or_else(|| Problem::new(ErrorCode::InvalidSignature, "Stripe-Signature is missing"))?;
+    let payload =
+        std::str::from_utf8(&body).map_err(|_| Problem::new(ErrorCode::InvalidEvent, "the body is not UTF-8"))?;
     let verified =
         stripe::verify_event(payload, signature, &state.stripe_webhook_secret).map_err(|Rejected(why)| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_signature",
-                format!("the Stripe-Signature does not verify: {why}"),
-            )
+            Problem::new(ErrorCode::InvalidSignature, format!("the Stripe-Signature does not verify: {why}"))
         })?;
     let mut conn = state.pool.acquire().await.map_err(gavel_domain::Error::from)?;
     if stripe_events::seen(&mut conn, &verified.id).await? {
-        return Ok(axum::Json(json!({ "received": true, "duplicate": true })));
+        return Ok(axum::Json(EventReceipt { received: true, duplicate: true, outcome: None }));
     }
     drop(conn);
     // Applied first, stored after: a crash in between leaves the event
@@ -64,5 +102,5 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         NewEvent { id: &verified.id, kind: &verified.kind, payload: &stored, outcome, reason: reason.as_deref() };
     let mut conn = state.pool.acquire().await.map_err(gavel_domain::Error::from)?;
     let first = stripe_events::record(&mut conn, &event).await?;
-    Ok(axum::Json(json!({ "received": true, "duplicate": !first, "outcome": outcome.as_str() })))
+    Ok(axum::Json(EventReceipt { received: true, duplicate: !first, outcome: Some(outcome.as_str()) }))
 }
