@@ -150,7 +150,6 @@ impl DomainEvent {
 
 /// An event as a webhook delivers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Envelope {
     pub id: EventId,
     /// The payload schema's version ([`VERSION`]).
@@ -159,6 +158,45 @@ pub struct Envelope {
     /// `type` and `data`.
     #[serde(flatten)]
     pub event: DomainEvent,
+}
+
+/// The envelope's schema is written out rather than derived: a derived one is
+/// `allOf` an object and the `oneOf` of the events, which client generators
+/// refuse. This is the same `oneOf`, each kind's object carrying the
+/// envelope's members beside its `type` and `data`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Envelope {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaFormat, Type};
+        use utoipa::openapi::{KnownFormat, RefOr};
+        let mut schema = <DomainEvent as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::OneOf(one_of)) = &mut schema {
+            for kind in &mut one_of.items {
+                if let RefOr::T(Schema::Object(object)) = kind {
+                    object.properties.insert("id".into(), <EventId as utoipa::PartialSchema>::schema());
+                    let version = ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .description(Some("The payload schema's version."))
+                        .examples([VERSION]);
+                    object.properties.insert("version".into(), version.into());
+                    let created_at = ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
+                    object.properties.insert("created_at".into(), created_at.into());
+                    object.required.extend(["id".into(), "version".into(), "created_at".into()]);
+                }
+            }
+            one_of.description = Some("An event as a merchant webhook delivers it.".into());
+        }
+        schema
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Envelope {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        <DomainEvent as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 /// Records an event for `merchant`; `false` if one with the same dedupe key
