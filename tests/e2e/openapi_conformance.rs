@@ -1,6 +1,7 @@
 //! The OpenAPI document as an integrator's tools read it: it validates
 //! (openapi-spec-validator), a client generates from it without a warning
-//! (openapi-python-client), and the running server's real answers conform to
+//! (openapi-python-client) and reads every answer of the whole flow
+//! (`openapi_client_flow.py`: sign-up to checkout, errors included), and the running server's real answers conform to
 //! it (schemathesis: no 5xx, every status documented, content types, headers
 //! and bodies as declared). The tools live in a venv that
 //! `scripts/py-tools.sh` makes once; if they cannot be installed this test
@@ -166,6 +167,23 @@ async fn the_openapi_document_validates_generates_a_client_and_matches_real_answ
         panic!("openapi-python-client refuses the document:\n{out}");
     }
     assert!(dir.join("client/api/sales/create_sale.py").exists(), "the client has create_sale");
+
+    // The generated client runs the whole flow and reads every answer.
+    let flow = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/openapi_client_flow.py");
+    let flow = flow.to_string_lossy().into_owned();
+    let out = Command::new(bin.join("python"))
+        .args([flow.as_str(), app.base.as_str(), merchant.key.as_str()])
+        .current_dir(&dir)
+        .env("PYTHONPATH", &dir)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("the client flow finishes")
+        .expect("python runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the generated client could not read an answer:\n{text}");
+    eprintln!("{text}");
 
     let config = dir.join("schemathesis.toml");
     std::fs::write(&config, schemathesis_config(&merchant.key, &token)).expect("write the config");
