@@ -2,6 +2,7 @@
 //! repository functions over Postgres that own each table.
 #![forbid(unsafe_code)]
 
+pub mod auctions;
 pub mod auth;
 pub mod breaker;
 pub mod buyers;
