@@ -140,6 +140,34 @@ proptest! {
     }
 
     #[test]
+    fn a_leaders_own_bid_moves_the_price_only_up_to_the_reserve(
+        (start, reserve) in terms(),
+        steps in prop::collection::vec(step(), 0..40),
+    ) {
+        let (_, judged) = run(start, reserve, &steps);
+        let mut before = Book::new(start, reserve).expect("valid terms");
+        for j in &judged {
+            let own = before.leader().is_some_and(|leader| leader.bidder == j.bid.bidder);
+            if own && j.decision.is_accepted() {
+                let moved = j.after.current_price() != before.current_price();
+                prop_assert!(!moved || Some(j.after.current_price()) == reserve, "seq {}: a raise moved the price", j.sequence);
+                prop_assert!(j.after.leader().map(|l| l.max) > before.leader().map(|l| l.max));
+            }
+            before = j.after;
+        }
+    }
+
+    #[test]
+    fn any_state_the_rule_reaches_is_restored_from_its_parts(
+        (start, reserve) in terms(),
+        steps in prop::collection::vec(step(), 0..40),
+    ) {
+        let (last, _) = run(start, reserve, &steps);
+        let restored = Book::restore(start, reserve, last.current_price(), last.leader(), last.bid_count());
+        prop_assert_eq!(restored, Ok(last));
+    }
+
+    #[test]
     fn a_rejected_attempt_changes_nothing(
         (start, reserve) in terms(),
         steps in prop::collection::vec(step(), 0..40),

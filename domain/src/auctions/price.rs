@@ -9,6 +9,18 @@
 //! lifecycle with its `starts_at`/`ends_at`, and the seller check (a merchant may
 //! not bid on its own auction) to the bid's repository function, which knows
 //! both the auction's merchant and the bidder.
+//!
+//! Where the rule's text leaves a choice, this is the one taken:
+//! - every accepted bid, the leader's own included, carries an `amount` of at
+//!   least `min_next_bid` and a maximum of at least its amount (PRODUCT.md: "a bid
+//!   is accepted only if it beats the current price by the increment");
+//! - a leader's own bid must also raise their maximum; the price then does not
+//!   move, except that the reserve clause still applies: a raise that brings the
+//!   leading maximum to the reserve lifts the price to the reserve;
+//! - an amount or maximum out of range is `amount_out_of_range` before anything
+//!   else is judged;
+//! - `bid_count` counts every accepted attempt (an outbid-at-once challenger and
+//!   a leader's raise included), never the rejected ones nor the proxy's moves.
 
 use serde::Serialize;
 
@@ -108,6 +120,29 @@ impl Book {
             }
         }
         Ok(Self { starting_price, reserve, current_price: starting_price, leader: None, bid_count: 0 })
+    }
+
+    /// The state as stored on the auction's row, checked against what
+    /// [`Book::judge`] can produce: the price between the start and the
+    /// leader's maximum, no leader only before the first bid.
+    pub fn restore(
+        starting_price: i64,
+        reserve: Option<i64>,
+        current_price: i64,
+        leader: Option<Leader>,
+        bid_count: u32,
+    ) -> Result<Self, Invalid> {
+        let fresh = Self::new(starting_price, reserve)?;
+        let consistent = match leader {
+            None => current_price == starting_price && bid_count == 0,
+            Some(leader) => {
+                (starting_price..=leader.max).contains(&current_price) && leader.max <= AMOUNT_MAX && bid_count > 0
+            }
+        };
+        if !consistent {
+            return Err(Invalid::new("current_price", "inconsistent with the leader and the bid count"));
+        }
+        Ok(Self { current_price, leader, bid_count, ..fresh })
     }
 
     pub fn starting_price(&self) -> i64 {
@@ -210,7 +245,7 @@ impl Book {
 mod tests {
     use super::*;
 
-    /// A hand-worked run: each step is (bidder, amount, max) and the decision expected.
+    /// A hand-worked run: bids numbered from 1, each judged against the state the previous left.
     struct Run {
         table: IncrementTable,
         book: Book,
@@ -387,5 +422,18 @@ mod tests {
         assert_eq!(Book::new(1_000, Some(999)).map_err(|e| e.field), Err("reserve_price"));
         assert_eq!(Book::new(1_000, Some(100_000_000)).map_err(|e| e.field), Err("reserve_price"));
         assert!(Book::new(1_000, Some(1_000)).is_ok());
+    }
+
+    #[test]
+    fn an_inconsistent_stored_state_is_refused() {
+        let a = BuyerId::new();
+        let leader = |max| Some(Leader { bidder: a, max, since: 1 });
+        assert!(Book::restore(1_000, None, 1_000, None, 0).is_ok());
+        assert!(Book::restore(1_000, None, 1_050, None, 0).is_err(), "a moved price without a leader");
+        assert!(Book::restore(1_000, None, 1_000, None, 2).is_err(), "bids without a leader");
+        assert!(Book::restore(1_000, None, 2_000, leader(1_500), 1).is_err(), "a price above the maximum");
+        assert!(Book::restore(1_000, None, 900, leader(1_500), 1).is_err(), "a price below the start");
+        assert!(Book::restore(1_000, None, 1_000, leader(1_500), 0).is_err(), "a leader without a bid");
+        assert!(Book::restore(1_000, None, 1_200, leader(1_500), 3).is_ok());
     }
 }
