@@ -25,6 +25,10 @@ impl From<Error> for Problem {
                 Self::new(C::SaleNotEditable, format!("the sale is {status} and can no longer change"))
                     .sale_status(status)
             }
+            Error::AuctionLocked { status } => {
+                // Until `auction_not_editable` has its row in README's table of codes.
+                Self::new(C::SaleNotEditable, format!("the auction is {status} and can no longer change"))
+            }
             Error::VersionMismatch { expected, current } => Self::new(
                 C::VersionMismatch,
                 format!("If-Match names version {expected} but the sale is at version {current}"),

@@ -11,7 +11,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::Utc;
-use gavel_domain::ids::{BuyerId, ClaimId, MerchantId, OrderId, SaleId};
+use gavel_domain::ids::{AuctionId, BuyerId, ClaimId, MerchantId, OrderId, SaleId};
 use gavel_domain::merchants;
 use serde::de::DeserializeOwned;
 
@@ -82,6 +82,9 @@ impl PathId for ClaimId {
 }
 impl PathId for OrderId {
     const WHAT: &'static str = "order";
+}
+impl PathId for AuctionId {
+    const WHAT: &'static str = "auction";
 }
 
 /// The route's one path parameter as a typed id (`Path<SaleId>`): an id of

@@ -30,7 +30,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use problem::{ErrorCode, Problem};
-use routes::{buyers, claims, health, orders, products, sales, stripe_webhook};
+use routes::{auctions, buyers, claims, health, orders, products, sales, stripe_webhook};
 pub use state::AppState;
 
 /// Every documented route, with its OpenAPI document (without a state, for
@@ -40,6 +40,7 @@ pub fn api(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::Open
         .merge(buyers::router(state))
         .merge(products::router(state))
         .merge(sales::router(state))
+        .merge(auctions::router(state))
         .merge(claims::router(state))
         .merge(orders::router(state))
         .merge(stripe_webhook::router())

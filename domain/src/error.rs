@@ -28,6 +28,8 @@ pub enum Error {
     SaleNotActive,
     #[error("the sale can no longer be changed: it is {status}")]
     SaleLocked { status: &'static str },
+    #[error("the auction can no longer be changed: it is {status}")]
+    AuctionLocked { status: &'static str },
     #[error("version {expected} does not match the current version {current}")]
     VersionMismatch { expected: i32, current: i32 },
     #[error("an account with this email already exists")]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
 use crate::error::{Error, Result};
-use crate::ids::{BuyerId, ClaimId, EventId, MerchantId, OrderId, PaymentId, ProductId, SaleId};
+use crate::ids::{AuctionId, BuyerId, ClaimId, EventId, MerchantId, OrderId, PaymentId, ProductId, SaleId};
 use crate::money::Money;
 
 /// The payload schema's version. A change that a consumer could trip over
@@ -47,6 +47,39 @@ pub enum DomainEvent {
     /// A payment was returned (its unit was no longer there).
     #[serde(rename = "order.refunded")]
     OrderRefunded(OrderSettled),
+    /// An auction opened for bids.
+    #[serde(rename = "auction.started")]
+    AuctionStarted(AuctionStarted),
+    /// An auction reached its (possibly extended) end.
+    #[serde(rename = "auction.ended")]
+    AuctionEnded(AuctionClosed),
+    /// A merchant cancelled an auction.
+    #[serde(rename = "auction.cancelled")]
+    AuctionCancelled(AuctionClosed),
+}
+
+/// `auction.started`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuctionStarted {
+    pub auction_id: AuctionId,
+    pub product_id: ProductId,
+    pub starting_price: Money,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// `auction.ended` and `auction.cancelled`: where the bidding stood.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuctionClosed {
+    pub auction_id: AuctionId,
+    /// The price when it closed.
+    pub price: Money,
+    /// Accepted bids.
+    pub bid_count: u32,
+    /// The end it closed at (after any extensions).
+    pub ends_at: DateTime<Utc>,
 }
 
 /// `sale.started`.
@@ -110,6 +143,9 @@ impl DomainEvent {
             Self::OrderPaid(_) => "order.paid",
             Self::OrderPaymentFailed(_) => "order.payment_failed",
             Self::OrderRefunded(_) => "order.refunded",
+            Self::AuctionStarted(_) => "auction.started",
+            Self::AuctionEnded(_) => "auction.ended",
+            Self::AuctionCancelled(_) => "auction.cancelled",
         }
     }
 
@@ -119,6 +155,8 @@ impl DomainEvent {
             Self::SaleStarted(e) => e.sale_id.to_string(),
             Self::SaleEnded(e) | Self::SaleCancelled(e) => e.sale_id.to_string(),
             Self::OrderPaid(e) | Self::OrderPaymentFailed(e) | Self::OrderRefunded(e) => e.order_id.to_string(),
+            Self::AuctionStarted(e) => e.auction_id.to_string(),
+            Self::AuctionEnded(e) | Self::AuctionCancelled(e) => e.auction_id.to_string(),
         }
     }
 
@@ -132,6 +170,8 @@ impl DomainEvent {
             Self::OrderPaid(e) | Self::OrderPaymentFailed(e) | Self::OrderRefunded(e) => {
                 format!("{}:{}", self.kind(), e.payment_id)
             }
+            Self::AuctionStarted(e) => format!("{}:{}", self.kind(), e.auction_id),
+            Self::AuctionEnded(e) | Self::AuctionCancelled(e) => format!("{}:{}", self.kind(), e.auction_id),
         }
     }
 
@@ -254,6 +294,12 @@ mod tests {
             sale_id: SaleId::new(),
             figures: SaleFigures { sold: 2, expired: 1, released: 3, revenue: Money::new(3998, usd) },
         };
+        let auction_closed = AuctionClosed {
+            auction_id: AuctionId::new(),
+            price: Money::new(1500, usd),
+            bid_count: 3,
+            ends_at: Utc::now(),
+        };
         vec![
             DomainEvent::SaleStarted(SaleStarted {
                 sale_id: SaleId::new(),
@@ -268,6 +314,15 @@ mod tests {
             DomainEvent::OrderPaid(settled.clone()),
             DomainEvent::OrderPaymentFailed(settled.clone()),
             DomainEvent::OrderRefunded(settled),
+            DomainEvent::AuctionStarted(AuctionStarted {
+                auction_id: AuctionId::new(),
+                product_id: ProductId::new(),
+                starting_price: Money::new(1000, usd),
+                starts_at: Utc::now(),
+                ends_at: Utc::now(),
+            }),
+            DomainEvent::AuctionEnded(auction_closed.clone()),
+            DomainEvent::AuctionCancelled(auction_closed),
         ]
     }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::error::{Error, Result};
-use crate::ids::{PaymentId, SaleId};
+use crate::ids::{AuctionId, PaymentId, SaleId};
 
 /// Queue names are explicit and versioned: renaming a Rust type must never
 /// orphan queued jobs.
@@ -20,6 +20,7 @@ pub mod queues {
     pub const SALE_LIFECYCLE: &str = "gavel.sale_lifecycle.v1";
     pub const MAINTENANCE: &str = "gavel.maintenance.v1";
     pub const PAYMENTS: &str = "gavel.payments.v1";
+    pub const AUCTION_LIFECYCLE: &str = "gavel.auction_lifecycle.v1";
 }
 
 /// Attempts before apalis gives a job up (it then stays `Failed` for an operator).
@@ -37,6 +38,19 @@ pub enum SaleJob {
     End { sale_id: SaleId, version: i32 },
     /// Return the units of holds that have expired.
     SweepHolds { sale_id: SaleId },
+}
+
+/// Jobs of the auction-lifecycle queue. Each handler re-reads the auction
+/// under a row lock and acts only if its guard still holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuctionJob {
+    /// Open the auction at `starts_at` if it is still scheduled at `version`.
+    Start { auction_id: AuctionId, version: i32 },
+    /// Close the auction if its current end is still `ends_at` (bids move
+    /// the version, and soft close moves the end and queues a new End job,
+    /// so the end, not the version, identifies the job that may act).
+    End { auction_id: AuctionId, ends_at: DateTime<Utc> },
 }
 
 /// Steps of the checkout saga. Each re-reads the payment and acts only while

@@ -134,12 +134,12 @@ pub struct RawTerms {
 }
 
 pub const MAX_INVENTORY: i64 = 1_000_000;
-const MAX_DURATION_SECONDS: i64 = 7 * 24 * 3600;
+pub(crate) const MAX_DURATION_SECONDS: i64 = 7 * 24 * 3600;
 const MAX_HOLD_SECONDS: i64 = 3600;
 /// A start this far in the past is taken as "now" (clock skew); further is refused.
-const START_GRACE_SECONDS: i64 = 60;
+pub(crate) const START_GRACE_SECONDS: i64 = 60;
 
-fn bounded(field: &'static str, value: i64, min: i64, max: i64) -> Result<i64, Invalid> {
+pub(crate) fn bounded(field: &'static str, value: i64, min: i64, max: i64) -> Result<i64, Invalid> {
     if (min..=max).contains(&value) {
         Ok(value)
     } else {
@@ -147,7 +147,7 @@ fn bounded(field: &'static str, value: i64, min: i64, max: i64) -> Result<i64, I
     }
 }
 
-fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Invalid> {
+pub(crate) fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Invalid> {
     value.ok_or_else(|| Invalid::new(field, "is required"))
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
 use gavel_domain::health::{Liveness, supervise};
-use gavel_domain::jobs::{self, MaintenanceJob, PaymentJob, SaleJob, queues};
+use gavel_domain::jobs::{self, AuctionJob, MaintenanceJob, PaymentJob, SaleJob, queues};
 use gavel_workflows::checkout::Checkout;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
@@ -43,6 +43,13 @@ pub async fn setup(pool: &PgPool) -> Result<(), WorkersError> {
 async fn sale_lifecycle(job: SaleJob, pool: Data<PgPool>) -> Result<(), BoxDynError> {
     gavel_workflows::sale_lifecycle::run(&pool, job.clone()).await.map_err(|err| {
         tracing::warn!(?job, error = %err, "sale lifecycle job failed; it will be retried");
+        Box::new(err) as BoxDynError
+    })
+}
+
+async fn auction_lifecycle(job: AuctionJob, pool: Data<PgPool>) -> Result<(), BoxDynError> {
+    gavel_workflows::auction_lifecycle::run(&pool, job.clone()).await.map_err(|err| {
+        tracing::warn!(?job, error = %err, "auction lifecycle job failed; it will be retried");
         Box::new(err) as BoxDynError
     })
 }
@@ -99,6 +106,19 @@ pub fn run(
             .backend(storage)
             .data(p.clone())
             .build(sale_lifecycle);
+        until(worker.run_until(stopped(s.clone())))
+    }));
+
+    let (name, live, stop) = part("worker:auction_lifecycle");
+    let (p, c, s) = (pool.clone(), config.clone(), shutdown.clone());
+    parts.spawn(supervise(name, live, stop, move || {
+        let storage = PostgresStorage::<AuctionJob>::new(&p)
+            .with_config(queue_config(queues::AUCTION_LIFECYCLE, &c))
+            .poll_with_interval(c.poll_interval);
+        let worker = WorkerBuilder::new(format!("{}:{}", c.instance, queues::AUCTION_LIFECYCLE))
+            .backend(storage)
+            .data(p.clone())
+            .build(auction_lifecycle);
         until(worker.run_until(stopped(s.clone())))
     }));
 

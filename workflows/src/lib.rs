@@ -12,6 +12,7 @@
 //! reconciliation.
 #![forbid(unsafe_code)]
 
+pub mod auction_lifecycle;
 pub mod checkout;
 pub mod maintenance;
 pub mod sale_lifecycle;

@@ -3,6 +3,7 @@
 //! response types and thin handlers. Response types are the API's own, built
 //! from the domain's rows, so a row can change without changing the JSON.
 
+pub mod auctions;
 pub mod buyers;
 pub mod claims;
 pub mod health;
@@ -42,6 +43,7 @@ pub(crate) use api_enum;
 
 #[cfg(test)]
 mod tests {
+    use super::auctions::AuctionStatusBody;
     use super::claims::ClaimStatusBody;
     use super::orders::{OrderStatusBody, PaymentStatusBody};
     use super::sales::SaleStatusBody;
@@ -54,6 +56,7 @@ mod tests {
             }
         }
         check::<_, SaleStatusBody>(SaleStatusBody::DOMAIN, |s| s.as_str());
+        check::<_, AuctionStatusBody>(AuctionStatusBody::DOMAIN, |s| s.as_str());
         check::<_, ClaimStatusBody>(ClaimStatusBody::DOMAIN, |s| s.as_str());
         check::<_, OrderStatusBody>(OrderStatusBody::DOMAIN, |s| s.as_str());
         check::<_, PaymentStatusBody>(PaymentStatusBody::DOMAIN, |s| s.as_str());
