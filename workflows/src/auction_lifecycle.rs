@@ -96,9 +96,13 @@ async fn wait_until(at: DateTime<Utc>) {
 }
 
 async fn start(pool: &PgPool, auction_id: AuctionId, version: i32) -> Result<()> {
-    let Some((starts_at, _)) = auctions::window(pool, auction_id).await? else {
+    let Some(window) = auctions::window(pool, auction_id).await? else {
         return Ok(());
     };
+    if window.version != version || window.status != AuctionStatus::Scheduled {
+        return Ok(());
+    }
+    let starts_at = window.starts_at;
     wait_until(starts_at).await;
     let mut tx = pool.begin().await?;
     let Some(auction) = auctions::lock(&mut tx, auction_id).await? else {
@@ -118,10 +122,10 @@ async fn start(pool: &PgPool, auction_id: AuctionId, version: i32) -> Result<()>
 }
 
 async fn end(pool: &PgPool, auction_id: AuctionId, ends_at: DateTime<Utc>) -> Result<()> {
-    let Some((_, current_end)) = auctions::window(pool, auction_id).await? else {
+    let Some(window) = auctions::window(pool, auction_id).await? else {
         return Ok(());
     };
-    if current_end != ends_at {
+    if window.ends_at != ends_at || window.status.is_final() {
         return Ok(());
     }
     wait_until(ends_at).await;

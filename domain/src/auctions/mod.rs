@@ -393,13 +393,25 @@ pub async fn list(
     rows.into_iter().map(Auction::try_from).collect()
 }
 
-/// When an auction starts and (currently) ends, unlocked: what its lifecycle
-/// jobs wait for before they take the lock. `None` for an unknown auction.
-pub async fn window(pool: &PgPool, id: AuctionId) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>> {
-    let row = sqlx::query!("SELECT starts_at, ends_at FROM auctions WHERE id = $1", id as AuctionId)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.map(|r| (r.starts_at, r.ends_at)))
+/// Where an auction stands, read without a lock: what its lifecycle jobs
+/// look at before they wait for their instant and take the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub status: AuctionStatus,
+    pub version: i32,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// The auction's [`Window`]; `None` for an unknown auction.
+pub async fn window(pool: &PgPool, id: AuctionId) -> Result<Option<Window>> {
+    Ok(sqlx::query_as!(
+        Window,
+        r#"SELECT status AS "status: AuctionStatus", version, starts_at, ends_at FROM auctions WHERE id = $1"#,
+        id as AuctionId,
+    )
+    .fetch_optional(pool)
+    .await?)
 }
 
 /// The one statement that changes an auction's status: `from → to` if the
