@@ -26,8 +26,7 @@ impl From<Error> for Problem {
                     .sale_status(status)
             }
             Error::AuctionLocked { status } => {
-                // Until `auction_not_editable` has its row in README's table of codes.
-                Self::new(C::SaleNotEditable, format!("the auction is {status} and can no longer change"))
+                Self::new(C::AuctionNotEditable, format!("the auction is {status} and can no longer change"))
             }
             Error::VersionMismatch { expected, current } => Self::new(
                 C::VersionMismatch,

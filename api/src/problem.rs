@@ -84,6 +84,8 @@ error_codes! {
     SaleNotActive = ("sale_not_active", CONFLICT, "Sale not active", "The sale is not open for claims."),
     SaleNotEditable = ("sale_not_editable", CONFLICT, "Sale not editable",
         "The sale has started, ended or been cancelled and can no longer change; `sale_status` says which."),
+    AuctionNotEditable = ("auction_not_editable", CONFLICT, "Auction not editable",
+        "The auction has ended and can no longer change (a cancelled one answers its cancellation again)."),
     VersionMismatch = ("version_mismatch", PRECONDITION_FAILED, "Version mismatch",
         "`If-Match` does not name the resource's current version; `current_version` gives it when known."),
     IfMatchRequired = ("if_match_required", PRECONDITION_REQUIRED, "If-Match required",

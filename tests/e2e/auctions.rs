@@ -248,4 +248,8 @@ async fn an_auction_starts_and_ends_exactly_once_with_two_worker_processes_and_e
         .await
         .expect("the test's SQL runs");
     assert_eq!(failed, 0);
+    // An ended auction can no longer be cancelled, and nothing changes.
+    let late = app.post(&format!("/v1/auctions/{id}/cancel"), Some(&merchant.key), json!({})).await;
+    assert_eq!((late.status, late.body["code"].as_str()), (StatusCode::CONFLICT, Some("auction_not_editable")));
+    assert_eq!(events_of(&app.pool, "auction.cancelled", &id).await, 0);
 }

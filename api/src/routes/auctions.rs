@@ -259,7 +259,7 @@ pub async fn list(
     Ok(axum::Json(AuctionList { object: "list", data, has_more }))
 }
 
-problems!(CancelAuctionErrors: NotFound, SaleNotEditable, VersionMismatch, Contention;
+problems!(CancelAuctionErrors: NotFound, AuctionNotEditable, VersionMismatch, Contention;
     AUTHENTICATED, KEYED, DATABASE, EDGE);
 
 /// Cancel an auction that has not ended.
