@@ -3,6 +3,7 @@
 //! shortly, then prints what you need to try the API with curl.
 
 use chrono::{Duration, Utc};
+use gavel_domain::auctions::RawAuctionTerms;
 use gavel_domain::auth::{Passwords, TokenSigner};
 use gavel_domain::buyers::{self, SignUp};
 use gavel_domain::sales::RawTerms;
@@ -63,6 +64,22 @@ pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyho
         },
     )
     .await?;
+    // An auction of the same product: it starts and ends by itself (bidding
+    // arrives with the rest of issue 10).
+    let auction = gavel_workflows::auction_lifecycle::create_auction(
+        pool,
+        merchant.id,
+        product.id,
+        RawAuctionTerms {
+            currency: Some("usd".into()),
+            starting_price: Some(10_000),
+            reserve_price: Some(15_000),
+            starts_at: Some(starts_at),
+            ends_at: Some(starts_at + Duration::hours(1)),
+            ..RawAuctionTerms::default()
+        },
+    )
+    .await?;
     let email = format!("buyer+{}@demo.gavel.dev", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let signup = SignUp::parse(&email, "demo-password", Some("Demo Buyer"))?;
     let passwords = Passwords::new(config.password_cost(), config.hash_limits())?;
@@ -76,6 +93,7 @@ pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyho
         "buyer": { "id": buyer, "email": email, "password": "demo-password", "token": signer.issue(buyer, Utc::now()) },
         "product_id": product.id,
         "sale": { "id": sale.id, "starts_at": sale.starts_at, "inventory": sale.inventory },
+        "auction": { "id": auction.id, "starts_at": auction.starts_at, "ends_at": auction.ends_at },
         "stripe": stripe.map_or_else(
             || json!({ "api_base": config.payments.stripe_api_base }),
             |base| json!({ "stand_in": base, "state": format!("{base}_control/state"),
@@ -87,7 +105,8 @@ pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyho
             format!("curl -s -X POST {base}/v1/claims/<claim id>/checkout -H 'Authorization: Bearer <buyer token>' \
                      -H 'Content-Type: application/json' -d '{{\"payment_method\":\"pm_card_visa\"}}'"),
             format!("curl -s {base}/v1/orders -H 'Authorization: Bearer {}'", merchant.api_key),
+            format!("curl -s {base}/v1/auctions/{}", auction.id),
         ],
-        "not_yet": "auctions and notifications arrive with their issues (README, Roadmap)",
+        "not_yet": "bidding, the live feed and notifications arrive with their issues (README, Roadmap)",
     }))
 }

@@ -14,6 +14,7 @@ mod checkout_crash;
 mod child;
 mod client;
 mod crash;
+mod demo;
 mod expiry;
 mod helpers;
 mod herd;
