@@ -2,7 +2,6 @@
 //! refused terms, cancel; and a lifecycle that starts and ends exactly once
 //! with two worker processes and every job run twice. (No bidding yet.)
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{Merchant, TestApp, eventually, fresh_database, in_secs, uuid_of};
+use crate::helpers::{Killed, Merchant, TestApp, eventually, fresh_database, in_secs, uuid_of, worker_process};
 
 const QUEUE: &str = "gavel.auction_lifecycle.v1";
 
@@ -183,28 +182,6 @@ async fn an_auction_is_created_read_publicly_listed_refused_when_wrong_and_cance
     assert_eq!(events_of(&app.pool, "auction.cancelled", &id).await, 1);
     assert_eq!(events_of(&app.pool, "auction.started", &id).await, 0);
     assert_eq!(events_of(&app.pool, "auction.ended", &id).await, 0);
-}
-
-/// `gavel serve --role workers` as a child process on `db`.
-fn worker_process(db: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_gavel"))
-        .args(["serve", "--role", "workers"])
-        .env("DATABASE_URL", db)
-        .env("GAVEL_ENV", "test")
-        .env("GAVEL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gavel")
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! The test harness: a fresh real database per test (cloned from a migrated
 //! template), the real application started on port 0, and a small typed client.
 
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -360,4 +361,27 @@ pub fn uuid_of(id: &str) -> uuid::Uuid {
 
 pub fn in_secs(secs: i64) -> String {
     (Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339()
+}
+
+/// `gavel serve --role workers` as a child process on `db`.
+pub fn worker_process(db: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["serve", "--role", "workers"])
+        .env("DATABASE_URL", db)
+        .env("GAVEL_ENV", "test")
+        .env("GAVEL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gavel")
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -1,7 +1,6 @@
 //! Sales start and end exactly once: with two worker processes, with one of
 //! them killed at the start instant, and with jobs that run late.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -9,29 +8,7 @@ use gavel::Role;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::{Merchant, TestApp, fresh_database, in_secs, uuid_of};
-
-/// `gavel serve --role workers` as a child process on `db`.
-fn worker_process(db: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_gavel"))
-        .args(["serve", "--role", "workers"])
-        .env("DATABASE_URL", db)
-        .env("GAVEL_ENV", "test")
-        .env("GAVEL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gavel")
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::helpers::{Killed, Merchant, TestApp, fresh_database, in_secs, uuid_of, worker_process};
 
 async fn event_count(pool: &PgPool, kind: &str, sale: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events WHERE type = $1 AND subject_id = $2")
