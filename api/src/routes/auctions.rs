@@ -1,8 +1,8 @@
 //! Auctions: create, read (public), list, cancel. Bidding comes next.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use gavel_domain::auctions::increments::Band;
 use gavel_domain::auctions::{self, Auction, AuctionStatus, RawAuctionTerms};
@@ -187,15 +187,6 @@ pub struct AuctionList {
     has_more: bool,
 }
 
-fn with_etag<B: Serialize>(status: StatusCode, version: i32, body: B) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{version}\"")).ok();
-    let mut response = (status, axum::Json(body)).into_response();
-    if let Some(etag) = etag {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    response
-}
-
 problems!(CreateAuctionErrors:; AUTHENTICATED, JSON_BODY, KEYED, DATABASE, EDGE);
 
 /// Create an auction; it opens and closes by itself.
@@ -226,7 +217,7 @@ pub async fn create(
     let mut tx = effect.begin().await?;
     let auction = auction_lifecycle::create_auction_in(&mut tx, merchant, body.product_id, raw).await?;
     tx.commit().await?;
-    Ok(with_etag(StatusCode::CREATED, auction.version, MerchantAuctionBody::from(&auction)))
+    Ok(super::with_etag(StatusCode::CREATED, auction.version, MerchantAuctionBody::from(&auction)))
 }
 
 problems!(GetAuctionErrors: NotFound; DATABASE, EDGE);
@@ -239,7 +230,7 @@ problems!(GetAuctionErrors: NotFound; DATABASE, EDGE);
               GetAuctionErrors))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<AuctionId>) -> ApiResult<Response> {
     let auction = auctions::get_public(&state.pool, id).await?;
-    Ok(with_etag(StatusCode::OK, auction.version, AuctionBody::from(&auction)))
+    Ok(super::with_etag(StatusCode::OK, auction.version, AuctionBody::from(&auction)))
 }
 
 problems!(ListAuctionsErrors: InvalidRequest; AUTHENTICATED, DATABASE, EDGE);
@@ -275,5 +266,5 @@ pub async fn cancel(
     Path(id): Path<AuctionId>,
 ) -> ApiResult<Response> {
     let auction = auction_lifecycle::cancel_auction(&state.pool, merchant, id).await?;
-    Ok(with_etag(StatusCode::OK, auction.version, MerchantAuctionBody::from(&auction)))
+    Ok(super::with_etag(StatusCode::OK, auction.version, MerchantAuctionBody::from(&auction)))
 }

@@ -12,6 +12,19 @@ pub mod products;
 pub mod sales;
 pub mod stripe_webhook;
 
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// A versioned resource's answer: its body, and its version as the `ETag`
+/// (quoted) that `If-Match` names back.
+fn with_etag<B: serde::Serialize>(status: StatusCode, version: i32, body: B) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
 /// An API enum mirroring a domain status, with the same spelling: adding a
 /// variant to the domain's enum breaks the build here until the API decides
 /// how to show it.

@@ -1,8 +1,8 @@
 //! Sales: create, read, list, edit before start (`If-Match`), cancel.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use gavel_domain::ids::{ProductId, SaleId};
 use gavel_domain::sales::{self, RawTerms, Sale, SaleStatus};
@@ -143,12 +143,7 @@ pub struct SaleList {
 }
 
 fn with_etag(status: StatusCode, sale: &Sale) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", sale.version)).ok();
-    let mut response = (status, axum::Json(SaleBody::from(sale))).into_response();
-    if let Some(etag) = etag {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    response
+    super::with_etag(status, sale.version, SaleBody::from(sale))
 }
 
 problems!(CreateSaleErrors:; AUTHENTICATED, JSON_BODY, KEYED, DATABASE, EDGE);
