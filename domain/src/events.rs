@@ -56,6 +56,22 @@ pub enum DomainEvent {
     /// A merchant cancelled an auction.
     #[serde(rename = "auction.cancelled")]
     AuctionCancelled(AuctionClosed),
+    /// A bid in the soft-close window moved an auction's end later.
+    #[serde(rename = "auction.extended")]
+    AuctionExtended(AuctionExtended),
+    /// An auction's order was made for a bidder: the winner at the close, or
+    /// the runner-up offered a second chance.
+    #[serde(rename = "auction.won")]
+    AuctionWon(AuctionWon),
+    /// A bidder lost the lead (to a new bid or to someone's proxy maximum).
+    #[serde(rename = "bid.outbid")]
+    BidOutbid(BidOutbid),
+    /// An auction's order is due soon (a reminder before its deadline).
+    #[serde(rename = "order.payment_due")]
+    OrderPaymentDue(OrderPaymentDue),
+    /// An auction's order was not paid by its deadline.
+    #[serde(rename = "order.lapsed")]
+    OrderLapsed(OrderLapsed),
 }
 
 /// `auction.started`.
@@ -80,6 +96,80 @@ pub struct AuctionClosed {
     pub bid_count: u32,
     /// The end it closed at (after any extensions).
     pub ends_at: DateTime<Utc>,
+    /// The winner (null when cancelled, with no bids, or below the reserve).
+    #[serde(default)]
+    pub winner_buyer_id: Option<BuyerId>,
+    /// The winner's order (null when there is no winner).
+    #[serde(default)]
+    pub order_id: Option<OrderId>,
+    /// The head of the bid trail's hash chain when it closed (hex).
+    #[serde(default)]
+    pub trail_hash: String,
+}
+
+/// `auction.extended`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuctionExtended {
+    pub auction_id: AuctionId,
+    /// The new end.
+    pub ends_at: DateTime<Utc>,
+    /// Extensions so far, this one included.
+    pub extensions: i32,
+}
+
+/// `auction.won`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuctionWon {
+    pub auction_id: AuctionId,
+    pub order_id: OrderId,
+    pub buyer_id: BuyerId,
+    /// What the order costs.
+    pub price: Money,
+    pub payment_due_at: DateTime<Utc>,
+    /// True when the order is a second-chance offer to the runner-up.
+    pub second_chance: bool,
+}
+
+/// `bid.outbid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BidOutbid {
+    pub auction_id: AuctionId,
+    /// The bidder who lost the lead.
+    pub buyer_id: BuyerId,
+    /// The attempt (trail sequence) that took the lead from them.
+    pub sequence: u64,
+    /// The price after it.
+    pub current_price: Money,
+    /// What it takes to lead again.
+    pub min_next_bid: Money,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// `order.payment_due`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderPaymentDue {
+    pub order_id: OrderId,
+    pub auction_id: AuctionId,
+    pub buyer_id: BuyerId,
+    pub amount: Money,
+    pub payment_due_at: DateTime<Utc>,
+    /// How long before the deadline this reminder was meant to go (seconds).
+    pub lead_seconds: i64,
+}
+
+/// `order.lapsed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderLapsed {
+    pub order_id: OrderId,
+    pub auction_id: AuctionId,
+    pub buyer_id: BuyerId,
+    pub amount: Money,
+    pub payment_due_at: DateTime<Utc>,
 }
 
 /// `sale.started`.
@@ -146,10 +236,15 @@ impl DomainEvent {
             Self::AuctionStarted(_) => "auction.started",
             Self::AuctionEnded(_) => "auction.ended",
             Self::AuctionCancelled(_) => "auction.cancelled",
+            Self::AuctionExtended(_) => "auction.extended",
+            Self::AuctionWon(_) => "auction.won",
+            Self::BidOutbid(_) => "bid.outbid",
+            Self::OrderPaymentDue(_) => "order.payment_due",
+            Self::OrderLapsed(_) => "order.lapsed",
         }
     }
 
-    /// The resource the event is about (a sale's or an order's id).
+    /// The resource the event is about (a sale's, an auction's or an order's id).
     pub fn subject(&self) -> String {
         match self {
             Self::SaleStarted(e) => e.sale_id.to_string(),
@@ -157,6 +252,11 @@ impl DomainEvent {
             Self::OrderPaid(e) | Self::OrderPaymentFailed(e) | Self::OrderRefunded(e) => e.order_id.to_string(),
             Self::AuctionStarted(e) => e.auction_id.to_string(),
             Self::AuctionEnded(e) | Self::AuctionCancelled(e) => e.auction_id.to_string(),
+            Self::AuctionExtended(e) => e.auction_id.to_string(),
+            Self::AuctionWon(e) => e.order_id.to_string(),
+            Self::BidOutbid(e) => e.auction_id.to_string(),
+            Self::OrderPaymentDue(e) => e.order_id.to_string(),
+            Self::OrderLapsed(e) => e.order_id.to_string(),
         }
     }
 
@@ -172,6 +272,11 @@ impl DomainEvent {
             }
             Self::AuctionStarted(e) => format!("{}:{}", self.kind(), e.auction_id),
             Self::AuctionEnded(e) | Self::AuctionCancelled(e) => format!("{}:{}", self.kind(), e.auction_id),
+            Self::AuctionExtended(e) => format!("{}:{}:{}", self.kind(), e.auction_id, e.extensions),
+            Self::AuctionWon(e) => format!("{}:{}", self.kind(), e.order_id),
+            Self::BidOutbid(e) => format!("{}:{}:{}", self.kind(), e.auction_id, e.sequence),
+            Self::OrderPaymentDue(e) => format!("{}:{}:{}", self.kind(), e.order_id, e.lead_seconds),
+            Self::OrderLapsed(e) => format!("{}:{}", self.kind(), e.order_id),
         }
     }
 
@@ -299,7 +404,12 @@ mod tests {
             price: Money::new(1500, usd),
             bid_count: 3,
             ends_at: Utc::now(),
+            winner_buyer_id: Some(BuyerId::new()),
+            order_id: Some(OrderId::new()),
+            trail_hash: "00".repeat(32),
         };
+        let auction = AuctionId::new();
+        let due = Utc::now();
         vec![
             DomainEvent::SaleStarted(SaleStarted {
                 sale_id: SaleId::new(),
@@ -323,6 +433,38 @@ mod tests {
             }),
             DomainEvent::AuctionEnded(auction_closed.clone()),
             DomainEvent::AuctionCancelled(auction_closed),
+            DomainEvent::AuctionExtended(AuctionExtended { auction_id: auction, ends_at: due, extensions: 1 }),
+            DomainEvent::AuctionWon(AuctionWon {
+                auction_id: auction,
+                order_id: OrderId::new(),
+                buyer_id: BuyerId::new(),
+                price: Money::new(1500, usd),
+                payment_due_at: due,
+                second_chance: false,
+            }),
+            DomainEvent::BidOutbid(BidOutbid {
+                auction_id: auction,
+                buyer_id: BuyerId::new(),
+                sequence: 4,
+                current_price: Money::new(1500, usd),
+                min_next_bid: Money::new(1600, usd),
+                ends_at: due,
+            }),
+            DomainEvent::OrderPaymentDue(OrderPaymentDue {
+                order_id: OrderId::new(),
+                auction_id: auction,
+                buyer_id: BuyerId::new(),
+                amount: Money::new(1500, usd),
+                payment_due_at: due,
+                lead_seconds: 3600,
+            }),
+            DomainEvent::OrderLapsed(OrderLapsed {
+                order_id: OrderId::new(),
+                auction_id: auction,
+                buyer_id: BuyerId::new(),
+                amount: Money::new(1500, usd),
+                payment_due_at: due,
+            }),
         ]
     }
 

@@ -10,6 +10,7 @@ pub mod claims;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod feed;
 pub mod health;
 pub mod idempotency;
 pub mod ids;

@@ -484,6 +484,10 @@ pub async fn close(conn: &mut PgConnection, auction: &Auction, to: AuctionStatus
         price: closed.current_price(),
         bid_count: closed.book.bid_count(),
         ends_at: closed.ends_at,
+        // TODO(issue 10, closing slice): the winner, its order and the trail's head.
+        winner_buyer_id: None,
+        order_id: None,
+        trail_hash: String::new(),
     };
     let event = match to {
         AuctionStatus::Cancelled => DomainEvent::AuctionCancelled(payload),
