@@ -129,21 +129,46 @@ async fn end(pool: &PgPool, auction_id: AuctionId, ends_at: DateTime<Utc>) -> Re
         return Ok(());
     }
     wait_until(ends_at).await;
+    match close_if_due(pool, auction_id).await? {
+        Due::NotYet { ends_at: current } if current == ends_at => {
+            // Not due yet: the queue's retry brings it back.
+            Err(Error::Internal(format!("auction {auction_id}: end job ran before its end")))
+        }
+        // Closed now, closed before, or moved later (soft close: its own End
+        // job is queued for the new end).
+        _ => Ok(()),
+    }
+}
+
+/// What [`close_if_due`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Closed by this call.
+    Closed,
+    /// Already closed (ended or cancelled), or never started and not due.
+    Final,
+    /// Still open until `ends_at`.
+    NotYet { ends_at: DateTime<Utc> },
+}
+
+/// Closes the auction if its end has passed and it is still open: the End
+/// job's work, also run by a bid that finds the auction past its end (as a
+/// claim that finds a sale past its start starts it). Exactly once: the
+/// auction row is locked and the close is a guarded transition.
+pub async fn close_if_due(pool: &PgPool, auction_id: AuctionId) -> Result<Due> {
     let mut tx = pool.begin().await?;
     let Some(auction) = auctions::lock(&mut tx, auction_id).await? else {
-        return Ok(());
+        return Ok(Due::Final);
     };
-    if auction.ends_at != ends_at || auction.status.is_final() || Utc::now() < auction.ends_at {
-        // Moved later (soft close: its own End job is queued), already
-        // closed, or not due yet (the queue's retry brings it back).
-        if !auction.status.is_final() && auction.ends_at == ends_at {
-            return Err(Error::Internal(format!("auction {auction_id}: end job ran before its end")));
-        }
-        return Ok(());
+    if auction.status.is_final() {
+        return Ok(Due::Final);
+    }
+    if Utc::now() < auction.ends_at {
+        return Ok(Due::NotYet { ends_at: auction.ends_at });
     }
     close_ended(&mut tx, &auction).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(Due::Closed)
 }
 
 async fn close_ended(conn: &mut PgConnection, auction: &Auction) -> Result<()> {
