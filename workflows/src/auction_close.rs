@@ -188,6 +188,9 @@ pub async fn remind(pool: &PgPool, order_id: OrderId, lead_seconds: i64) -> Resu
     Ok(())
 }
 
+/// How long a lapse that finds a payment settling waits before it looks again.
+const LAPSE_RECHECK_SECONDS: i64 = 30;
+
 /// What [`lapse`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lapse {
@@ -196,8 +199,9 @@ pub enum Lapse {
     /// Paid, refunded, or lapsed before: nothing to do.
     Settled,
     /// Its deadline is ahead.
-    NotYet,
-    /// A payment started before the deadline is being settled; try again later.
+    NotYet { due_at: DateTime<Utc> },
+    /// A payment started before the deadline is being settled; another
+    /// lapse job is queued to look again.
     PaymentInFlight,
 }
 
@@ -209,6 +213,14 @@ pub async fn lapse(pool: &PgPool, order_id: OrderId) -> Result<Lapse> {
         return Ok(Lapse::Settled);
     };
     if order.status == OrderStatus::PendingVerification {
+        // A payment begun before the deadline is settling: look again later
+        // (paid: nothing to do; failed: it lapses then).
+        let (auction_id, _) = auction_order(&order)?;
+        let again = Utc::now() + Duration::seconds(LAPSE_RECHECK_SECONDS);
+        let key = format!("lapse:{order_id}:recheck:{}", again.timestamp_micros());
+        jobs::enqueue(&mut tx, queues::AUCTION_LIFECYCLE, &AuctionJob::Lapse { auction_id, order_id }, again, &key)
+            .await?;
+        tx.commit().await?;
         return Ok(Lapse::PaymentInFlight);
     }
     if !order.status.is_unpaid() {
@@ -216,7 +228,7 @@ pub async fn lapse(pool: &PgPool, order_id: OrderId) -> Result<Lapse> {
     }
     let (auction_id, payment_due_at) = auction_order(&order)?;
     if Utc::now() < payment_due_at {
-        return Ok(Lapse::NotYet);
+        return Ok(Lapse::NotYet { due_at: payment_due_at });
     }
     let lapsed = orders::transition(&mut tx, order_id, order.status, OrderStatus::Lapsed)
         .await?

@@ -87,13 +87,21 @@ pub async fn run(pool: &PgPool, reminders: &PaymentReminders, job: AuctionJob) -
         AuctionJob::Start { auction_id, version } => start(pool, reminders, auction_id, version).await,
         AuctionJob::End { auction_id, ends_at } => end(pool, reminders, auction_id, ends_at).await,
         AuctionJob::Remind { order_id, lead_seconds, .. } => auction_close::remind(pool, order_id, lead_seconds).await,
-        AuctionJob::Lapse { order_id, .. } => match auction_close::lapse(pool, order_id).await? {
-            Lapse::Lapsed | Lapse::Settled => Ok(()),
-            // The queue's retry brings it back (a job handed over early, or a
-            // payment begun before the deadline still settling).
-            Lapse::NotYet => Err(Error::Internal(format!("order {order_id}: lapse job ran before its deadline"))),
-            Lapse::PaymentInFlight => Err(Error::Internal(format!("order {order_id}: a payment is settling"))),
-        },
+        AuctionJob::Lapse { order_id, .. } => {
+            let mut found = auction_close::lapse(pool, order_id).await?;
+            if let Lapse::NotYet { due_at } = found {
+                // The queue may hand a job over up to a second early.
+                wait_until(due_at).await;
+                found = auction_close::lapse(pool, order_id).await?;
+            }
+            match found {
+                Lapse::Lapsed | Lapse::Settled | Lapse::PaymentInFlight => Ok(()),
+                // Far too early: the queue's retry brings it back.
+                Lapse::NotYet { .. } => {
+                    Err(Error::Internal(format!("order {order_id}: lapse job ran before its deadline")))
+                }
+            }
+        }
     }
 }
 

@@ -278,15 +278,25 @@ pub async fn create(
 
 problems!(GetAuctionErrors: NotFound; DATABASE, EDGE);
 
-/// Any auction, as the public sees it (no credentials needed).
+/// Any auction, as the public sees it (no credentials needed). With its own
+/// merchant's API key, the merchant's view (`reserve_price`,
+/// `leader_buyer_id`, `winner_buyer_id`, `second_chance_order_id`).
 #[utoipa::path(get, path = "/v1/auctions/{id}", tag = "auctions", operation_id = "get_auction",
     params(("id" = String, Path, description = "The auction's id (`auc_…`).")),
-    responses((status = 200, description = "The auction.", body = AuctionBody,
-               headers(("ETag" = String, description = "The auction's version, quoted."))),
+    responses((status = 200, description = "The auction (its merchant's view with its merchant's key).",
+               body = AuctionBody, headers(("ETag" = String, description = "The auction's version, quoted."))),
               GetAuctionErrors))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<AuctionId>) -> ApiResult<Response> {
+pub async fn get(
+    State(state): State<AppState>,
+    merchant: Result<Merchant, crate::problem::Problem>,
+    Path(id): Path<AuctionId>,
+) -> ApiResult<Response> {
     let auction = auctions::get_public(&state.pool, id).await?;
     let outcome = results::get(&state.pool, id).await?;
+    if merchant.is_ok_and(|Merchant(m)| m == auction.merchant_id) {
+        let body = MerchantAuctionBody::of(&auction, outcome.as_ref());
+        return Ok(super::with_etag(StatusCode::OK, auction.version, body));
+    }
     Ok(super::with_etag(StatusCode::OK, auction.version, AuctionBody::of(&auction, outcome.as_ref())))
 }
 
