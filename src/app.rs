@@ -78,6 +78,7 @@ impl Application {
                 poll_interval: std::time::Duration::from_millis(config.jobs.poll_interval_ms),
                 batch_size: config.jobs.batch_size.max(1),
                 instance: format!("gavel-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+                payment_reminders: config.payment_reminders(),
             };
             let run = gavel_workers::run(jobs_pool, worker_config, payments, liveness.clone(), shutdown.clone());
             tasks.spawn(part("workers", run));
@@ -191,6 +192,7 @@ fn app_state(config: &Config, pool: PgPool, payments: Checkout, ops: Ops) -> any
         auth_limits: AuthLimits::new(config.auth.signups_per_ip_per_minute, config.auth.signins_per_ip_per_minute),
         claim_limiter: RateLimiter::per_minute(config.claims.rate_limit_per_minute),
         payments,
+        payment_reminders: config.payment_reminders(),
         stripe_webhook_secret: config.payments.stripe_webhook_secret.clone(),
         ops,
     }))

@@ -10,6 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use gavel_api::claim_engine::{ClaimConfig, Strategy};
 use gavel_domain::auth::{HashLimits, PasswordCost};
+use gavel_workflows::auction_close::PaymentReminders;
 use gavel_workflows::checkout::{CheckoutConfig, PausePoint};
 use gavel_workflows::stripe::GatewayConfig;
 use serde::Deserialize;
@@ -26,6 +27,7 @@ pub struct Config {
     pub claims: Claims,
     pub jobs: Jobs,
     pub payments: Payments,
+    pub auction_payments: AuctionPayments,
     #[serde(default)]
     pub admin: Admin,
     #[serde(default)]
@@ -90,6 +92,13 @@ pub struct Jobs {
     /// The workers' own connection pool, apart from the API's, so a burst of
     /// requests never starves the queues (nor the reverse).
     pub pool_size: u32,
+}
+
+/// An auction order's payment deadline: when its buyer is reminded.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuctionPayments {
+    /// Seconds before the deadline; those longer than the window are skipped.
+    pub reminder_lead_seconds: Vec<u64>,
 }
 
 /// Stripe and the checkout saga.
@@ -241,6 +250,10 @@ impl Config {
             breaker_failures: p.breaker_failures,
             breaker_cooldown: Duration::from_millis(p.breaker_cooldown_ms),
         }
+    }
+
+    pub fn payment_reminders(&self) -> PaymentReminders {
+        PaymentReminders::new(self.auction_payments.reminder_lead_seconds.iter().map(|s| Duration::from_secs(*s)))
     }
 
     pub fn checkout_config(&self) -> CheckoutConfig {

@@ -45,6 +45,10 @@ impl From<Error> for Problem {
                 Self::new(C::OrderNotPayable, format!("the order is {status} and cannot be paid")).order_status(status)
             }
             Error::PaymentWindowClosed => Self::new(C::PaymentWindowClosed, "the order's payment deadline has passed"),
+            Error::SecondChanceUnavailable { reason } => {
+                Self::new(C::SecondChanceUnavailable, format!("no second-chance offer: {reason}"))
+            }
+            Error::NoRunnerUp => Self::new(C::NoRunnerUp, "no bidder other than the winner made an accepted bid"),
             Error::PaymentUnavailable { retry_after } => {
                 Self::new(C::PaymentsUnavailable, "the payment provider is failing; your hold is kept, retry shortly")
                     .retry_after(retry_after.as_secs_f64().ceil() as u64)

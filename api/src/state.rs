@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::claim_engine::ClaimEngine;
 use gavel_domain::auth::{Passwords, TokenSigner};
 use gavel_domain::ids::BuyerId;
+use gavel_workflows::auction_close::PaymentReminders;
 use gavel_workflows::checkout::Checkout;
 use sqlx::PgPool;
 
@@ -41,6 +42,9 @@ pub struct Shared {
     pub auth_limits: AuthLimits,
     pub claim_limiter: RateLimiter<BuyerId>,
     pub payments: Checkout,
+    /// When the buyer of an auction's order is reminded (the second-chance
+    /// offer's order and a bid-triggered close schedule them).
+    pub payment_reminders: PaymentReminders,
     pub stripe_webhook_secret: String,
     /// Health, readiness and the operator token.
     pub ops: Ops,

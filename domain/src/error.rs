@@ -47,6 +47,12 @@ pub enum Error {
     OrderNotPayable { status: &'static str },
     #[error("the order's payment window has closed")]
     PaymentWindowClosed,
+    /// A second-chance offer is made only after the winner's order lapsed.
+    #[error("no second-chance offer: {reason}")]
+    SecondChanceUnavailable { reason: &'static str },
+    /// Nobody but the winner made an accepted bid.
+    #[error("no other bidder to offer the lot to")]
+    NoRunnerUp,
     /// The payment provider is failing; the circuit breaker refuses calls.
     #[error("payments are unavailable; retry shortly")]
     PaymentUnavailable { retry_after: Duration },

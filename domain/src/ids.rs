@@ -123,9 +123,27 @@ prefixed_id!(/// Money returned for a payment.
 prefixed_id!(/// An auction (its winner's order is paid through `POST /v1/orders/{id}/pay`).
     AuctionId, "auc");
 
+impl BuyerId {
+    /// The buyer as the public sees them: the first and last characters of
+    /// the printed id around `***` (`b***7`), so that a bidder can recognise
+    /// themselves without others learning who they are.
+    pub fn masked(&self) -> String {
+        let printed = self.to_string();
+        let first = printed.chars().next().unwrap_or('?');
+        let last = printed.chars().next_back().unwrap_or('?');
+        format!("{first}***{last}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_masked_buyer_shows_only_the_first_and_last_characters() {
+        let id: BuyerId = "byr_0193a1b2c3d47e8f9a0b1c2d3e4f5a67".parse().expect("a buyer id");
+        assert_eq!(id.masked(), "b***7");
+    }
 
     #[test]
     fn ids_round_trip_through_their_prefixed_form() {

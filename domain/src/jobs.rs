@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::error::{Error, Result};
-use crate::ids::{AuctionId, PaymentId, SaleId};
+use crate::ids::{AuctionId, OrderId, PaymentId, SaleId};
 
 /// Queue names are explicit and versioned: renaming a Rust type must never
 /// orphan queued jobs.
@@ -51,6 +51,11 @@ pub enum AuctionJob {
     /// the version, and soft close moves the end and queues a new End job,
     /// so the end, not the version, identifies the job that may act).
     End { auction_id: AuctionId, ends_at: DateTime<Utc> },
+    /// Remind the buyer of an auction's order `lead_seconds` before its
+    /// deadline, if it is still unpaid (`order.payment_due`, once per lead).
+    Remind { auction_id: AuctionId, order_id: OrderId, lead_seconds: i64 },
+    /// At the deadline: the order lapses unless it was paid.
+    Lapse { auction_id: AuctionId, order_id: OrderId },
 }
 
 /// Steps of the checkout saga. Each re-reads the payment and acts only while

@@ -24,6 +24,8 @@ status_enum!(
         PaymentFailed => "payment_failed",
         /// Paid, then refunded (the unit it paid for was no longer there).
         Refunded => "refunded",
+        /// An auction's order not paid by its deadline; final.
+        Lapsed => "lapsed",
     }
 );
 
@@ -32,15 +34,23 @@ impl OrderStatus {
     /// Paid | PaymentFailed | Refunded` (refunded: paid for a unit that was
     /// gone), `Paid → Refunded`, and `PaymentFailed → PendingVerification`
     /// (an auction's winner tries another card within the window; a sale's
-    /// order is never paid again, which `POST /v1/orders/{id}/pay` enforces).
+    /// order is never paid again, which `POST /v1/orders/{id}/pay` enforces),
+    /// and `AwaitingPayment | PaymentFailed → Lapsed` (an auction's order not
+    /// paid by its deadline; nothing leaves `Lapsed`).
     pub fn can_become(self, to: Self) -> bool {
         use OrderStatus::*;
         matches!(
             (self, to),
-            (AwaitingPayment | PaymentFailed, PendingVerification)
+            (AwaitingPayment | PaymentFailed, PendingVerification | Lapsed)
                 | (PendingVerification, Paid | PaymentFailed | Refunded)
                 | (Paid, Refunded)
         )
+    }
+
+    /// Not paid yet, and no payment in flight: a reminder is due, and at the
+    /// deadline the order lapses.
+    pub fn is_unpaid(self) -> bool {
+        matches!(self, Self::AwaitingPayment | Self::PaymentFailed)
     }
 }
 
@@ -379,7 +389,7 @@ mod tests {
 
     #[test]
     fn orders_move_only_along_their_state_machine() {
-        let all = [AwaitingPayment, PendingVerification, Paid, PaymentFailed, Refunded];
+        let all = [AwaitingPayment, PendingVerification, Paid, PaymentFailed, Refunded, Lapsed];
         let allowed = [
             (AwaitingPayment, PendingVerification),
             (PaymentFailed, PendingVerification),
@@ -387,6 +397,8 @@ mod tests {
             (PendingVerification, PaymentFailed),
             (PendingVerification, Refunded),
             (Paid, Refunded),
+            (AwaitingPayment, Lapsed),
+            (PaymentFailed, Lapsed),
         ];
         for from in all {
             for to in all {
@@ -400,5 +412,6 @@ mod tests {
             }
         }
         assert!(!Paid.can_become(PendingVerification), "a paid order is never paid again");
+        assert!(!Lapsed.can_become(PendingVerification), "a lapsed order is never paid");
     }
 }

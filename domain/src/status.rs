@@ -93,7 +93,10 @@ mod tests {
         use ClaimStatus as C;
         check(&[C::Held, C::CheckingOut, C::CheckedOut, C::Expired, C::Released], C::as_str);
         use OrderStatus as O;
-        check(&[O::AwaitingPayment, O::PendingVerification, O::Paid, O::PaymentFailed, O::Refunded], O::as_str);
+        check(
+            &[O::AwaitingPayment, O::PendingVerification, O::Paid, O::PaymentFailed, O::Refunded, O::Lapsed],
+            O::as_str,
+        );
         use PaymentStatus as P;
         check(&[P::Processing, P::Unknown, P::Succeeded, P::Failed, P::Refunded], P::as_str);
         use SaleStatus as S;

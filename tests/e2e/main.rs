@@ -5,6 +5,7 @@
 // A test states why it expects a value; `expect` is the test's assertion.
 #![allow(clippy::expect_used)]
 
+mod auction_close;
 mod auctions;
 mod auth_limits;
 mod bad_input;

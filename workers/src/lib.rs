@@ -13,6 +13,7 @@ use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
 use gavel_domain::health::{Liveness, supervise};
 use gavel_domain::jobs::{self, AuctionJob, MaintenanceJob, PaymentJob, SaleJob, queues};
+use gavel_workflows::auction_close::PaymentReminders;
 use gavel_workflows::checkout::Checkout;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
@@ -26,6 +27,8 @@ pub struct WorkerConfig {
     pub batch_size: usize,
     /// A name unique to this process, so apalis can tell workers apart.
     pub instance: String,
+    /// When the buyer of an auction's order is reminded before its deadline.
+    pub payment_reminders: PaymentReminders,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +50,12 @@ async fn sale_lifecycle(job: SaleJob, pool: Data<PgPool>) -> Result<(), BoxDynEr
     })
 }
 
-async fn auction_lifecycle(job: AuctionJob, pool: Data<PgPool>) -> Result<(), BoxDynError> {
-    gavel_workflows::auction_lifecycle::run(&pool, job.clone()).await.map_err(|err| {
+async fn auction_lifecycle(
+    job: AuctionJob,
+    pool: Data<PgPool>,
+    reminders: Data<PaymentReminders>,
+) -> Result<(), BoxDynError> {
+    gavel_workflows::auction_lifecycle::run(&pool, &reminders, job.clone()).await.map_err(|err| {
         tracing::warn!(?job, error = %err, "auction lifecycle job failed; it will be retried");
         Box::new(err) as BoxDynError
     })
@@ -118,6 +125,7 @@ pub fn run(
         let worker = WorkerBuilder::new(format!("{}:{}", c.instance, queues::AUCTION_LIFECYCLE))
             .backend(storage)
             .data(p.clone())
+            .data(c.payment_reminders.clone())
             .build(auction_lifecycle);
         until(worker.run_until(stopped(s.clone())))
     }));

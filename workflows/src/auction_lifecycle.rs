@@ -7,9 +7,8 @@
 //! auction is still in the state it was queued for (the start: `scheduled` at
 //! its version; the end: not closed, with the end instant it was queued for,
 //! since soft close moves the end and queues a new End job). The change and
-//! its event commit together.
-//!
-//! Bidding is not built yet: an auction that ends has no winner.
+//! its event commit together. What the close creates (the winner's order,
+//! its reminders and lapse) is [`crate::auction_close`]'s.
 
 use std::time::Duration;
 
@@ -19,6 +18,8 @@ use gavel_domain::ids::{AuctionId, MerchantId, ProductId};
 use gavel_domain::jobs::{self, AuctionJob, queues};
 use gavel_domain::{Error, Result, products};
 use sqlx::{PgConnection, PgPool};
+
+use crate::auction_close::{self, Lapse, PaymentReminders};
 
 /// Creates an auction and schedules its start and end, in one transaction.
 pub async fn create_auction(
@@ -73,7 +74,7 @@ pub async fn cancel_auction(pool: &PgPool, merchant: MerchantId, id: AuctionId) 
         AuctionStatus::Ended => return Err(Error::AuctionLocked { status: auction.status.as_str() }),
         AuctionStatus::Scheduled | AuctionStatus::Active => {}
     }
-    let closed = auctions::close(&mut tx, &auction, AuctionStatus::Cancelled)
+    let closed = auction_close::close_cancelled(&mut tx, &auction)
         .await?
         .ok_or(Error::VersionMismatch { expected: auction.version, current: auction.version + 1 })?;
     tx.commit().await?;
@@ -81,10 +82,26 @@ pub async fn cancel_auction(pool: &PgPool, merchant: MerchantId, id: AuctionId) 
 }
 
 /// Runs one job of the auction-lifecycle queue.
-pub async fn run(pool: &PgPool, job: AuctionJob) -> Result<()> {
+pub async fn run(pool: &PgPool, reminders: &PaymentReminders, job: AuctionJob) -> Result<()> {
     match job {
-        AuctionJob::Start { auction_id, version } => start(pool, auction_id, version).await,
-        AuctionJob::End { auction_id, ends_at } => end(pool, auction_id, ends_at).await,
+        AuctionJob::Start { auction_id, version } => start(pool, reminders, auction_id, version).await,
+        AuctionJob::End { auction_id, ends_at } => end(pool, reminders, auction_id, ends_at).await,
+        AuctionJob::Remind { order_id, lead_seconds, .. } => auction_close::remind(pool, order_id, lead_seconds).await,
+        AuctionJob::Lapse { order_id, .. } => {
+            let mut found = auction_close::lapse(pool, order_id).await?;
+            if let Lapse::NotYet { due_at } = found {
+                // The queue may hand a job over up to a second early.
+                wait_until(due_at).await;
+                found = auction_close::lapse(pool, order_id).await?;
+            }
+            match found {
+                Lapse::Lapsed | Lapse::Settled | Lapse::PaymentInFlight => Ok(()),
+                // Far too early: the queue's retry brings it back.
+                Lapse::NotYet { .. } => {
+                    Err(Error::Internal(format!("order {order_id}: lapse job ran before its deadline")))
+                }
+            }
+        }
     }
 }
 
@@ -95,7 +112,7 @@ async fn wait_until(at: DateTime<Utc>) {
     }
 }
 
-async fn start(pool: &PgPool, auction_id: AuctionId, version: i32) -> Result<()> {
+async fn start(pool: &PgPool, reminders: &PaymentReminders, auction_id: AuctionId, version: i32) -> Result<()> {
     let Some(window) = auctions::window(pool, auction_id).await? else {
         return Ok(());
     };
@@ -113,7 +130,7 @@ async fn start(pool: &PgPool, auction_id: AuctionId, version: i32) -> Result<()>
     }
     if Utc::now() >= auction.ends_at {
         // A start that runs after the whole window has passed closes it.
-        close_ended(&mut tx, &auction).await?;
+        close_ended(&mut tx, &auction, reminders).await?;
     } else if auctions::start(&mut tx, auction_id, version).await?.is_some() {
         tracing::info!(%auction_id, late_ms = (Utc::now() - starts_at).num_milliseconds(), "auction started");
     }
@@ -121,7 +138,7 @@ async fn start(pool: &PgPool, auction_id: AuctionId, version: i32) -> Result<()>
     Ok(())
 }
 
-async fn end(pool: &PgPool, auction_id: AuctionId, ends_at: DateTime<Utc>) -> Result<()> {
+async fn end(pool: &PgPool, reminders: &PaymentReminders, auction_id: AuctionId, ends_at: DateTime<Utc>) -> Result<()> {
     let Some(window) = auctions::window(pool, auction_id).await? else {
         return Ok(());
     };
@@ -129,7 +146,7 @@ async fn end(pool: &PgPool, auction_id: AuctionId, ends_at: DateTime<Utc>) -> Re
         return Ok(());
     }
     wait_until(ends_at).await;
-    match close_if_due(pool, auction_id).await? {
+    match close_if_due(pool, reminders, auction_id).await? {
         Due::NotYet { ends_at: current } if current == ends_at => {
             // Not due yet: the queue's retry brings it back.
             Err(Error::Internal(format!("auction {auction_id}: end job ran before its end")))
@@ -154,8 +171,9 @@ pub enum Due {
 /// Closes the auction if its end has passed and it is still open: the End
 /// job's work, also run by a bid that finds the auction past its end (as a
 /// claim that finds a sale past its start starts it). Exactly once: the
-/// auction row is locked and the close is a guarded transition.
-pub async fn close_if_due(pool: &PgPool, auction_id: AuctionId) -> Result<Due> {
+/// auction row is locked and the close is a guarded transition. The winner's
+/// order gets its reminders at `reminders`' lead times.
+pub async fn close_if_due(pool: &PgPool, reminders: &PaymentReminders, auction_id: AuctionId) -> Result<Due> {
     let mut tx = pool.begin().await?;
     let Some(auction) = auctions::lock(&mut tx, auction_id).await? else {
         return Ok(Due::Final);
@@ -166,14 +184,12 @@ pub async fn close_if_due(pool: &PgPool, auction_id: AuctionId) -> Result<Due> {
     if Utc::now() < auction.ends_at {
         return Ok(Due::NotYet { ends_at: auction.ends_at });
     }
-    close_ended(&mut tx, &auction).await?;
+    close_ended(&mut tx, &auction, reminders).await?;
     tx.commit().await?;
     Ok(Due::Closed)
 }
 
-async fn close_ended(conn: &mut PgConnection, auction: &Auction) -> Result<()> {
-    if auctions::close(conn, auction, AuctionStatus::Ended).await?.is_some() {
-        tracing::info!(auction_id = %auction.id, bids = auction.book.bid_count(), "auction ended");
-    }
+async fn close_ended(conn: &mut PgConnection, auction: &Auction, reminders: &PaymentReminders) -> Result<()> {
+    auction_close::close_ended(conn, auction, reminders).await?;
     Ok(())
 }

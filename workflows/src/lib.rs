@@ -6,12 +6,16 @@
 //!   end jobs; start, end and hold sweeps.
 //! - [`checkout`]: the checkout saga — record the attempt, charge through
 //!   Stripe ([`stripe`]), settle, verify unknown outcomes, refund.
+//! - [`auction_lifecycle`]: create/cancel an auction with its start and end
+//!   jobs; start and the guarded close.
+//! - [`auction_close`]: what the close creates — the winner's order, its
+//!   reminders and lapse — and the second-chance offer.
 //! - [`maintenance`]: hourly pruning of finished jobs and idempotency records.
 //!
-//! Next to come (see README, "Roadmap"): auction close, reminders,
-//! reconciliation.
+//! Next to come (see README, "Roadmap"): reconciliation.
 #![forbid(unsafe_code)]
 
+pub mod auction_close;
 pub mod auction_lifecycle;
 pub mod checkout;
 pub mod maintenance;

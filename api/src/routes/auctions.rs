@@ -1,13 +1,16 @@
-//! Auctions: create, read (public), list, cancel. Bidding comes next.
+//! Auctions: create, read (public, with the result once ended), list, cancel,
+//! and the merchant's second-chance offer to the runner-up.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use gavel_domain::auctions::increments::Band;
-use gavel_domain::auctions::{self, Auction, AuctionStatus, RawAuctionTerms};
-use gavel_domain::ids::{AuctionId, ProductId};
+use gavel_domain::auctions::results::{self, Outcome};
+use gavel_domain::auctions::{self, Auction, AuctionStatus, RawAuctionTerms, trail};
+use gavel_domain::ids::{AuctionId, OrderId, ProductId};
 use gavel_workflows::auction_lifecycle;
+use gavel_workflows::checkout::OrderView;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -27,6 +30,7 @@ pub fn router(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(get))
         .routes(idempotency::keyed(state, Mode::Outcome, routes!(cancel)))
+        .routes(idempotency::keyed(state, Mode::Effect, routes!(second_chance)))
 }
 
 /// One band of an increment table: from `from` (minor units, inclusive) up to
@@ -73,6 +77,35 @@ api_enum!(
     AuctionStatusBody from AuctionStatus { Scheduled, Active, Ended, Cancelled }
 );
 
+/// How an ended auction closed.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuctionResult)]
+pub struct ResultBody {
+    /// The winner, masked (`b***7`); null without bids or below the reserve.
+    #[schema(value_type = Option<String>)]
+    winner: Option<String>,
+    /// Minor units.
+    final_price: i64,
+    /// The winner's order (null without a winner).
+    #[schema(value_type = Option<String>)]
+    order_id: Option<OrderId>,
+    ended_at: DateTime<Utc>,
+    /// The head of the bid trail's hash chain when it closed (64 hex digits).
+    trail_hash: String,
+}
+
+impl From<&Outcome> for ResultBody {
+    fn from(o: &Outcome) -> Self {
+        Self {
+            winner: o.winner_buyer_id.map(|w| w.masked()),
+            final_price: o.final_price,
+            order_id: o.order_id,
+            ended_at: o.ended_at,
+            trail_hash: trail::to_hex(&o.trail_hash),
+        }
+    }
+}
+
 /// An auction as anyone sees it.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Auction, examples(json!({
@@ -118,10 +151,13 @@ pub struct AuctionBody {
     version: i32,
     created_at: DateTime<Utc>,
     ended_at: Option<DateTime<Utc>>,
+    /// Once ended: the winner (masked), final price, order and trail hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<ResultBody>,
 }
 
-impl From<&Auction> for AuctionBody {
-    fn from(a: &Auction) -> Self {
+impl AuctionBody {
+    fn of(a: &Auction, outcome: Option<&Outcome>) -> Self {
         Self {
             object: "auction",
             id: a.id,
@@ -131,8 +167,7 @@ impl From<&Auction> for AuctionBody {
             starting_price: a.starting_price().minor(),
             current_price: a.current_price().minor(),
             min_next_bid: a.min_next_bid().minor(),
-            // No bids are taken yet, so there is never a leader to show.
-            leader: None,
+            leader: a.leader().map(|l| l.bidder.masked()),
             bid_count: a.book.bid_count(),
             starts_at: a.starts_at,
             ends_at: a.ends_at,
@@ -150,7 +185,14 @@ impl From<&Auction> for AuctionBody {
             version: a.version,
             created_at: a.created_at,
             ended_at: a.ended_at,
+            result: outcome.map(ResultBody::from),
         }
+    }
+}
+
+impl From<&Auction> for AuctionBody {
+    fn from(a: &Auction) -> Self {
+        Self::of(a, None)
     }
 }
 
@@ -165,15 +207,29 @@ pub struct MerchantAuctionBody {
     /// The leader's buyer id, unmasked; null before the first bid.
     #[schema(value_type = Option<String>)]
     leader_buyer_id: Option<String>,
+    /// Once ended with a winner: the winner's buyer id, unmasked.
+    #[schema(value_type = Option<String>)]
+    winner_buyer_id: Option<String>,
+    /// The runner-up's order, once a second-chance offer was made.
+    #[schema(value_type = Option<String>)]
+    second_chance_order_id: Option<OrderId>,
+}
+
+impl MerchantAuctionBody {
+    fn of(a: &Auction, outcome: Option<&Outcome>) -> Self {
+        Self {
+            auction: AuctionBody::of(a, outcome),
+            reserve_price: a.reserve_price().map(|m| m.minor()),
+            leader_buyer_id: a.leader().map(|l| l.bidder.to_string()),
+            winner_buyer_id: outcome.and_then(|o| o.winner_buyer_id).map(|w| w.to_string()),
+            second_chance_order_id: outcome.and_then(|o| o.second_chance_order_id),
+        }
+    }
 }
 
 impl From<&Auction> for MerchantAuctionBody {
     fn from(a: &Auction) -> Self {
-        Self {
-            auction: a.into(),
-            reserve_price: a.reserve_price().map(|m| m.minor()),
-            leader_buyer_id: a.leader().map(|l| l.bidder.to_string()),
-        }
+        Self::of(a, None)
     }
 }
 
@@ -222,15 +278,26 @@ pub async fn create(
 
 problems!(GetAuctionErrors: NotFound; DATABASE, EDGE);
 
-/// Any auction, as the public sees it (no credentials needed).
+/// Any auction, as the public sees it (no credentials needed). With its own
+/// merchant's API key, the merchant's view (`reserve_price`,
+/// `leader_buyer_id`, `winner_buyer_id`, `second_chance_order_id`).
 #[utoipa::path(get, path = "/v1/auctions/{id}", tag = "auctions", operation_id = "get_auction",
     params(("id" = String, Path, description = "The auction's id (`auc_…`).")),
-    responses((status = 200, description = "The auction.", body = AuctionBody,
-               headers(("ETag" = String, description = "The auction's version, quoted."))),
+    responses((status = 200, description = "The auction (its merchant's view with its merchant's key).",
+               body = AuctionBody, headers(("ETag" = String, description = "The auction's version, quoted."))),
               GetAuctionErrors))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<AuctionId>) -> ApiResult<Response> {
+pub async fn get(
+    State(state): State<AppState>,
+    merchant: Result<Merchant, crate::problem::Problem>,
+    Path(id): Path<AuctionId>,
+) -> ApiResult<Response> {
     let auction = auctions::get_public(&state.pool, id).await?;
-    Ok(super::with_etag(StatusCode::OK, auction.version, AuctionBody::from(&auction)))
+    let outcome = results::get(&state.pool, id).await?;
+    if merchant.is_ok_and(|Merchant(m)| m == auction.merchant_id) {
+        let body = MerchantAuctionBody::of(&auction, outcome.as_ref());
+        return Ok(super::with_etag(StatusCode::OK, auction.version, body));
+    }
+    Ok(super::with_etag(StatusCode::OK, auction.version, AuctionBody::of(&auction, outcome.as_ref())))
 }
 
 problems!(ListAuctionsErrors: InvalidRequest; AUTHENTICATED, DATABASE, EDGE);
@@ -246,7 +313,10 @@ pub async fn list(
 ) -> ApiResult<axum::Json<AuctionList>> {
     let page = params.parse::<AuctionId>("auction")?;
     let (rows, has_more) = page.cut(auctions::list(&state.pool, merchant, page.fetch(), page.after).await?);
-    let data = rows.iter().map(MerchantAuctionBody::from).collect();
+    let ids: Vec<AuctionId> = rows.iter().map(|a| a.id).collect();
+    let outcomes = results::of_many(&state.pool, &ids).await?;
+    let data =
+        rows.iter().map(|a| MerchantAuctionBody::of(a, outcomes.iter().find(|o| o.auction_id == a.id))).collect();
     Ok(axum::Json(AuctionList { object: "list", data, has_more }))
 }
 
@@ -267,4 +337,31 @@ pub async fn cancel(
 ) -> ApiResult<Response> {
     let auction = auction_lifecycle::cancel_auction(&state.pool, merchant, id).await?;
     Ok(super::with_etag(StatusCode::OK, auction.version, MerchantAuctionBody::from(&auction)))
+}
+
+problems!(SecondChanceErrors: NotFound, SecondChanceUnavailable, NoRunnerUp, Contention;
+    AUTHENTICATED, KEYED, DATABASE, EDGE);
+
+/// Offer an ended auction's lot to the runner-up once the winner's order has
+/// lapsed: a new order awaiting the runner-up's payment at their highest
+/// maximum, with its own payment window, reminders and lapse. One offer per
+/// auction: asked again, it answers the same order (`200`).
+#[utoipa::path(post, path = "/v1/auctions/{id}/second_chance", tag = "auctions", operation_id = "second_chance",
+    security(("merchant_key" = [])),
+    params(("id" = String, Path, description = "The auction's id (`auc_…`)."), IdempotencyKey),
+    responses((status = 201, description = "The runner-up's order, awaiting payment.", body = crate::routes::orders::OrderBody),
+              (status = 200, description = "The offer made before: the same order.", body = crate::routes::orders::OrderBody),
+              SecondChanceErrors))]
+pub async fn second_chance(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    effect: Effect,
+    Path(id): Path<AuctionId>,
+) -> ApiResult<Response> {
+    let mut tx = effect.begin().await?;
+    let offer = gavel_workflows::auction_close::second_chance(&mut tx, merchant, id, &state.payment_reminders).await?;
+    tx.commit().await?;
+    let status = if offer.created { StatusCode::CREATED } else { StatusCode::OK };
+    let body = crate::routes::orders::OrderBody::from(&OrderView { order: offer.order, payment: None });
+    Ok((status, axum::Json(body)).into_response())
 }

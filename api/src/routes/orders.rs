@@ -37,8 +37,9 @@ pub struct PayRequest {
 
 api_enum!(
     /// `awaiting_payment` (auction orders) → `pending_verification` → `paid` | `payment_failed`;
-    /// `refunded` when paid for a unit that was gone.
-    OrderStatusBody from OrderStatus { AwaitingPayment, PendingVerification, Paid, PaymentFailed, Refunded }
+    /// `refunded` when paid for a unit that was gone; `lapsed` when an auction's order was not
+    /// paid by its `payment_due_at`.
+    OrderStatusBody from OrderStatus { AwaitingPayment, PendingVerification, Paid, PaymentFailed, Refunded, Lapsed }
 );
 
 api_enum!(

@@ -3,7 +3,8 @@
 //! - [`increments`]: the bid increment table (eBay's by default, or a merchant's own);
 //! - [`price`]: the bidding state of one auction and the judge of one attempt
 //!   (PRODUCT.md, "The price rule, exactly");
-//! - [`trail`]: the tamper-evident hash chain over the stored attempts.
+//! - [`trail`]: the tamper-evident hash chain over the stored attempts;
+//! - [`results`]: how an ended auction closed (winner, order, final hash).
 //!
 //! Nothing here reads a clock or a database: whether the auction is open (not
 //! started, closed, soft close) and whether the bidder is the seller are decided
@@ -11,6 +12,7 @@
 
 pub mod increments;
 pub mod price;
+pub mod results;
 pub mod trail;
 
 /// The smallest amount a bid may carry, in minor units.
@@ -26,7 +28,7 @@ use self::increments::{Band, IncrementTable};
 use self::price::{Book, Leader};
 use crate::error::{Error, Invalid, Result};
 use crate::events::{self, AuctionClosed, AuctionStarted, DomainEvent};
-use crate::ids::{AuctionId, BuyerId, MerchantId, ProductId};
+use crate::ids::{AuctionId, BuyerId, MerchantId, OrderId, ProductId};
 use crate::money::{Currency, Money};
 use crate::sales::{MAX_DURATION_SECONDS, START_GRACE_SECONDS, bounded, required};
 use crate::status::status_enum;
@@ -469,10 +471,27 @@ pub async fn start(conn: &mut PgConnection, id: AuctionId, version: i32) -> Resu
     Ok(Some(active))
 }
 
+/// What a close reports beside the auction's own state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Closing {
+    /// The winner (none when cancelled, without bids, or below the reserve).
+    pub winner: Option<BuyerId>,
+    /// The winner's order, created in the same transaction.
+    pub order: Option<OrderId>,
+    /// The head of the bid trail (hex).
+    pub trail_hash: String,
+}
+
 /// Closes `auction` (locked by the caller) to `Ended` or `Cancelled`, with
-/// its event (`auction.ended`, `auction.cancelled`); `None` (and nothing
-/// changed) if it has moved on from the state and version the caller read.
-pub async fn close(conn: &mut PgConnection, auction: &Auction, to: AuctionStatus) -> Result<Option<Auction>> {
+/// its event (`auction.ended`, `auction.cancelled`) carrying `closing`;
+/// `None` (and nothing changed) if it has moved on from the state and version
+/// the caller read.
+pub async fn close(
+    conn: &mut PgConnection,
+    auction: &Auction,
+    to: AuctionStatus,
+    closing: &Closing,
+) -> Result<Option<Auction>> {
     if !auction.status.can_become(to) || !to.is_final() {
         return Err(Error::Internal(format!("auction {}: cannot close to {}", auction.id, to.as_str())));
     }
@@ -484,10 +503,9 @@ pub async fn close(conn: &mut PgConnection, auction: &Auction, to: AuctionStatus
         price: closed.current_price(),
         bid_count: closed.book.bid_count(),
         ends_at: closed.ends_at,
-        // TODO(issue 10, closing slice): the winner, its order and the trail's head.
-        winner_buyer_id: None,
-        order_id: None,
-        trail_hash: String::new(),
+        winner_buyer_id: closing.winner,
+        order_id: closing.order,
+        trail_hash: closing.trail_hash.clone(),
     };
     let event = match to {
         AuctionStatus::Cancelled => DomainEvent::AuctionCancelled(payload),
