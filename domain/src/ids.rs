@@ -122,6 +122,19 @@ prefixed_id!(/// Money returned for a payment.
     RefundId, "rfnd");
 prefixed_id!(/// An auction (its winner's order is paid through `POST /v1/orders/{id}/pay`).
     AuctionId, "auc");
+prefixed_id!(/// One attempt to bid on an auction (accepted or rejected), as stored in its trail.
+    BidId, "bid");
+
+impl BuyerId {
+    /// The buyer as the public sees them: the printed id's first character,
+    /// `***` and its last character (`b***7`).
+    pub fn masked(&self) -> String {
+        let text = self.to_string();
+        let first = text.chars().next().unwrap_or('b');
+        let last = text.chars().last().unwrap_or('0');
+        format!("{first}***{last}")
+    }
+}
 
 #[cfg(test)]
 mod tests {
