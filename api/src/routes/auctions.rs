@@ -1,4 +1,4 @@
-//! Auctions: create, read (public), list, cancel. Bidding comes next.
+//! Auctions: create, read (public), list, cancel. Bidding is `bids.rs`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -131,8 +131,7 @@ impl From<&Auction> for AuctionBody {
             starting_price: a.starting_price().minor(),
             current_price: a.current_price().minor(),
             min_next_bid: a.min_next_bid().minor(),
-            // No bids are taken yet, so there is never a leader to show.
-            leader: None,
+            leader: a.leader().map(|l| l.bidder.masked()),
             bid_count: a.book.bid_count(),
             starts_at: a.starts_at,
             ends_at: a.ends_at,
