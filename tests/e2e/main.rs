@@ -8,6 +8,7 @@
 mod auctions;
 mod auth_limits;
 mod bad_input;
+mod bids;
 mod bootstrap;
 mod checkout;
 mod checkout_crash;

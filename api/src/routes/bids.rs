@@ -95,7 +95,8 @@ pub async fn create(
     // The idempotency layer has checked the header's form already.
     let idempotency_key =
         headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned).filter(|k| !k.is_empty());
-    let attempt = Attempt { bidder: buyer, amount: body.amount, max_amount: body.max_amount, currency, idempotency_key };
+    let attempt =
+        Attempt { bidder: buyer, amount: body.amount, max_amount: body.max_amount, currency, idempotency_key };
     let placed = state.bids.bid(auction, attempt).await?;
     answer(&placed)
 }

@@ -203,11 +203,8 @@ pub async fn place_batch(
     .map(|r| (r.bidder, (u32::try_from(r.count).unwrap_or(u32::MAX), r.oldest)))
     .collect();
     let keys: Vec<String> = attempts.iter().filter_map(|a| a.idempotency_key.clone()).collect();
-    let mut earlier: HashMap<(BuyerId, String), Placed> = if keys.is_empty() {
-        HashMap::new()
-    } else {
-        find_by_keys(&mut *conn, &auction, &keys).await?
-    };
+    let mut earlier: HashMap<(BuyerId, String), Placed> =
+        if keys.is_empty() { HashMap::new() } else { find_by_keys(&mut *conn, &auction, &keys).await? };
 
     let mut book = auction.book;
     let mut sequence = u64::try_from(head.last_sequence).unwrap_or_default();
@@ -328,16 +325,7 @@ pub async fn place_batch(
         };
         let hash = trail::attempt_hash(&previous, &fields);
         previous = hash;
-        let j = Judged {
-            fields,
-            id: BidId::new(),
-            hash,
-            outcome,
-            current_price,
-            min_next_bid,
-            ends_at,
-            retry_after,
-        };
+        let j = Judged { fields, id: BidId::new(), hash, outcome, current_price, min_next_bid, ends_at, retry_after };
         if let (Some(key), false) = (&attempt.idempotency_key, outcome == Err(Refusal::RateLimited)) {
             earlier.insert((attempt.bidder, key.clone()), j.placed(now, true));
         }
@@ -541,9 +529,18 @@ async fn find_by_keys(
 
 fn refusal_from_code(code: &str) -> Option<Refusal> {
     use Refusal::*;
-    [BidTooLow, AmountOutOfRange, InvalidMaxAmount, CurrencyMismatch, OwnAuction, RateLimited, AuctionNotStarted, AuctionClosed]
-        .into_iter()
-        .find(|r| r.code() == code)
+    [
+        BidTooLow,
+        AmountOutOfRange,
+        InvalidMaxAmount,
+        CurrencyMismatch,
+        OwnAuction,
+        RateLimited,
+        AuctionNotStarted,
+        AuctionClosed,
+    ]
+    .into_iter()
+    .find(|r| r.code() == code)
 }
 
 /// One page of the trail in `sequence` order, after the attempt `starting_after`
@@ -590,13 +587,10 @@ pub struct Verification {
 /// compares its head with the auction's `trail_hash` and `last_sequence`.
 pub async fn verify(pool: &PgPool, auction: AuctionId) -> Result<Verification> {
     const PAGE: i64 = 5_000;
-    let head = sqlx::query!(
-        "SELECT last_sequence, trail_hash FROM auctions WHERE id = $1",
-        auction as AuctionId,
-    )
-    .fetch_optional(pool)
-    .await?
-    .ok_or(Error::NotFound("auction"))?;
+    let head = sqlx::query!("SELECT last_sequence, trail_hash FROM auctions WHERE id = $1", auction as AuctionId,)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(Error::NotFound("auction"))?;
     let mut previous = trail::GENESIS;
     let mut count: u64 = 0;
     let mut error = None;
