@@ -149,6 +149,13 @@ mod tests {
     }
 
     #[test]
+    fn a_masked_buyer_shows_the_first_and_last_character_only() {
+        let buyer: BuyerId = "byr_0193a1b2c3d47e8f9a0b1c2d3e4f5a67".parse().expect("a buyer id");
+        assert_eq!(buyer.masked(), "b***7");
+        assert!(BidId::new().to_string().starts_with("bid_"));
+    }
+
+    #[test]
     fn another_resources_prefix_is_refused() {
         let claim = ClaimId::new().to_string();
         assert_eq!(claim.parse::<SaleId>(), Err(BadId { kind: "sale" }));
