@@ -8,6 +8,7 @@ use anyhow::Context;
 use chrono::Duration;
 use gavel_api::AppState;
 use gavel_api::auth_limits::AuthLimits;
+use gavel_api::bid_engine::BidEngine;
 use gavel_api::claim_engine::ClaimEngine;
 use gavel_api::rate_limit::RateLimiter;
 use gavel_api::routes::health::Ops;
@@ -186,6 +187,7 @@ fn app_state(config: &Config, pool: PgPool, payments: Checkout, ops: Ops) -> any
     let tokens = TokenSigner::new(config.auth.token_secret.as_bytes(), Duration::hours(config.auth.token_ttl_hours))?;
     Ok(AppState::new(Shared {
         claims: ClaimEngine::new(pool.clone(), config.claim_config()),
+        bids: BidEngine::new(pool.clone(), config.bid_config()),
         pool,
         tokens,
         passwords: Passwords::new(config.password_cost(), config.hash_limits())?,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use gavel_api::bid_engine::BidConfig;
 use gavel_api::claim_engine::{ClaimConfig, Strategy};
 use gavel_domain::auth::{HashLimits, PasswordCost};
 use gavel_workflows::auction_close::PaymentReminders;
@@ -25,6 +26,7 @@ pub struct Config {
     pub database: Database,
     pub auth: Auth,
     pub claims: Claims,
+    pub auctions: Auctions,
     pub jobs: Jobs,
     pub payments: Payments,
     pub auction_payments: AuctionPayments,
@@ -83,6 +85,18 @@ pub struct Claims {
     pub max_batch: usize,
     pub sold_out_ttl_ms: u64,
     pub rate_limit_per_minute: u32,
+}
+
+/// Bidding (`[auctions]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Auctions {
+    /// `batched` (a lane per hot auction, many bids per commit) or `naive`
+    /// (one SERIALIZABLE transaction per bid).
+    pub bid_strategy: Strategy,
+    /// Most bids placed in one transaction.
+    pub bid_max_batch: usize,
+    /// Attempts one buyer may make on one auction in 60 s; more are `429 rate_limited`.
+    pub bids_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -227,6 +241,15 @@ impl Config {
             request: Duration::from_millis(h.request_timeout_ms),
             max_connections: h.max_connections,
             grace: Duration::from_millis(h.shutdown_grace_ms),
+        }
+    }
+
+    pub fn bid_config(&self) -> BidConfig {
+        BidConfig {
+            strategy: self.auctions.bid_strategy,
+            max_batch: self.auctions.bid_max_batch.max(1),
+            bids_per_minute: self.auctions.bids_per_minute,
+            ..BidConfig::default()
         }
     }
 

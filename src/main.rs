@@ -28,6 +28,11 @@ enum Command {
         #[command(subcommand)]
         command: MerchantCommand,
     },
+    /// Auctions: operator and auditor tools.
+    Auctions {
+        #[command(subcommand)]
+        command: AuctionCommand,
+    },
     /// Seed a demo merchant, buyer and sale, print how to use them, and serve.
     Demo,
     /// Run a provider stand-in in the foreground (for offline integration tests).
@@ -63,6 +68,24 @@ enum MerchantCommand {
         name: String,
         #[arg(long)]
         webhook_url: Option<String>,
+    },
+    /// Mark a buyer account as the merchant's own (seller or staff): it may
+    /// not bid on the merchant's auctions (`403 own_auction`).
+    LinkBuyer {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long)]
+        buyer: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuctionCommand {
+    /// Recompute an auction's bid trail hash chain from its stored attempts and
+    /// compare it with the auction's `trail_hash`; prints JSON, exits 2 if broken.
+    Verify {
+        /// The auction's id (`auc_…`).
+        id: String,
     },
 }
 
@@ -102,6 +125,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             database::migrate(&pool).await?;
             let merchant = gavel_domain::merchants::create(&pool, &name, webhook_url.as_deref()).await?;
             println!("{}", serde_json::to_string_pretty(&merchant)?);
+            Ok(())
+        }
+        Command::Merchants { command: MerchantCommand::LinkBuyer { merchant, buyer } } => {
+            let merchant: gavel_domain::ids::MerchantId = merchant.parse().context("--merchant")?;
+            let buyer: gavel_domain::ids::BuyerId = buyer.parse().context("--buyer")?;
+            let pool = connect(&config).await?;
+            gavel_domain::merchants::link_buyer(&pool, merchant, buyer).await?;
+            println!("{}", serde_json::json!({"merchant": merchant.to_string(), "buyer": buyer.to_string()}));
+            Ok(())
+        }
+        Command::Auctions { command: AuctionCommand::Verify { id } } => {
+            let id: gavel_domain::ids::AuctionId = id.parse().context("the auction id")?;
+            let pool = connect(&config).await?;
+            let report = gavel_domain::auctions::bids::verify(&pool, id).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.ok {
+                std::process::exit(2);
+            }
             Ok(())
         }
         Command::Demo => {

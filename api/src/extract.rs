@@ -197,3 +197,20 @@ impl FromRequestParts<AppState> for Caller {
         }
     }
 }
+
+/// An optional caller, for public endpoints that show more to some: no
+/// `Authorization` header is the public (`None`); a header that does not
+/// authenticate is still `401`.
+#[derive(Debug, Clone, Copy)]
+pub struct MaybeCaller(pub Option<Caller>);
+
+impl FromRequestParts<AppState> for MaybeCaller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+            return Ok(Self(None));
+        }
+        Caller::from_request_parts(parts, state).await.map(|c| Self(Some(c)))
+    }
+}

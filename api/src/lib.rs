@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth_limits;
+pub mod bid_engine;
 pub mod body_limit;
 pub mod claim_engine;
 pub mod error;
@@ -30,7 +31,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use problem::{ErrorCode, Problem};
-use routes::{auctions, buyers, claims, health, orders, products, sales, stripe_webhook};
+use routes::{auctions, bids, buyers, claims, health, orders, products, sales, stripe_webhook};
 pub use state::AppState;
 
 /// Every documented route, with its OpenAPI document (without a state, for
@@ -41,6 +42,7 @@ pub fn api(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::Open
         .merge(products::router(state))
         .merge(sales::router(state))
         .merge(auctions::router(state))
+        .merge(bids::router(state))
         .merge(claims::router(state))
         .merge(orders::router(state))
         .merge(stripe_webhook::router())

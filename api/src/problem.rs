@@ -86,12 +86,26 @@ error_codes! {
         "The sale has started, ended or been cancelled and can no longer change; `sale_status` says which."),
     AuctionNotEditable = ("auction_not_editable", CONFLICT, "Auction not editable",
         "The auction has ended and can no longer change (a cancelled one answers its cancellation again)."),
+    BidTooLow = ("bid_too_low", CONFLICT, "Bid too low",
+        "The bid is below `min_next_bid`, or a leader's bid does not raise their maximum; `current_price` and `min_next_bid` give the state. The attempt is stored (`bid_id`)."),
+    AuctionClosed = ("auction_closed", CONFLICT, "Auction closed",
+        "The auction has ended (its end has passed) or was cancelled. The attempt is stored (`bid_id`)."),
+    AuctionNotStarted = ("auction_not_started", CONFLICT, "Auction not started",
+        "The auction has not started yet. The attempt is stored (`bid_id`)."),
+    AmountOutOfRange = ("amount_out_of_range", UNPROCESSABLE_ENTITY, "Amount out of range",
+        "`amount` or `max_amount` is outside 1 to 99,999,999 minor units. The attempt is stored (`bid_id`)."),
+    InvalidMaxAmount = ("invalid_max_amount", UNPROCESSABLE_ENTITY, "Invalid max_amount",
+        "`max_amount` is below `amount`. The attempt is stored (`bid_id`)."),
+    CurrencyMismatch = ("currency_mismatch", UNPROCESSABLE_ENTITY, "Currency mismatch",
+        "The bid names a currency other than the auction's. The attempt is stored (`bid_id`)."),
+    OwnAuction = ("own_auction", FORBIDDEN, "Own auction",
+        "The bidder's account belongs to the auction's merchant, who may not bid on it. The attempt is stored (`bid_id`)."),
     VersionMismatch = ("version_mismatch", PRECONDITION_FAILED, "Version mismatch",
         "`If-Match` does not name the resource's current version; `current_version` gives it when known."),
     IfMatchRequired = ("if_match_required", PRECONDITION_REQUIRED, "If-Match required",
         "Send `If-Match` with the resource's ETag."),
     RateLimited = ("rate_limited", TOO_MANY_REQUESTS, "Rate limited",
-        "Too many attempts (claims per buyer, sign-ups and sign-ins per address, wrong passwords per account); retry after `Retry-After` seconds."),
+        "Too many attempts (claims per buyer, bids per buyer and auction — that attempt is stored with `bid_id` —, sign-ups and sign-ins per address, wrong passwords per account); retry after `Retry-After` seconds."),
     InvalidIdempotencyKey = ("invalid_idempotency_key", BAD_REQUEST, "Invalid Idempotency-Key",
         "`Idempotency-Key` must be 1 to 255 visible ASCII characters."),
     IdempotencyKeyReused = ("idempotency_key_reused", UNPROCESSABLE_ENTITY, "Idempotency-Key reused",
@@ -182,6 +196,15 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::routes::orders::OrderStatusBody>)]
     pub order_status: Option<Cow<'static, str>>,
+    /// Bid refusals: the stored attempt (`bid_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bid_id: Option<String>,
+    /// Bid refusals: the auction's price after the attempt (minor units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_price: Option<i64>,
+    /// Bid refusals: the least amount the next bid may carry (minor units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_next_bid: Option<i64>,
     /// Sent as the `Retry-After` header, not in the body.
     #[serde(skip)]
     pub retry_after: Option<u64>,
@@ -199,6 +222,9 @@ impl Problem {
             current_version: None,
             sale_status: None,
             order_status: None,
+            bid_id: None,
+            current_price: None,
+            min_next_bid: None,
             retry_after: None,
         }
     }
@@ -229,6 +255,14 @@ impl Problem {
 
     pub fn order_status(mut self, status: &'static str) -> Self {
         self.order_status = Some(Cow::Borrowed(status));
+        self
+    }
+
+    /// A refused bid's facts: the stored attempt and the state after it.
+    pub fn bid(mut self, bid_id: String, current_price: i64, min_next_bid: i64) -> Self {
+        self.bid_id = Some(bid_id);
+        self.current_price = Some(current_price);
+        self.min_next_bid = Some(min_next_bid);
         self
     }
 

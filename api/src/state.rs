@@ -4,6 +4,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::bid_engine::BidEngine;
 use crate::claim_engine::ClaimEngine;
 use gavel_domain::auth::{Passwords, TokenSigner};
 use gavel_domain::ids::BuyerId;
@@ -36,6 +37,7 @@ impl Deref for AppState {
 pub struct Shared {
     pub pool: PgPool,
     pub claims: ClaimEngine,
+    pub bids: BidEngine,
     pub tokens: TokenSigner,
     /// Password hashing, bounded to about one hash per core.
     pub passwords: Passwords,

@@ -51,6 +51,11 @@ pub fn is_foreign_key_violation(err: &sqlx::Error, constraint: &str) -> bool {
     }
 }
 
+/// SQLSTATE 55P03 (`lock_timeout` expired): a hot row's queue was too long.
+pub fn is_lock_timeout(err: &sqlx::Error) -> bool {
+    sqlstate(err).as_deref() == Some("55P03")
+}
+
 fn sqlstate(err: &sqlx::Error) -> Option<String> {
     match err {
         sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),

@@ -122,6 +122,19 @@ prefixed_id!(/// Money returned for a payment.
     RefundId, "rfnd");
 prefixed_id!(/// An auction (its winner's order is paid through `POST /v1/orders/{id}/pay`).
     AuctionId, "auc");
+prefixed_id!(/// One attempt to bid on an auction (accepted or rejected), as stored in its trail.
+    BidId, "bid");
+
+impl BuyerId {
+    /// The buyer as the public sees them: the printed id's first character,
+    /// `***` and its last character (`b***7`).
+    pub fn masked(&self) -> String {
+        let text = self.to_string();
+        let first = text.chars().next().unwrap_or('b');
+        let last = text.chars().last().unwrap_or('0');
+        format!("{first}***{last}")
+    }
+}
 
 impl BuyerId {
     /// The buyer as the public sees them: the first and last characters of
@@ -151,6 +164,13 @@ mod tests {
         let text = id.to_string();
         assert!(text.starts_with("sale_"));
         assert_eq!(text.parse::<SaleId>(), Ok(id));
+    }
+
+    #[test]
+    fn a_masked_buyer_shows_the_first_and_last_character_only() {
+        let buyer: BuyerId = "byr_0193a1b2c3d47e8f9a0b1c2d3e4f5a67".parse().expect("a buyer id");
+        assert_eq!(buyer.masked(), "b***7");
+        assert!(BidId::new().to_string().starts_with("bid_"));
     }
 
     #[test]

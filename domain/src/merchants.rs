@@ -52,3 +52,28 @@ pub async fn authenticate(pool: &PgPool, api_key: &str) -> Result<Option<Merchan
     .await?;
     Ok(id)
 }
+
+/// Marks `buyer` as an account of `merchant` (its seller or staff): such a
+/// buyer may not bid on that merchant's auctions. Unknown ids are `NotFound`.
+pub async fn link_buyer(pool: &PgPool, merchant: MerchantId, buyer: crate::ids::BuyerId) -> Result<()> {
+    let merchant_known = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM merchants WHERE id = $1) AS "known!""#,
+        merchant as MerchantId,
+    )
+    .fetch_one(pool)
+    .await?;
+    if !merchant_known {
+        return Err(crate::Error::NotFound("merchant"));
+    }
+    let updated = sqlx::query!(
+        "UPDATE buyers SET merchant_id = $1 WHERE id = $2",
+        merchant as MerchantId,
+        buyer as crate::ids::BuyerId,
+    )
+    .execute(pool)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(crate::Error::NotFound("buyer"));
+    }
+    Ok(())
+}

@@ -9,6 +9,7 @@ mod auction_close;
 mod auctions;
 mod auth_limits;
 mod bad_input;
+mod bids;
 mod bootstrap;
 mod checkout;
 mod checkout_crash;

@@ -1,5 +1,5 @@
 //! Auctions: create, read (public, with the result once ended), list, cancel,
-//! and the merchant's second-chance offer to the runner-up.
+//! and the merchant's second-chance offer to the runner-up. Bidding is `bids.rs`.
 
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -4,6 +4,7 @@
 //! from the domain's rows, so a row can change without changing the JSON.
 
 pub mod auctions;
+pub mod bids;
 pub mod buyers;
 pub mod claims;
 pub mod health;

@@ -12,6 +12,11 @@
 //! `checkout`: `--holders` buyers each claim a unit, then all check out at the
 //! same moment, one connection each; reports paid checkouts/s, p50/p99 and the
 //! answers by order status (see `bench/checkout.sh`).
+//!
+//! `bids`: one hot auction, bid attempts/s and p50/p99 (module `bids`, see
+//! `bench/bids.sh`).
+
+mod bids;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -80,6 +85,20 @@ enum Cmd {
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// One hot auction: bid attempts (accepted and refused) as fast as answered.
+    Bids {
+        #[arg(long)]
+        merchant_key: String,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Buyers taking turns on the connections.
+        #[arg(long, default_value_t = 1_000)]
+        bidders: usize,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
 }
 
 #[tokio::main]
@@ -98,6 +117,19 @@ async fn main() -> anyhow::Result<()> {
                 label,
             };
             run.execute().await
+        }
+        Cmd::Bids { merchant_key, concurrency, bidders, seconds, label } => {
+            let base = ClaimRun {
+                addr: cli.addr,
+                merchant_key,
+                concurrency,
+                inventory: 0,
+                extra_buyers: 0,
+                max_seconds: seconds,
+                soldout_seconds: 0,
+                label,
+            };
+            bids::BidRun { base, bidders, seconds }.execute().await
         }
         Cmd::Checkout { merchant_key, holders, payment_method, rate, label } => {
             let run = ClaimRun {

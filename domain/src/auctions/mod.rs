@@ -10,6 +10,7 @@
 //! started, closed, soft close) and whether the bidder is the seller are decided
 //! by the caller before an attempt reaches [`price::Book::judge`].
 
+pub mod bids;
 pub mod increments;
 pub mod price;
 pub mod results;

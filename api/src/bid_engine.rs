@@ -1,0 +1,258 @@
+//! The bid hot path: one auction, thousands of attempts a second. The API
+//! role's runtime for [`bids::place_batch`] (the SQL and the rule live in
+//! `gavel_domain::auctions`).
+//!
+//! - **Batched** (the default): one *lane* per hot auction per process, as
+//!   claims have ([`crate::claim_engine`]). The lane takes every attempt queued
+//!   while its previous transaction committed and places them together, in
+//!   arrival order, in one transaction under one row lock: one commit answers
+//!   up to `max_batch` bidders, each only after that commit. Two processes'
+//!   lanes take turns on the row lock (bounded by `lock_timeout`; past it,
+//!   `503 contention`, nothing stored).
+//! - **Naive** (kept to measure against): one `SERIALIZABLE` transaction per
+//!   attempt, retried on 40001/40P01 within a budget, then `503 contention`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+use gavel_domain::auctions::bids::{self, Attempt, BatchOutcome, Limits, Placed};
+use gavel_domain::db::{RetryBudget, is_lock_timeout, retry_serializable};
+use gavel_domain::ids::AuctionId;
+use gavel_domain::{Error, Result};
+use gavel_workflows::auction_lifecycle;
+
+pub use crate::claim_engine::Strategy;
+
+#[derive(Debug, Clone)]
+pub struct BidConfig {
+    pub strategy: Strategy,
+    /// Most attempts placed in one transaction.
+    pub max_batch: usize,
+    /// `auctions.bids_per_minute`: attempts per bidder and auction in 60 s.
+    pub bids_per_minute: u32,
+    pub retry: RetryBudget,
+}
+
+impl Default for BidConfig {
+    fn default() -> Self {
+        Self { strategy: Strategy::Batched, max_batch: 512, bids_per_minute: 10, retry: RetryBudget::default() }
+    }
+}
+
+/// How long an idle lane lives before its task exits.
+const LANE_IDLE: Duration = Duration::from_secs(30);
+
+struct Request {
+    attempt: Attempt,
+    reply: oneshot::Sender<Result<Placed>>,
+}
+
+struct Inner {
+    pool: PgPool,
+    config: BidConfig,
+    lanes: Mutex<HashMap<AuctionId, (u64, mpsc::Sender<Request>)>>,
+    next_lane: AtomicU64,
+}
+
+/// Shared by every request handler of a process (cheap to clone).
+#[derive(Clone)]
+pub struct BidEngine {
+    inner: Arc<Inner>,
+}
+
+impl BidEngine {
+    pub fn new(pool: PgPool, config: BidConfig) -> Self {
+        Self { inner: Arc::new(Inner { pool, config, lanes: Mutex::default(), next_lane: AtomicU64::new(0) }) }
+    }
+
+    pub fn strategy(&self) -> Strategy {
+        self.inner.config.strategy
+    }
+
+    /// One attempt on `auction`, answered after its commit (stored, accepted
+    /// or rejected), or an error with nothing stored.
+    pub async fn bid(&self, auction: AuctionId, attempt: Attempt) -> Result<Placed> {
+        let placed = match self.inner.config.strategy {
+            Strategy::Naive => self.bid_naive(auction, attempt).await,
+            Strategy::Batched => self.bid_batched(auction, attempt).await,
+        };
+        let outcome = match &placed {
+            Ok(p) => match p.outcome {
+                Ok(_) => "accepted",
+                Err(r) => r.code(),
+            },
+            Err(Error::Contention { .. }) => "contention",
+            Err(_) => "error",
+        };
+        metrics::counter!("gavel_bids_total", "outcome" => outcome).increment(1);
+        placed
+    }
+
+    async fn bid_batched(&self, auction: AuctionId, attempt: Attempt) -> Result<Placed> {
+        let mut attempt = Some(attempt);
+        loop {
+            let sender = self.lane(auction);
+            let (reply, answer) = oneshot::channel();
+            let Some(a) = attempt.take() else {
+                return Err(Error::Internal("bid lane lost an attempt".into()));
+            };
+            if let Err(mpsc::error::SendError(req)) = sender.send(Request { attempt: a, reply }).await {
+                // The lane exited between lookup and send; the next lookup makes a new one.
+                attempt = Some(req.attempt);
+                continue;
+            }
+            return answer.await.map_err(|_| Error::Internal("bid lane stopped before answering".into()))?;
+        }
+    }
+
+    fn lane(&self, auction: AuctionId) -> mpsc::Sender<Request> {
+        let mut lanes = match self.inner.lanes.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((_, tx)) = lanes.get(&auction)
+            && !tx.is_closed()
+        {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(self.inner.config.max_batch * 8);
+        let lane_id = self.inner.next_lane.fetch_add(1, Ordering::Relaxed);
+        lanes.insert(auction, (lane_id, tx.clone()));
+        tokio::spawn(run_lane(self.inner.clone(), auction, lane_id, rx));
+        tx
+    }
+
+    async fn bid_naive(&self, auction: AuctionId, attempt: Attempt) -> Result<Placed> {
+        let inner = &self.inner;
+        let attempts = [attempt];
+        let attempts = &attempts;
+        let mut outcome = retry_serializable(inner.config.retry, || async move {
+            let mut tx = inner.pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?;
+            let outcome = place(&mut tx, inner, auction, attempts).await?;
+            tx.commit().await?;
+            Ok(outcome)
+        })
+        .await
+        .map_err(lock_timeout_is_contention)?;
+        after_commit(inner, auction, &outcome);
+        outcome.placed.pop().unwrap_or_else(|| Err(Error::Internal("bid lost".into())))
+    }
+}
+
+/// The batch and its end job (a soft-close extension moves it) in the caller's transaction.
+async fn place(
+    tx: &mut sqlx::PgConnection,
+    inner: &Inner,
+    auction: AuctionId,
+    attempts: &[Attempt],
+) -> Result<BatchOutcome> {
+    let limits = Limits { bids_per_minute: inner.config.bids_per_minute };
+    let outcome = bids::place_batch(&mut *tx, auction, attempts, limits).await?;
+    if let Some(moved) = &outcome.extended_to {
+        auction_lifecycle::schedule_end(&mut *tx, moved).await?;
+    }
+    Ok(outcome)
+}
+
+/// A bid that found the auction past its end runs the guarded close (once
+/// the rejected attempts are committed and answered).
+fn after_commit(inner: &Inner, auction: AuctionId, outcome: &BatchOutcome) {
+    if outcome.close_due {
+        let pool = inner.pool.clone();
+        tokio::spawn(async move {
+            if let Err(err) = auction_lifecycle::close_if_due(&pool, auction).await {
+                tracing::warn!(%auction, error = %err, "closing an auction a bid found past its end failed");
+            }
+        });
+    }
+}
+
+/// `lock_timeout` expired: too many writers queued on the row. Nothing was
+/// stored; the client retries (with the same key).
+fn lock_timeout_is_contention(err: Error) -> Error {
+    match err {
+        Error::Database(ref db) if is_lock_timeout(db) => Error::Contention { retry_after: Duration::from_secs(1) },
+        other => other,
+    }
+}
+
+/// The lane's task: drain what is queued, place it in one transaction,
+/// answer, repeat; exit after `LANE_IDLE` without work.
+async fn run_lane(inner: Arc<Inner>, auction: AuctionId, lane_id: u64, mut rx: mpsc::Receiver<Request>) {
+    let max = inner.config.max_batch;
+    let mut batch: Vec<Request> = Vec::with_capacity(max);
+    loop {
+        match tokio::time::timeout(LANE_IDLE, rx.recv_many(&mut batch, max)).await {
+            Ok(0) => return,
+            Ok(_) => serve(&inner, auction, &mut batch).await,
+            Err(_) => {
+                retire_lane(&inner, auction, lane_id);
+                rx.close();
+                while rx.recv_many(&mut batch, max).await > 0 {
+                    serve(&inner, auction, &mut batch).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn retire_lane(inner: &Inner, auction: AuctionId, lane_id: u64) {
+    let mut lanes = match inner.lanes.lock() {
+        Ok(l) => l,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if lanes.get(&auction).is_some_and(|(id, _)| *id == lane_id) {
+        lanes.remove(&auction);
+    }
+}
+
+async fn serve(inner: &Inner, auction: AuctionId, batch: &mut Vec<Request>) {
+    let (attempts, replies): (Vec<Attempt>, Vec<oneshot::Sender<Result<Placed>>>) =
+        batch.drain(..).map(|r| (r.attempt, r.reply)).unzip();
+    metrics::histogram!("gavel_bid_batch_size").record(attempts.len() as f64);
+    let started = std::time::Instant::now();
+    let attempts = &attempts;
+    let result = retry_serializable(inner.config.retry, || async move {
+        let mut tx = inner.pool.begin().await?;
+        let outcome = place(&mut tx, inner, auction, attempts).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    })
+    .await
+    .map_err(lock_timeout_is_contention);
+    metrics::histogram!("gavel_bid_batch_seconds").record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(outcome) => {
+            after_commit(inner, auction, &outcome);
+            for (reply, placed) in replies.into_iter().zip(outcome.placed) {
+                let _ = reply.send(placed);
+            }
+        }
+        Err(err) => {
+            if !matches!(err, Error::Contention { .. } | Error::NotFound(_)) {
+                tracing::warn!(%auction, error = %err, "bid batch failed");
+            }
+            for reply in replies {
+                let _ = reply.send(Err(replicate(&err)));
+            }
+        }
+    }
+}
+
+/// A copy of a batch's error for each member; kinds the API answers
+/// differently survive, the rest (logged once) become internal errors.
+fn replicate(err: &Error) -> Error {
+    match err {
+        Error::NotFound(what) => Error::NotFound(what),
+        Error::Contention { retry_after } => Error::Contention { retry_after: *retry_after },
+        Error::Overloaded { retry_after } => Error::Overloaded { retry_after: *retry_after },
+        Error::DatabaseUnavailable => Error::DatabaseUnavailable,
+        _ => Error::Internal("bid batch failed".into()),
+    }
+}
