@@ -90,8 +90,7 @@ impl Application {
             let payments = Checkout::new(pool.clone(), gateway.clone(), config.checkout_config());
             let feed = FeedHub::new(pool.clone(), config.feed_config(), shutdown.clone());
             let state = app_state(&config, pool.clone(), payments, ops.clone(), feed.clone())?;
-            let (engine, hub, listen_pool, stop) =
-                (state.claims.clone(), feed.clone(), pool.clone(), shutdown.clone());
+            let (engine, hub, listen_pool, stop) = (state.claims.clone(), feed.clone(), pool.clone(), shutdown.clone());
             tasks.spawn(part(
                 "listener:db",
                 supervise("listener:db", liveness.clone(), stop.clone(), move || {

@@ -35,6 +35,7 @@ pub struct FeedConfig {
     /// Watchers one process serves at once; more are answered `503`.
     pub max_watchers: usize,
     /// Events queued for one watcher; a watcher this far behind is cut off.
+    /// Keep it above [`PAGE`]: one read hands over up to that many at once.
     pub buffer: usize,
     /// A stream ends after this long (the client reconnects with
     /// `Last-Event-ID`), so no connection is held forever.

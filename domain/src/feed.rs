@@ -43,9 +43,7 @@ impl std::str::FromStr for Topic {
         if let Ok(id) = s.parse::<AuctionId>() {
             return Ok(Self::Auction(id));
         }
-        s.parse::<SaleId>()
-            .map(Self::Sale)
-            .map_err(|_| Error::Internal(format!("not a feed topic: {s:?}")))
+        s.parse::<SaleId>().map(Self::Sale).map_err(|_| Error::Internal(format!("not a feed topic: {s:?}")))
     }
 }
 
@@ -64,9 +62,14 @@ pub enum AuctionFeed {
         ends_at: DateTime<Utc>,
     },
     /// Soft close moved the end.
-    Extended { ends_at: DateTime<Utc>, extensions: i32 },
+    Extended {
+        ends_at: DateTime<Utc>,
+        extensions: i32,
+    },
     /// The auction closed with this result.
-    Ended { result: AuctionResult },
+    Ended {
+        result: AuctionResult,
+    },
     Cancelled {},
 }
 
@@ -87,7 +90,11 @@ pub struct AuctionResult {
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
 pub enum SaleFeed {
     /// Stock after a change (coalesced: at most about ten a second).
-    Stock { available: i64, held: i64, sold: i64 },
+    Stock {
+        available: i64,
+        held: i64,
+        sold: i64,
+    },
     SoldOut {},
     Started {},
     Ended {},

@@ -174,8 +174,12 @@ pub async fn sale_events(
     let (snapshot, start) = match after {
         Some(n) => (None, n),
         None => {
-            let body =
-                SaleSnapshotBody { status: sale.status.into(), available: sale.available, held: sale.held, sold: sale.sold };
+            let body = SaleSnapshotBody {
+                status: sale.status.into(),
+                available: sale.available,
+                held: sale.held,
+                sold: sale.sold,
+            };
             (Some(snapshot_event(&body)), sale.seq)
         }
     };

@@ -13,6 +13,8 @@
 //! same moment, one connection each; reports paid checkouts/s, p50/p99 and the
 //! answers by order status (see `bench/checkout.sh`).
 
+mod feed;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -80,6 +82,22 @@ enum Cmd {
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// Live-feed latency: SSE subscribers on one auction, events appended in
+    /// the database (see `feed.rs`).
+    Feed {
+        #[arg(long)]
+        merchant_key: String,
+        /// The server's database (the appender writes there directly).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value_t = 1_000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 500)]
+        events: usize,
+        /// Events appended per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+    },
 }
 
 #[tokio::main]
@@ -111,6 +129,9 @@ async fn main() -> anyhow::Result<()> {
                 label,
             };
             run.checkouts(&payment_method, rate).await
+        }
+        Cmd::Feed { merchant_key, database_url, subscribers, events, rate } => {
+            feed::FeedRun { addr: cli.addr, merchant_key, database_url, subscribers, events, rate }.execute().await
         }
     }
 }

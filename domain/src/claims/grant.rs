@@ -166,8 +166,8 @@ pub async fn grant_batch(
     // counters' own UPDATE records when, or marks the change for the feed
     // tick), and always the one that sells the last unit, with `sold_out`.
     let sold_out = granted > 0 && stock.available == 0;
-    let publish = sold_out
-        || stock.feed_stock_at.is_none_or(|at| now - at >= Duration::milliseconds(feed::STOCK_EVERY_MS));
+    let publish =
+        sold_out || stock.feed_stock_at.is_none_or(|at| now - at >= Duration::milliseconds(feed::STOCK_EVERY_MS));
     let mut sweep_second = None;
     if !new_claims.is_empty() {
         // The holds, the counters and the feed's mark in one statement: one
@@ -200,12 +200,11 @@ pub async fn grant_batch(
         }
         sweep_second = Some(second);
         if publish {
-            let mut entries =
-                vec![Entry::from(&SaleFeed::Stock {
-                    available: i64::from(stock.available),
-                    held: i64::from(stock.held),
-                    sold: i64::from(stock.sold),
-                })];
+            let mut entries = vec![Entry::from(&SaleFeed::Stock {
+                available: i64::from(stock.available),
+                held: i64::from(stock.held),
+                sold: i64::from(stock.sold),
+            })];
             if sold_out {
                 entries.push(Entry::from(&SaleFeed::SoldOut {}));
             }
