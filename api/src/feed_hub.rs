@@ -58,8 +58,22 @@ pub const PAGE: i64 = 500;
 /// Topics the hub reads at once after a burst of notifications.
 const CONCURRENT_READS: usize = 8;
 
-/// One event as every watcher of its topic shares it.
-pub type Item = Arc<Stored>;
+/// One event as every watcher of its topic shares it: its JSON is written
+/// once, not once per watcher.
+#[derive(Debug)]
+pub struct Shared {
+    pub seq: i64,
+    pub event: String,
+    pub data: String,
+}
+
+impl From<Stored> for Shared {
+    fn from(s: Stored) -> Self {
+        Self { seq: s.seq, event: s.event, data: serde_json::to_string(&s.data).unwrap_or_else(|_| "{}".into()) }
+    }
+}
+
+pub type Item = Arc<Shared>;
 
 struct Watcher {
     id: u64,
@@ -266,7 +280,7 @@ impl FeedHub {
                 continue;
             }
             state.last = row.seq;
-            let item = Arc::new(row);
+            let item = Arc::new(Shared::from(row));
             state.watchers.retain(|w| match w.tx.try_send(item.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -310,7 +324,8 @@ mod tests {
         let _slow = hub.subscribe(topic, 0, slow_cut.clone());
         let mut fast = hub.subscribe(topic, 0, fast_cut.clone());
         hub.deliver(topic, vec![stored(1), stored(2)]);
-        assert_eq!(fast.rx.recv().await.map(|i| i.seq), Some(1));
+        let first = fast.rx.recv().await;
+        assert_eq!(first.as_ref().map(|i| (i.seq, i.data.as_str())), Some((1, "{}")));
         assert_eq!(fast.rx.recv().await.map(|i| i.seq), Some(2));
         hub.deliver(topic, vec![stored(3)]);
         assert!(slow_cut.is_cancelled(), "the watcher that read nothing is cut off");

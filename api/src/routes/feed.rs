@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 
 use crate::error::ApiResult;
 use crate::extract::{Path, Query};
-use crate::feed_hub::{FeedHub, Item, PAGE, Slot, Subscription};
+use crate::feed_hub::{FeedHub, Item, PAGE, Shared, Slot, Subscription};
 use crate::problem::{DATABASE, EDGE, ErrorCode, Problem, problems};
 use crate::routes::auctions::AuctionStatusBody;
 use crate::routes::sales::SaleStatusBody;
@@ -248,12 +248,7 @@ impl Watch {
                     continue;
                 }
                 self.last = item.seq;
-                return Some(
-                    Event::default()
-                        .id(item.seq.to_string())
-                        .event(&item.event)
-                        .data(serde_json::to_string(&item.data).unwrap_or_else(|_| "{}".into())),
-                );
+                return Some(Event::default().id(item.seq.to_string()).event(&item.event).data(&item.data));
             }
             if self.sub.is_none() {
                 // Replay from the store a page at a time; at its end join the
@@ -302,7 +297,7 @@ impl Watch {
         let full = rows.len() as i64 == PAGE;
         for row in rows {
             self.queued_to = self.queued_to.max(row.seq);
-            self.pending.push_back(Arc::new(row));
+            self.pending.push_back(Arc::new(Shared::from(row)));
         }
         Some(full)
     }
