@@ -10,11 +10,13 @@ use gavel_api::AppState;
 use gavel_api::auth_limits::AuthLimits;
 use gavel_api::bid_engine::BidEngine;
 use gavel_api::claim_engine::ClaimEngine;
+use gavel_api::feed_hub::FeedHub;
 use gavel_api::rate_limit::RateLimiter;
 use gavel_api::routes::health::Ops;
 use gavel_api::state::Shared;
 use gavel_domain::auth::{Passwords, TokenSigner};
 use gavel_domain::claims::STOCK_RETURNED_CHANNEL;
+use gavel_domain::feed;
 use gavel_domain::health::{Liveness, supervise};
 use gavel_domain::ids::SaleId;
 use gavel_workers::WorkerConfig;
@@ -80,19 +82,27 @@ impl Application {
                 batch_size: config.jobs.batch_size.max(1),
                 instance: format!("gavel-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
                 payment_reminders: config.payment_reminders(),
+                feed_stock_flush: std::time::Duration::from_millis(config.feed.stock_flush_ms),
+                retention: gavel_workflows::maintenance::Retention { feed_days: config.feed.retention_days },
             };
             let run = gavel_workers::run(jobs_pool, worker_config, payments, liveness.clone(), shutdown.clone());
             tasks.spawn(part("workers", run));
         }
         if roles.contains(&Role::Api) {
             let payments = Checkout::new(pool.clone(), gateway.clone(), config.checkout_config());
-            let state = app_state(&config, pool.clone(), payments, ops.clone())?;
-            let (engine, listen_pool, stop) = (state.claims.clone(), pool.clone(), shutdown.clone());
+            let feed = FeedHub::new(pool.clone(), config.feed_config(), shutdown.clone());
+            let state = app_state(&config, pool.clone(), payments, ops.clone(), feed.clone())?;
+            let (engine, hub, listen_pool, stop) = (state.claims.clone(), feed.clone(), pool.clone(), shutdown.clone());
             tasks.spawn(part(
-                "listener:stock",
-                supervise("listener:stock", liveness.clone(), stop.clone(), move || {
-                    listen_for_stock(listen_pool.clone(), engine.clone(), stop.clone())
+                "listener:db",
+                supervise("listener:db", liveness.clone(), stop.clone(), move || {
+                    listen(listen_pool.clone(), engine.clone(), hub.clone(), stop.clone())
                 }),
+            ));
+            let stop = shutdown.clone();
+            tasks.spawn(part(
+                "feed:hub",
+                supervise("feed:hub", liveness.clone(), stop.clone(), move || feed.clone().run(stop.clone())),
             ));
             let listener = tokio::net::TcpListener::bind(config.http.addr)
                 .await
@@ -183,7 +193,7 @@ where
     (name, Ok(()))
 }
 
-fn app_state(config: &Config, pool: PgPool, payments: Checkout, ops: Ops) -> anyhow::Result<AppState> {
+fn app_state(config: &Config, pool: PgPool, payments: Checkout, ops: Ops, feed: FeedHub) -> anyhow::Result<AppState> {
     let tokens = TokenSigner::new(config.auth.token_secret.as_bytes(), Duration::hours(config.auth.token_ttl_hours))?;
     Ok(AppState::new(Shared {
         claims: ClaimEngine::new(pool.clone(), config.claim_config()),
@@ -197,43 +207,56 @@ fn app_state(config: &Config, pool: PgPool, payments: Checkout, ops: Ops) -> any
         payment_reminders: config.payment_reminders(),
         stripe_webhook_secret: config.payments.stripe_webhook_secret.clone(),
         ops,
+        feed,
     }))
 }
 
-/// Drops cached "sold out" answers when any process returns stock to a sale.
-/// A lost connection (or one that cannot be made) drops every cached answer
+/// The process's one `LISTEN` connection, for two channels: stock returned
+/// to a sale (drops the claim engine's cached "sold out" answers) and the
+/// live feed (tells the feed hub which topics have new events).
+///
+/// Once listening, the hub re-reads every watched topic from the store
+/// (notifications sent while no connection listened are lost). A lost
+/// connection (or one that cannot be made) drops every cached "sold out"
 /// and ends the run with an error; its supervisor reconnects after a backoff.
-async fn listen_for_stock(pool: PgPool, engine: ClaimEngine, stop: CancellationToken) -> Result<(), String> {
+async fn listen(pool: PgPool, engine: ClaimEngine, hub: FeedHub, stop: CancellationToken) -> Result<(), String> {
     let listening = async {
         let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(STOCK_RETURNED_CHANNEL).await?;
+        listener.listen_all([STOCK_RETURNED_CHANNEL, feed::CHANNEL]).await?;
         Ok::<_, sqlx::Error>(listener)
     };
     let mut listener = match listening.await {
         Ok(l) => l,
         Err(err) => {
             engine.forget_sold_out();
-            return Err(format!("stock listener could not listen: {err}"));
+            return Err(format!("listener could not listen: {err}"));
         }
     };
+    hub.resync();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             msg = listener.try_recv() => match msg {
+                Ok(Some(n)) if n.channel() == feed::CHANNEL => {
+                    if let Some((topic, seq)) = feed::parse_notification(n.payload()) {
+                        hub.notified(topic, seq);
+                    }
+                }
                 Ok(Some(n)) => {
                     if let Ok(uuid) = uuid::Uuid::parse_str(n.payload()) {
                         engine.stock_returned(SaleId::from_uuid(uuid));
                     }
                 }
                 // The connection dropped: notifications may be lost, so drop
-                // every cached answer (their TTL bounds them anyway) and reconnect.
+                // every cached answer (their TTL bounds them anyway) and
+                // reconnect (the hub re-reads its topics then).
                 Ok(None) => {
                     engine.forget_sold_out();
-                    return Err("stock listener lost its connection".into());
+                    return Err("listener lost its connection".into());
                 }
                 Err(err) => {
                     engine.forget_sold_out();
-                    return Err(format!("stock listener failed: {err}"));
+                    return Err(format!("listener failed: {err}"));
                 }
             },
         }

@@ -30,6 +30,7 @@ pub struct Config {
     pub jobs: Jobs,
     pub payments: Payments,
     pub auction_payments: AuctionPayments,
+    pub feed: Feed,
     #[serde(default)]
     pub admin: Admin,
     #[serde(default)]
@@ -129,6 +130,23 @@ pub struct Payments {
     pub resume_after_ms: u64,
     pub breaker_failures: u32,
     pub breaker_cooldown_ms: u64,
+}
+
+/// The live feed (SSE).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Feed {
+    /// A comment line this often on an idle stream.
+    pub heartbeat_ms: u64,
+    /// Streams one process serves at once; more get `503 too_many_watchers`.
+    pub max_watchers: usize,
+    /// Events queued per watcher; a watcher this far behind is cut off.
+    pub buffer: usize,
+    /// A stream ends after this long; the client resumes with `Last-Event-ID`.
+    pub max_stream_seconds: u64,
+    /// The workers publish a sale's held-back trailing stock this often.
+    pub stock_flush_ms: u64,
+    /// Feeds of sales and auctions closed longer ago than this are pruned.
+    pub retention_days: i32,
 }
 
 /// Crash-test hooks; empty in production.
@@ -250,6 +268,16 @@ impl Config {
             max_batch: self.auctions.bid_max_batch.max(1),
             bids_per_minute: self.auctions.bids_per_minute,
             ..BidConfig::default()
+        }
+    }
+
+    pub fn feed_config(&self) -> gavel_api::feed_hub::FeedConfig {
+        let f = &self.feed;
+        gavel_api::feed_hub::FeedConfig {
+            heartbeat: Duration::from_millis(f.heartbeat_ms.max(1)),
+            max_watchers: f.max_watchers.max(1),
+            buffer: f.buffer.max(1),
+            max_stream: Duration::from_secs(f.max_stream_seconds.max(1)),
         }
     }
 

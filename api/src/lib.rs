@@ -12,6 +12,7 @@ pub mod body_limit;
 pub mod claim_engine;
 pub mod error;
 pub mod extract;
+pub mod feed_hub;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
@@ -31,7 +32,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use problem::{ErrorCode, Problem};
-use routes::{auctions, bids, buyers, claims, health, orders, products, sales, stripe_webhook};
+use routes::{auctions, bids, buyers, claims, feed, health, orders, products, sales, stripe_webhook};
 pub use state::AppState;
 
 /// Every documented route, with its OpenAPI document (without a state, for
@@ -45,6 +46,7 @@ pub fn api(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::Open
         .merge(bids::router(state))
         .merge(claims::router(state))
         .merge(orders::router(state))
+        .merge(feed::router())
         .merge(stripe_webhook::router())
         .merge(health::router())
         .split_for_parts()

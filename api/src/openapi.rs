@@ -57,6 +57,8 @@ impl Modify for Introduction {
         (name = "sales", description = "Flash sales: a fixed number of units for a short window."),
         (name = "claims", description = "A buyer's hold on one unit of a sale."),
         (name = "auctions", description = "One lot, bid up until its end (soft close may extend it)."),
+        (name = "live feed", description = "Server-Sent Events of an auction's bids or a sale's stock, resumable \
+            with `Last-Event-ID`; public."),
         (name = "orders", description = "Checkout and payment, and the orders they make."),
         (name = "providers", description = "Events from payment providers."),
         (name = "operations", description = "Probes and metrics."),

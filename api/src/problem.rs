@@ -131,6 +131,8 @@ error_codes! {
         "No database connection or password-hashing turn came in time; retry after `Retry-After` seconds."),
     DatabaseUnavailable = ("database_unavailable", SERVICE_UNAVAILABLE, "Database unavailable",
         "The database cannot be reached right now; retry after `Retry-After` seconds."),
+    TooManyWatchers = ("too_many_watchers", SERVICE_UNAVAILABLE, "Too many watchers",
+        "This server streams as many live feeds as it is configured to; retry after `Retry-After` seconds."),
     InvalidSignature = ("invalid_signature", BAD_REQUEST, "Invalid signature",
         "`Stripe-Signature` is missing, wrong or outside the ±300 s tolerance."),
     InvalidEvent = ("invalid_event", BAD_REQUEST, "Invalid event", "The Stripe event body is not UTF-8."),
@@ -149,6 +151,7 @@ impl ErrorCode {
                 | Self::Contention
                 | Self::Overloaded
                 | Self::DatabaseUnavailable
+                | Self::TooManyWatchers
         )
     }
 

@@ -27,6 +27,13 @@ use tower::ServiceExt;
 
 use crate::problem::{ErrorCode, Problem};
 
+/// Cancelled to close the connection a request came on: the live feed cuts
+/// off a watcher that fell behind this way (a client that stopped reading
+/// would never notice its stream ending). Every request served by [`serve`]
+/// carries one.
+#[derive(Debug, Clone)]
+pub struct CloseConnection(pub CancellationToken);
+
 /// How long the server waits for what.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -67,15 +74,22 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: 
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let close = CancellationToken::new();
+        let closer = CloseConnection(close.clone());
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(closer.clone());
             let router = router.clone();
             async move { router.oneshot(req).await.map_err(|never: Infallible| match never {}) }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, %peer, "connection ended with an error");
+            tokio::select! {
+                ended = connection => if let Err(err) = ended {
+                    tracing::debug!(error = %err, %peer, "connection ended with an error");
+                },
+                // Dropping the connection closes its socket.
+                _ = close.cancelled() => tracing::debug!(%peer, "connection closed by the server"),
             }
             drop(permit);
         });

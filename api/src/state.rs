@@ -13,6 +13,7 @@ use gavel_workflows::checkout::Checkout;
 use sqlx::PgPool;
 
 use crate::auth_limits::AuthLimits;
+use crate::feed_hub::FeedHub;
 use crate::rate_limit::RateLimiter;
 use crate::routes::health::Ops;
 
@@ -50,4 +51,6 @@ pub struct Shared {
     pub stripe_webhook_secret: String,
     /// Health, readiness and the operator token.
     pub ops: Ops,
+    /// The live feed's watchers in this process.
+    pub feed: FeedHub,
 }

@@ -15,6 +15,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::error::{Error, Result};
 use crate::ids::{AuctionId, OrderId, SaleId};
+use crate::sales::SaleStatus;
 
 /// The `LISTEN` channel every append notifies.
 pub const CHANNEL: &str = "gavel_feed";
@@ -189,6 +190,125 @@ pub async fn last_seq(pool: &PgPool, topic: Topic) -> Result<i64> {
     .fetch_one(pool)
     .await?;
     Ok(last)
+}
+
+/// The shortest interval between two `stock` events of one sale: stock is
+/// published at most about ten times a second.
+pub const STOCK_EVERY_MS: i64 = 100;
+
+/// A sale's stock changed in the caller's transaction, which holds the sale's
+/// row lock and has already written the counters. Appends a `stock` event if
+/// the last one is at least [`STOCK_EVERY_MS`] old (or `force`); otherwise
+/// marks the sale (`feed_stock_dirty`) so the workers' feed tick publishes
+/// the trailing state ([`flush_stock`]). The claim hot path does the same
+/// inside its own counter update instead (no extra statement per batch).
+pub async fn sale_stock_changed(conn: &mut PgConnection, sale: SaleId, force: bool) -> Result<()> {
+    let row = sqlx::query!(
+        r#"UPDATE sales s
+           SET feed_stock_at = CASE WHEN p.publish THEN now() ELSE s.feed_stock_at END,
+               feed_stock_dirty = NOT p.publish
+           FROM (SELECT $2 OR feed_stock_at IS NULL
+                        OR feed_stock_at <= now() - make_interval(secs => $3::float8 / 1000) AS publish
+                 FROM sales WHERE id = $1) AS p
+           WHERE s.id = $1
+           RETURNING p.publish AS "publish!", s.available, s.held, s.sold"#,
+        sale as SaleId,
+        force,
+        STOCK_EVERY_MS as f64,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = row.filter(|r| r.publish) {
+        let stock = SaleFeed::Stock {
+            available: i64::from(row.available),
+            held: i64::from(row.held),
+            sold: i64::from(row.sold),
+        };
+        append(conn, Topic::Sale(sale), &[Entry::from(&stock)]).await?;
+    }
+    Ok(())
+}
+
+/// Publishes the trailing stock of sales whose last change was held back by
+/// the 100 ms rule, once that time has passed; returns how many. Each sale
+/// is its own short transaction (the row lock is taken by the `UPDATE`).
+pub async fn flush_stock(pool: &PgPool, limit: i64) -> Result<usize> {
+    let due = sqlx::query_scalar!(
+        r#"SELECT id AS "id: SaleId" FROM sales
+           WHERE feed_stock_dirty AND feed_stock_at <= now() - make_interval(secs => $1::float8 / 1000)
+           LIMIT $2"#,
+        STOCK_EVERY_MS as f64,
+        limit,
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut flushed = 0;
+    for sale in due {
+        let mut tx = pool.begin().await?;
+        let row = sqlx::query!(
+            "UPDATE sales SET feed_stock_dirty = false, feed_stock_at = now()
+             WHERE id = $1 AND feed_stock_dirty RETURNING available, held, sold",
+            sale as SaleId,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = row {
+            let stock = SaleFeed::Stock {
+                available: i64::from(row.available),
+                held: i64::from(row.held),
+                sold: i64::from(row.sold),
+            };
+            append(&mut tx, Topic::Sale(sale), &[Entry::from(&stock)]).await?;
+            flushed += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(flushed)
+}
+
+/// Deletes the feeds of subjects that closed (an `ended` or `cancelled`
+/// event) more than `days` ago, at most `topics` feeds per call; returns how
+/// many events went. A watcher resuming after that gets a fresh snapshot
+/// instead (its `Last-Event-ID` is past the end of an empty feed).
+pub async fn prune(pool: &PgPool, days: i32, topics: i64) -> Result<u64> {
+    let deleted = sqlx::query!(
+        "DELETE FROM feed_events f
+         USING (SELECT DISTINCT topic FROM feed_events
+                WHERE event IN ('ended', 'cancelled') AND created_at < now() - make_interval(days => $1)
+                LIMIT $2) AS closed
+         WHERE f.topic = closed.topic",
+        days,
+        topics,
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(deleted)
+}
+
+/// A sale as its feed's `snapshot` shows it, with the feed's last `seq` read
+/// in the same statement (so the snapshot is exactly the events up to it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleSnapshot {
+    pub status: SaleStatus,
+    pub available: i32,
+    pub held: i32,
+    pub sold: i32,
+    pub seq: i64,
+}
+
+/// `None` for an unknown sale.
+pub async fn sale_snapshot(pool: &PgPool, sale: SaleId) -> Result<Option<SaleSnapshot>> {
+    Ok(sqlx::query_as!(
+        SaleSnapshot,
+        r#"SELECT status AS "status: SaleStatus", available, held, sold,
+                  (SELECT coalesce(max(seq), 0) FROM feed_events WHERE topic = $2) AS "seq!"
+           FROM sales WHERE id = $1"#,
+        sale as SaleId,
+        Topic::Sale(sale).to_string(),
+    )
+    .fetch_optional(pool)
+    .await?)
 }
 
 /// Parses a `NOTIFY` payload (`"<topic> <seq>"`).

@@ -12,6 +12,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::claims;
 use crate::error::{Error, Invalid, Result};
 use crate::events::{self, DomainEvent, SaleClosed, SaleFigures, SaleStarted};
+use crate::feed::{self, Entry, SaleFeed, Topic};
 use crate::ids::{MerchantId, ProductId, SaleId};
 use crate::money::{Currency, Money, Price};
 use crate::status::status_enum;
@@ -416,7 +417,8 @@ pub async fn start(conn: &mut PgConnection, id: SaleId, version: i32) -> Result<
         starts_at: active.starts_at,
         ends_at: active.ends_at,
     });
-    events::record(conn, active.merchant_id, &event).await?;
+    events::record(&mut *conn, active.merchant_id, &event).await?;
+    feed::append(conn, Topic::Sale(id), &[Entry::from(&SaleFeed::Started {})]).await?;
     Ok(Some(active))
 }
 
@@ -438,7 +440,14 @@ pub async fn close(conn: &mut PgConnection, sale: &Sale, to: SaleStatus) -> Resu
         SaleStatus::Cancelled => DomainEvent::SaleCancelled(payload),
         _ => DomainEvent::SaleEnded(payload),
     };
-    events::record(conn, closed.merchant_id, &event).await?;
+    events::record(&mut *conn, closed.merchant_id, &event).await?;
+    // The feed: the stock after the released holds, then the closing event.
+    feed::sale_stock_changed(&mut *conn, closed.id, true).await?;
+    let last = match to {
+        SaleStatus::Cancelled => SaleFeed::Cancelled {},
+        _ => SaleFeed::Ended {},
+    };
+    feed::append(conn, Topic::Sale(closed.id), &[Entry::from(&last)]).await?;
     Ok(Some((closed, figures)))
 }
 

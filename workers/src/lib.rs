@@ -15,6 +15,7 @@ use gavel_domain::health::{Liveness, supervise};
 use gavel_domain::jobs::{self, AuctionJob, MaintenanceJob, PaymentJob, SaleJob, queues};
 use gavel_workflows::auction_close::PaymentReminders;
 use gavel_workflows::checkout::Checkout;
+use gavel_workflows::maintenance::Retention;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,10 @@ pub struct WorkerConfig {
     pub instance: String,
     /// When the buyer of an auction's order is reminded before its deadline.
     pub payment_reminders: PaymentReminders,
+    /// How often held-back trailing stock is published to sales' live feeds.
+    pub feed_stock_flush: Duration,
+    /// What housekeeping keeps.
+    pub retention: Retention,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +73,8 @@ async fn payments(job: PaymentJob, payments: Data<Checkout>) -> Result<(), BoxDy
     })
 }
 
-async fn maintenance(job: MaintenanceJob, pool: Data<PgPool>) -> Result<(), BoxDynError> {
-    gavel_workflows::maintenance::run(&pool, job).await.map_err(|err| Box::new(err) as BoxDynError)
+async fn maintenance(job: MaintenanceJob, pool: Data<PgPool>, retention: Data<Retention>) -> Result<(), BoxDynError> {
+    gavel_workflows::maintenance::run_with(&pool, job, *retention).await.map_err(|err| Box::new(err) as BoxDynError)
 }
 
 /// How often housekeeping runs.
@@ -152,6 +157,7 @@ pub fn run(
         let worker = WorkerBuilder::new(format!("{}:{}", c.instance, queues::MAINTENANCE))
             .backend(storage)
             .data(p.clone())
+            .data(c.retention)
             .build(maintenance);
         until(worker.run_until(stopped(s.clone())))
     }));
@@ -162,6 +168,16 @@ pub fn run(
         let (p, s) = (p.clone(), s.clone());
         async move {
             tick_maintenance(p, s).await;
+            Ok(())
+        }
+    }));
+
+    let (name, live, stop) = part("tick:feed_stock");
+    let (p, s, every) = (pool.clone(), shutdown.clone(), config.feed_stock_flush);
+    parts.spawn(supervise(name, live, stop, move || {
+        let (p, s) = (p.clone(), s.clone());
+        async move {
+            tick_feed_stock(p, every, s).await;
             Ok(())
         }
     }));
@@ -211,6 +227,24 @@ async fn tick_maintenance(pool: PgPool, shutdown: CancellationToken) {
         };
         if let Err(err) = queued {
             tracing::warn!(error = %err, "could not queue the maintenance job");
+        }
+    }
+}
+
+/// Publishes the trailing stock that the 100 ms rule held back (sales marked
+/// `feed_stock_dirty`), so a sale's watchers never stay on a stale number.
+/// Every worker process ticks; the guarded `UPDATE` makes each publication
+/// one event whichever process gets there first.
+async fn tick_feed_stock(pool: PgPool, every: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(every.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(err) = gavel_domain::feed::flush_stock(&pool, 100).await {
+            tracing::warn!(error = %err, "could not publish held-back sale stock to the live feed");
         }
     }
 }

@@ -18,6 +18,8 @@
 
 mod bids;
 
+mod feed;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -99,6 +101,22 @@ enum Cmd {
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// Live-feed latency: SSE subscribers on one auction, events appended in
+    /// the database (see `feed.rs`).
+    Feed {
+        #[arg(long)]
+        merchant_key: String,
+        /// The server's database (the appender writes there directly).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value_t = 1_000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 500)]
+        events: usize,
+        /// Events appended per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+    },
 }
 
 #[tokio::main]
@@ -143,6 +161,9 @@ async fn main() -> anyhow::Result<()> {
                 label,
             };
             run.checkouts(&payment_method, rate).await
+        }
+        Cmd::Feed { merchant_key, database_url, subscribers, events, rate } => {
+            feed::FeedRun { addr: cli.addr, merchant_key, database_url, subscribers, events, rate }.execute().await
         }
     }
 }

@@ -112,14 +112,18 @@ pub async fn settle_unit(conn: &mut PgConnection, sale_id: SaleId, end: Checkout
                 "UPDATE sales SET sold = sold + 1, held = held - 1 WHERE id = $1 AND status <> 'cancelled'",
                 sale_id as SaleId,
             )
-            .execute(conn)
+            .execute(&mut *conn)
             .await?
             .rows_affected();
+            if n == 1 {
+                crate::feed::sale_stock_changed(conn, sale_id, false).await?;
+            }
             Ok(n == 1)
         }
         CheckoutEnd::Released => {
             held_to_available(&mut *conn, sale_id, 1).await?;
-            notify_stock_returned(conn, sale_id).await?;
+            notify_stock_returned(&mut *conn, sale_id).await?;
+            crate::feed::sale_stock_changed(conn, sale_id, false).await?;
             Ok(true)
         }
     }

@@ -73,6 +73,7 @@ pub async fn sweep_expired(conn: &mut PgConnection, sale_id: SaleId) -> Result<i
     if n > 0 {
         held_to_available(conn, sale_id, n).await?;
         notify_stock_returned(conn, sale_id).await?;
+        crate::feed::sale_stock_changed(conn, sale_id, false).await?;
     }
     // Keep the chain alive: the next hold to run out gets a sweep too.
     let next = sqlx::query_scalar!(

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::expiry::{Expire, expire, schedule_sweep};
 use super::{Attempt, Claim, ClaimOutcome, ClaimStatus, Refusal, held_to_available_at, notify_stock_returned};
 use crate::error::Result;
+use crate::feed::{self, Entry, SaleFeed, Topic};
 use crate::ids::{BuyerId, ClaimId, SaleId};
 use crate::sales::{self, SaleStatus};
 
@@ -22,6 +23,9 @@ struct SaleStock {
     per_buyer_limit: i32,
     available: i32,
     held: i32,
+    sold: i32,
+    /// When the sale's feed last published its stock.
+    feed_stock_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 }
 
@@ -53,7 +57,7 @@ pub async fn grant_batch(
     let stock = sqlx::query_as!(
         SaleStock,
         r#"SELECT version, status AS "status: SaleStatus", starts_at, ends_at, hold_seconds, per_buyer_limit,
-                  available, held, now() AS "now!"
+                  available, held, sold, feed_stock_at, now() AS "now!"
            FROM sales WHERE id = $1 FOR NO KEY UPDATE"#,
         sale_id as SaleId,
     )
@@ -158,9 +162,16 @@ pub async fn grant_batch(
         .collect();
     stock.available = available - granted;
     stock.held = stock.held - returned + granted;
+    // The live feed: a `stock` event at most every STOCK_EVERY_MS (the
+    // counters' own UPDATE records when, or marks the change for the feed
+    // tick), and always the one that sells the last unit, with `sold_out`.
+    let sold_out = granted > 0 && stock.available == 0;
+    let publish =
+        sold_out || stock.feed_stock_at.is_none_or(|at| now - at >= Duration::milliseconds(feed::STOCK_EVERY_MS));
     let mut sweep_second = None;
     if !new_claims.is_empty() {
-        // The holds and the counters in one statement: one round trip per batch.
+        // The holds, the counters and the feed's mark in one statement: one
+        // round trip per batch.
         let claim_ids: Vec<Uuid> = new_claims.iter().map(|c| c.id.uuid()).collect();
         let buyer_ids: Vec<Uuid> = new_claims.iter().map(|c| c.buyer_id.uuid()).collect();
         sqlx::query!(
@@ -168,7 +179,10 @@ pub async fn grant_batch(
                  INSERT INTO claims (id, sale_id, buyer_id, status, expires_at, created_at)
                  SELECT id, $1, buyer, 'held', $4, $5 FROM unnest($2::uuid[], $3::uuid[]) AS t (id, buyer)
              )
-             UPDATE sales SET available = $6, held = $7 WHERE id = $1",
+             UPDATE sales SET available = $6, held = $7,
+                              feed_stock_at = CASE WHEN $8 THEN $5 ELSE feed_stock_at END,
+                              feed_stock_dirty = NOT $8
+             WHERE id = $1",
             sale_id as SaleId,
             &claim_ids[..],
             &buyer_ids[..],
@@ -176,6 +190,7 @@ pub async fn grant_batch(
             now,
             stock.available,
             stock.held,
+            publish,
         )
         .execute(&mut *conn)
         .await?;
@@ -184,8 +199,20 @@ pub async fn grant_batch(
             schedule_sweep(conn, sale_id, expires_at).await?;
         }
         sweep_second = Some(second);
+        if publish {
+            let mut entries = vec![Entry::from(&SaleFeed::Stock {
+                available: i64::from(stock.available),
+                held: i64::from(stock.held),
+                sold: i64::from(stock.sold),
+            })];
+            if sold_out {
+                entries.push(Entry::from(&SaleFeed::SoldOut {}));
+            }
+            feed::append(conn, Topic::Sale(sale_id), &entries).await?;
+        }
     } else if returned > 0 {
         held_to_available_at(conn, sale_id, stock.available, stock.held).await?;
+        feed::sale_stock_changed(conn, sale_id, false).await?;
     }
     if returned > granted {
         notify_stock_returned(conn, sale_id).await?;
