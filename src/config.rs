@@ -267,6 +267,7 @@ impl Config {
             strategy: self.auctions.bid_strategy,
             max_batch: self.auctions.bid_max_batch.max(1),
             bids_per_minute: self.auctions.bids_per_minute,
+            reminders: self.payment_reminders(),
             ..BidConfig::default()
         }
     }

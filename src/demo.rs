@@ -64,8 +64,8 @@ pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyho
         },
     )
     .await?;
-    // An auction of the same product: it starts and ends by itself (bidding
-    // arrives with the rest of issue 10).
+    // An auction of the same product, starting with the sale and running ten
+    // minutes, with a short soft close so that an extension is easy to see.
     let auction = gavel_workflows::auction_lifecycle::create_auction(
         pool,
         merchant.id,
@@ -75,7 +75,11 @@ pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyho
             starting_price: Some(10_000),
             reserve_price: Some(15_000),
             starts_at: Some(starts_at),
-            ends_at: Some(starts_at + Duration::hours(1)),
+            ends_at: Some(starts_at + Duration::minutes(10)),
+            soft_close_seconds: Some(60),
+            extension_seconds: Some(30),
+            max_extensions: Some(3),
+            payment_window_seconds: Some(3600),
             ..RawAuctionTerms::default()
         },
     )
@@ -106,7 +110,13 @@ pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyho
                      -H 'Content-Type: application/json' -d '{{\"payment_method\":\"pm_card_visa\"}}'"),
             format!("curl -s {base}/v1/orders -H 'Authorization: Bearer {}'", merchant.api_key),
             format!("curl -s {base}/v1/auctions/{}", auction.id),
+            format!("curl -s -X POST {base}/v1/auctions/{}/bids -H 'Authorization: Bearer <buyer token>' \
+                     -H 'Content-Type: application/json' -d '{{\"amount\":10000,\"max_amount\":12500}}'", auction.id),
+            format!("curl -s {base}/v1/auctions/{}/bids", auction.id),
+            format!("curl -sN {base}/v1/auctions/{}/events", auction.id),
+            format!("curl -sN {base}/v1/sales/{}/events", sale.id),
+            format!("gavel auctions verify {}", auction.id),
         ],
-        "not_yet": "bidding, the live feed and notifications arrive with their issues (README, Roadmap)",
+        "not_yet": "notifications and merchant webhooks arrive with their issues (README, Roadmap)",
     }))
 }

@@ -24,6 +24,7 @@ use gavel_domain::auctions::bids::{self, Attempt, BatchOutcome, Limits, Placed};
 use gavel_domain::db::{RetryBudget, is_lock_timeout, retry_serializable};
 use gavel_domain::ids::AuctionId;
 use gavel_domain::{Error, Result};
+use gavel_workflows::auction_close::PaymentReminders;
 use gavel_workflows::auction_lifecycle;
 
 pub use crate::claim_engine::Strategy;
@@ -36,11 +37,19 @@ pub struct BidConfig {
     /// `auctions.bids_per_minute`: attempts per bidder and auction in 60 s.
     pub bids_per_minute: u32,
     pub retry: RetryBudget,
+    /// The winner's payment reminders, for a close that a late bid runs.
+    pub reminders: PaymentReminders,
 }
 
 impl Default for BidConfig {
     fn default() -> Self {
-        Self { strategy: Strategy::Batched, max_batch: 512, bids_per_minute: 10, retry: RetryBudget::default() }
+        Self {
+            strategy: Strategy::Batched,
+            max_batch: 512,
+            bids_per_minute: 10,
+            retry: RetryBudget::default(),
+            reminders: PaymentReminders::default(),
+        }
     }
 }
 
@@ -163,9 +172,9 @@ async fn place(
 /// the rejected attempts are committed and answered).
 fn after_commit(inner: &Inner, auction: AuctionId, outcome: &BatchOutcome) {
     if outcome.close_due {
-        let pool = inner.pool.clone();
+        let (pool, reminders) = (inner.pool.clone(), inner.config.reminders.clone());
         tokio::spawn(async move {
-            if let Err(err) = auction_lifecycle::close_if_due(&pool, auction).await {
+            if let Err(err) = auction_lifecycle::close_if_due(&pool, &reminders, auction).await {
                 tracing::warn!(%auction, error = %err, "closing an auction a bid found past its end failed");
             }
         });

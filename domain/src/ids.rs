@@ -126,17 +126,6 @@ prefixed_id!(/// One attempt to bid on an auction (accepted or rejected), as sto
     BidId, "bid");
 
 impl BuyerId {
-    /// The buyer as the public sees them: the printed id's first character,
-    /// `***` and its last character (`b***7`).
-    pub fn masked(&self) -> String {
-        let text = self.to_string();
-        let first = text.chars().next().unwrap_or('b');
-        let last = text.chars().last().unwrap_or('0');
-        format!("{first}***{last}")
-    }
-}
-
-impl BuyerId {
     /// The buyer as the public sees them: the first and last characters of
     /// the printed id around `***` (`b***7`), so that a bidder can recognise
     /// themselves without others learning who they are.

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 use gavel_domain::auctions;
 use gavel_domain::feed::{self, Stored, Topic};
-use gavel_domain::ids::{AuctionId, BuyerId, SaleId};
+use gavel_domain::ids::{AuctionId, SaleId};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -94,12 +94,6 @@ pub struct AuctionSnapshotBody {
     extensions: i32,
 }
 
-/// A bidder as the public sees them: `b***` and the id's last character.
-pub fn mask(buyer: BuyerId) -> String {
-    let id = buyer.to_string();
-    format!("b***{}", id.chars().last().unwrap_or('0'))
-}
-
 problems!(FeedErrors: NotFound, InvalidRequest, TooManyWatchers; DATABASE, EDGE);
 
 const STREAM_DOC: &str = "A `text/event-stream` that stays open: a `snapshot` event (no `id`) unless resuming, \
@@ -138,7 +132,7 @@ pub async fn auction_events(
                 status: auction.status.into(),
                 current_price: auction.current_price().minor(),
                 min_next_bid: auction.min_next_bid().minor(),
-                leader: auction.leader().map(|l| mask(l.bidder)),
+                leader: auction.leader().map(|l| l.bidder.masked()),
                 bid_count: auction.book.bid_count(),
                 ends_at: auction.ends_at,
                 extensions: auction.extensions,
@@ -324,14 +318,5 @@ mod tests {
         }
         let problem = resume_after(&HeaderMap::new(), Some("abc".into())).err();
         assert_eq!(problem.and_then(|p| p.field), Some("last_event_id".to_owned()));
-    }
-
-    #[test]
-    fn a_bidder_is_masked_to_its_last_character() {
-        let buyer = BuyerId::new();
-        let masked = mask(buyer);
-        assert_eq!(masked.len(), 5);
-        assert!(masked.starts_with("b***"));
-        assert_eq!(masked.chars().last(), buyer.to_string().chars().last());
     }
 }
