@@ -63,6 +63,18 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every refusal (a stored `reason` reads back through this list).
+    pub const ALL: [Self; 8] = [
+        Self::BidTooLow,
+        Self::AmountOutOfRange,
+        Self::InvalidMaxAmount,
+        Self::CurrencyMismatch,
+        Self::OwnAuction,
+        Self::RateLimited,
+        Self::AuctionNotStarted,
+        Self::AuctionClosed,
+    ];
+
     /// The trail's `reason` and the problem's `code`.
     pub fn code(self) -> &'static str {
         match self {
@@ -528,19 +540,7 @@ async fn find_by_keys(
 }
 
 fn refusal_from_code(code: &str) -> Option<Refusal> {
-    use Refusal::*;
-    [
-        BidTooLow,
-        AmountOutOfRange,
-        InvalidMaxAmount,
-        CurrencyMismatch,
-        OwnAuction,
-        RateLimited,
-        AuctionNotStarted,
-        AuctionClosed,
-    ]
-    .into_iter()
-    .find(|r| r.code() == code)
+    Refusal::ALL.into_iter().find(|r| r.code() == code)
 }
 
 /// One page of the trail in `sequence` order, after the attempt `starting_after`
@@ -649,4 +649,19 @@ pub async fn verify(pool: &PgPool, auction: AuctionId) -> Result<Verification> {
         ok: error.is_none(),
         error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_reads_back_from_its_stored_code() {
+        let codes: HashSet<_> = Refusal::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(codes.len(), Refusal::ALL.len(), "one code each");
+        for r in Refusal::ALL {
+            assert_eq!(refusal_from_code(r.code()), Some(r));
+        }
+        assert_eq!(refusal_from_code("sold_out"), None);
+    }
 }
