@@ -276,10 +276,14 @@ proptest! {
             let again = SignUp::parse(&email, PASSWORD, None).expect("an accepted email parses again");
             prop_assert_eq!(again.email.to_string(), email.clone());
             // Signing in with any casing or surrounding blanks finds it
-            // (the database compares lower-cased).
-            let typed = format!("  {}\t", email.to_uppercase());
+            // (the database compares lower-cased) — where upper-casing is
+            // undone by lower-casing: Unicode's is not always (`ﬀ` → `FF` → `ff`).
+            let upper = email.to_uppercase();
+            let typed = format!("  {upper}\t");
             let sign_in = sign_in_email(&typed).expect("an accepted email can sign in");
-            prop_assert_eq!(sign_in.to_lowercase(), email.to_lowercase());
+            if upper.to_lowercase() == email.to_lowercase() {
+                prop_assert_eq!(sign_in.to_lowercase(), email.to_lowercase());
+            }
         }
     }
 
