@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 DB=gavel_bench_bids
 ADDR=${BENCH_ADDR:-127.0.0.1:18182}
 RUN=${SECONDS_PER_RUN:-8}
-BIDDERS=${BIDDERS:-1000}
+BIDDERS=${BIDDERS:-10000}
 
 source bench/common.sh
 

@@ -4,11 +4,14 @@
 //!
 //! - **Batched** (the default): one *lane* per hot auction per process, as
 //!   claims have ([`crate::claim_engine`]). The lane takes every attempt queued
-//!   while its previous transaction committed and places them together, in
-//!   arrival order, in one transaction under one row lock: one commit answers
-//!   up to `max_batch` bidders, each only after that commit. Two processes'
-//!   lanes take turns on the row lock (bounded by `lock_timeout`; past it,
-//!   `503 contention`, nothing stored).
+//!   while its previous batch committed and places them together, in arrival
+//!   order: one snapshot read, one guarded self-committing write
+//!   ([`bids::place_optimistic`]) answers up to `max_batch` bidders, each only
+//!   after that commit. When another process's lane wrote in between, the
+//!   guard fails and the batch is judged again (within the retry budget, then
+//!   `503 contention`, nothing stored). A batch that starts the auction or
+//!   extends it goes through one transaction under the row lock instead
+//!   (bounded by `lock_timeout`), which also moves the end job.
 //! - **Naive** (kept to measure against): one `SERIALIZABLE` transaction per
 //!   attempt, retried on 40001/40P01 within a budget, then `503 contention`.
 
@@ -20,12 +23,13 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use gavel_domain::auctions::bids::{self, Attempt, BatchOutcome, Limits, Placed};
+use gavel_domain::auctions::bids::{self, Attempt, BatchOutcome, Limits, Optimistic, Placed};
 use gavel_domain::db::{RetryBudget, is_lock_timeout, retry_serializable};
 use gavel_domain::ids::AuctionId;
 use gavel_domain::{Error, Result};
 use gavel_workflows::auction_close::PaymentReminders;
 use gavel_workflows::auction_lifecycle;
+use rand::Rng;
 
 pub use crate::claim_engine::Strategy;
 
@@ -168,6 +172,37 @@ async fn place(
     Ok(outcome)
 }
 
+/// A lane's batch: the optimistic path, judged again while another process
+/// moves the auction under it (within the retry budget), or the locked
+/// transaction when the batch must start or extend the auction.
+async fn place_batched(inner: &Inner, auction: AuctionId, attempts: &[Attempt]) -> Result<BatchOutcome> {
+    let limits = Limits { bids_per_minute: inner.config.bids_per_minute };
+    let budget = inner.config.retry;
+    let mut delay = budget.base_delay;
+    for _ in 0..budget.attempts.max(1) {
+        match bids::place_optimistic(&inner.pool, auction, attempts, limits).await? {
+            Optimistic::Placed(outcome) => return Ok(outcome),
+            Optimistic::NeedsLock => {
+                return retry_serializable(budget, || async move {
+                    let mut tx = inner.pool.begin().await?;
+                    let outcome = place(&mut tx, inner, auction, attempts).await?;
+                    tx.commit().await?;
+                    Ok(outcome)
+                })
+                .await
+                .map_err(lock_timeout_is_contention);
+            }
+            Optimistic::Moved => {
+                metrics::counter!("gavel_db_retries_total").increment(1);
+                let jitter = rand::rng().random_range(0..=delay.as_micros() as u64);
+                tokio::time::sleep(Duration::from_micros(jitter)).await;
+                delay = (delay * 2).min(budget.max_delay);
+            }
+        }
+    }
+    Err(Error::Contention { retry_after: Duration::from_secs(1) })
+}
+
 /// A bid that found the auction past its end runs the guarded close (once
 /// the rejected attempts are committed and answered).
 fn after_commit(inner: &Inner, auction: AuctionId, outcome: &BatchOutcome) {
@@ -226,15 +261,7 @@ async fn serve(inner: &Inner, auction: AuctionId, batch: &mut Vec<Request>) {
         batch.drain(..).map(|r| (r.attempt, r.reply)).unzip();
     metrics::histogram!("gavel_bid_batch_size").record(attempts.len() as f64);
     let started = std::time::Instant::now();
-    let attempts = &attempts;
-    let result = retry_serializable(inner.config.retry, || async move {
-        let mut tx = inner.pool.begin().await?;
-        let outcome = place(&mut tx, inner, auction, attempts).await?;
-        tx.commit().await?;
-        Ok(outcome)
-    })
-    .await
-    .map_err(lock_timeout_is_contention);
+    let result = place_batched(inner, auction, &attempts).await;
     metrics::histogram!("gavel_bid_batch_seconds").record(started.elapsed().as_secs_f64());
     match result {
         Ok(outcome) => {

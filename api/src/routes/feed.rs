@@ -120,14 +120,17 @@ pub async fn auction_events(
     let after = resume_after(&parts.headers, params.last_event_id)?;
     let topic = Topic::Auction(id);
     let slot = admit(&state.feed)?;
-    // The feed's position first, then the state: an event landing between
-    // the two is in the state and is sent as well (events carry whole values,
-    // so seeing one twice changes nothing).
-    let seq = feed::last_seq(state.feed.pool(), topic).await?;
-    let auction = auctions::get_public(state.feed.pool(), id).await?;
     let (snapshot, start) = match after {
-        Some(n) => (None, n),
+        Some(n) => {
+            auctions::get_public(state.feed.pool(), id).await?; // an unknown auction is a 404
+            (None, n)
+        }
         None => {
+            // The feed's position first, then the state: an event landing
+            // between the two is in the state and is sent as well (events
+            // carry whole values, so seeing one twice changes nothing).
+            let seq = feed::last_seq(state.feed.pool(), topic).await?;
+            let auction = auctions::get_public(state.feed.pool(), id).await?;
             let body = AuctionSnapshotBody {
                 status: auction.status.into(),
                 current_price: auction.current_price().minor(),
