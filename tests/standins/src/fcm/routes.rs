@@ -130,7 +130,7 @@ fn answer(
     }
     let mut store = shared.store();
     let now = jwt::now();
-    if !bearer.and_then(|b| store.bearers.get(b)).is_some_and(|exp| *exp > now) {
+    if bearer.and_then(|b| store.bearers.get(b)).is_none_or(|exp| *exp <= now) {
         return api_error(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
@@ -143,10 +143,10 @@ fn answer(
     }
     let Some(message) = message.filter(Value::is_object) else { return invalid("message", "required") };
     let Some(token) = token.filter(|t| !t.is_empty()) else { return invalid("message.token", "required") };
-    if let Some(data) = message.get("data") {
-        if !data.as_object().is_some_and(|d| d.values().all(Value::is_string)) {
-            return invalid("message.data", "values must be strings");
-        }
+    if let Some(data) = message.get("data")
+        && !data.as_object().is_some_and(|d| d.values().all(Value::is_string))
+    {
+        return invalid("message.data", "values must be strings");
     }
     if let Some(android) = message.get("android") {
         if android.get("priority").is_some_and(|p| p != "NORMAL" && p != "HIGH") {
