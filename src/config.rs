@@ -11,6 +11,8 @@ use figment::providers::{Env, Format, Toml};
 use gavel_api::bid_engine::BidConfig;
 use gavel_api::claim_engine::{ClaimConfig, Strategy};
 use gavel_domain::auth::{HashLimits, PasswordCost};
+use gavel_notifier::apns::ApnsConfig;
+use gavel_notifier::fcm::FcmConfig;
 use gavel_workflows::auction_close::PaymentReminders;
 use gavel_workflows::checkout::{CheckoutConfig, PausePoint};
 use gavel_workflows::stripe::GatewayConfig;
@@ -31,6 +33,12 @@ pub struct Config {
     pub payments: Payments,
     pub auction_payments: AuctionPayments,
     pub feed: Feed,
+    /// The APNs channel (`[apns]`); off unless `key_file` is set.
+    #[serde(default)]
+    pub apns: ApnsConfig,
+    /// The FCM channel (`[fcm]`); off unless `project_id` and `service_account_file` are set.
+    #[serde(default)]
+    pub fcm: FcmConfig,
     #[serde(default)]
     pub admin: Admin,
     #[serde(default)]
@@ -176,6 +184,16 @@ impl Config {
             .merge(Env::raw().only(&["STRIPE_API_BASE"]).map(|_| "payments.stripe_api_base".into()))
             .merge(Env::raw().only(&["STRIPE_SECRET_KEY"]).map(|_| "payments.stripe_secret_key".into()))
             .merge(Env::raw().only(&["STRIPE_WEBHOOK_SECRET"]).map(|_| "payments.stripe_webhook_secret".into()))
+            .merge(Env::raw().only(&["APNS_KEY_FILE"]).map(|_| "apns.key_file".into()))
+            .merge(Env::raw().only(&["APNS_KEY_ID"]).map(|_| "apns.key_id".into()))
+            .merge(Env::raw().only(&["APNS_TEAM_ID"]).map(|_| "apns.team_id".into()))
+            .merge(Env::raw().only(&["APNS_TOPIC"]).map(|_| "apns.topic".into()))
+            .merge(Env::raw().only(&["APNS_ENDPOINT"]).map(|_| "apns.endpoint".into()))
+            .merge(Env::raw().only(&["FCM_PROJECT_ID"]).map(|_| "fcm.project_id".into()))
+            // FCM_SERVICE_ACCOUNT_FILE wins over Google's usual variable.
+            .merge(Env::raw().only(&["GOOGLE_APPLICATION_CREDENTIALS"]).map(|_| "fcm.service_account_file".into()))
+            .merge(Env::raw().only(&["FCM_SERVICE_ACCOUNT_FILE"]).map(|_| "fcm.service_account_file".into()))
+            .merge(Env::raw().only(&["FCM_API_BASE"]).map(|_| "fcm.api_base".into()))
             .extract()
             .map_err(Box::new)?;
         config.environment = env;

@@ -58,6 +58,39 @@ enum DevCommand {
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
     },
+    /// An APNs stand-in (HTTP/2 with prior knowledge; verifies the ES256 provider token and Apple's headers).
+    Apns {
+        #[arg(long, default_value = "127.0.0.1:12112")]
+        addr: std::net::SocketAddr,
+        /// The `.p8` key whose tokens are accepted; made (TEST-ONLY, P-256) if the file does not exist.
+        #[arg(long, env = "APNS_KEY_FILE", default_value = ".gavel/apns-standin.p8")]
+        key_file: std::path::PathBuf,
+        #[arg(long, env = "APNS_KEY_ID", default_value = "STANDINKEY")]
+        key_id: String,
+        #[arg(long, env = "APNS_TEAM_ID", default_value = "STANDINTEAM")]
+        team_id: String,
+        #[arg(long, env = "APNS_TOPIC", default_value = "dev.gavel.app")]
+        topic: String,
+        /// Latency added to every push, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
+    /// An FCM HTTP v1 stand-in with its OAuth2 token endpoint.
+    Fcm {
+        #[arg(long, default_value = "127.0.0.1:12113")]
+        addr: std::net::SocketAddr,
+        #[arg(long, env = "FCM_PROJECT_ID", default_value = "gavel-dev")]
+        project_id: String,
+        /// Where to write the (TEST-ONLY) service-account file whose `token_uri` is this stand-in.
+        #[arg(long, default_value = ".gavel/fcm-standin-service-account.json")]
+        service_account_out: std::path::PathBuf,
+        /// Lifetime of the access tokens it issues, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        token_ttl_seconds: u64,
+        /// Latency added to every send, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -169,6 +202,56 @@ async fn dev(provider: DevCommand) -> anyhow::Result<()> {
             println!(
                 "stripe stand-in listening on {} (faults: POST /_control/faults, state: GET /_control/state)",
                 stripe.api_base()
+            );
+            shutdown_signal().await;
+            Ok(())
+        }
+        DevCommand::Apns { addr, key_file, key_id, team_id, topic, latency_ms } => {
+            use gavel_standins::apns::{ApnsFaults, ApnsStandIn, ApnsStandInConfig};
+            use gavel_standins::keys;
+            if !key_file.exists() {
+                let p8 = keys::new_apns_p8().map_err(|_| anyhow::anyhow!("generating a P-256 key failed"))?;
+                if let Some(dir) = key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                }
+                std::fs::write(&key_file, p8).with_context(|| format!("writing {}", key_file.display()))?;
+            }
+            let p8 = std::fs::read_to_string(&key_file).with_context(|| format!("reading {}", key_file.display()))?;
+            let public_key = keys::apns_public_key(&p8).map_err(|e| anyhow::anyhow!("{}: {e}", key_file.display()))?;
+            let config = ApnsStandInConfig {
+                public_key,
+                key_id: key_id.clone(),
+                team_id: team_id.clone(),
+                topic: topic.clone(),
+            };
+            let apns = ApnsStandIn::start(addr, config).await.with_context(|| format!("binding {addr}"))?;
+            apns.set_faults(ApnsFaults { latency_ms, ..ApnsFaults::default() });
+            println!(
+                "apns stand-in listening on {} (APNS_KEY_FILE={} APNS_KEY_ID={key_id} APNS_TEAM_ID={team_id} \
+                 APNS_TOPIC={topic}; faults: POST /_control/faults, state: GET /_control/state)",
+                apns.endpoint(),
+                key_file.display()
+            );
+            shutdown_signal().await;
+            Ok(())
+        }
+        DevCommand::Fcm { addr, project_id, service_account_out, token_ttl_seconds, latency_ms } => {
+            use gavel_standins::fcm::{FcmFaults, FcmStandIn, FcmStandInConfig};
+            let mut config = FcmStandInConfig::test_account(&project_id).map_err(|e| anyhow::anyhow!(e))?;
+            config.token_ttl_seconds = token_ttl_seconds;
+            let fcm = FcmStandIn::start(addr, config).await.with_context(|| format!("binding {addr}"))?;
+            fcm.set_faults(FcmFaults { latency_ms, ..FcmFaults::default() });
+            if let Some(dir) = service_account_out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(&service_account_out, fcm.service_account_json())
+                .with_context(|| format!("writing {}", service_account_out.display()))?;
+            println!(
+                "fcm stand-in listening on {} (FCM_API_BASE={} FCM_PROJECT_ID={project_id} \
+                 FCM_SERVICE_ACCOUNT_FILE={}; faults: POST /_control/faults, state: GET /_control/state)",
+                fcm.api_base(),
+                fcm.api_base(),
+                service_account_out.display()
             );
             shutdown_signal().await;
             Ok(())

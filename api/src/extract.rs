@@ -11,7 +11,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::Utc;
-use gavel_domain::ids::{AuctionId, BuyerId, ClaimId, MerchantId, OrderId, SaleId};
+use gavel_domain::ids::{AuctionId, BuyerId, ClaimId, DeviceId, MerchantId, OrderId, ProductId, SaleId};
 use gavel_domain::merchants;
 use serde::de::DeserializeOwned;
 
@@ -85,6 +85,12 @@ impl PathId for OrderId {
 }
 impl PathId for AuctionId {
     const WHAT: &'static str = "auction";
+}
+impl PathId for DeviceId {
+    const WHAT: &'static str = "device";
+}
+impl PathId for ProductId {
+    const WHAT: &'static str = "product";
 }
 
 /// The route's one path parameter as a typed id (`Path<SaleId>`): an id of

@@ -32,7 +32,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use problem::{ErrorCode, Problem};
-use routes::{auctions, bids, buyers, claims, feed, health, orders, products, sales, stripe_webhook};
+use routes::{
+    auctions, bids, buyers, claims, devices, feed, health, orders, preferences, products, sales, stripe_webhook,
+    watches,
+};
 pub use state::AppState;
 
 /// Every documented route, with its OpenAPI document (without a state, for
@@ -46,6 +49,9 @@ pub fn api(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::Open
         .merge(bids::router(state))
         .merge(claims::router(state))
         .merge(orders::router(state))
+        .merge(devices::router(state))
+        .merge(preferences::router())
+        .merge(watches::router(state))
         .merge(feed::router())
         .merge(stripe_webhook::router())
         .merge(health::router())

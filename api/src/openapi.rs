@@ -60,6 +60,8 @@ impl Modify for Introduction {
         (name = "live feed", description = "Server-Sent Events of an auction's bids or a sale's stock, resumable \
             with `Last-Event-ID`; public."),
         (name = "orders", description = "Checkout and payment, and the orders they make."),
+        (name = "notifications", description = "A buyer's devices (push tokens), notification preferences and \
+            watched products."),
         (name = "providers", description = "Events from payment providers."),
         (name = "operations", description = "Probes and metrics."),
     ),

@@ -124,6 +124,8 @@ prefixed_id!(/// An auction (its winner's order is paid through `POST /v1/orders
     AuctionId, "auc");
 prefixed_id!(/// One attempt to bid on an auction (accepted or rejected), as stored in its trail.
     BidId, "bid");
+prefixed_id!(/// A buyer's phone or tablet as a push provider knows it (an APNs or FCM token).
+    DeviceId, "dev");
 
 impl BuyerId {
     /// The buyer as the public sees them: the first and last characters of

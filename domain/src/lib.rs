@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod buyers;
 pub mod claims;
 pub mod db;
+pub mod devices;
 pub mod error;
 pub mod events;
 pub mod feed;
@@ -17,13 +18,16 @@ pub mod ids;
 pub mod jobs;
 pub mod merchants;
 pub mod money;
+pub mod notification_kinds;
 pub mod orders;
 pub mod payments;
+pub mod preferences;
 pub mod products;
 pub mod sales;
 mod status;
 pub mod stripe_events;
 pub mod text;
+pub mod watches;
 
 pub use error::{Error, Invalid, Result};
 

@@ -7,12 +7,15 @@ pub mod auctions;
 pub mod bids;
 pub mod buyers;
 pub mod claims;
+pub mod devices;
 pub mod feed;
 pub mod health;
 pub mod orders;
+pub mod preferences;
 pub mod products;
 pub mod sales;
 pub mod stripe_webhook;
+pub mod watches;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -1,0 +1,80 @@
+//! Watches: a buyer asks to hear of a product's sales and auctions.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+
+use crate::error::{Error, Result};
+use crate::ids::{BuyerId, ProductId};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Watch {
+    pub product_id: ProductId,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What [`watch`] did.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub watch: Watch,
+    /// `false`: the buyer already watched it.
+    pub created: bool,
+}
+
+/// Watches `product` (any merchant's); `NotFound("product")` if there is none.
+pub async fn watch(tx: &mut sqlx::PgConnection, buyer: BuyerId, product: ProductId) -> Result<Watched> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM products WHERE id = $1)")
+        .bind(product)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !exists {
+        return Err(Error::NotFound("product"));
+    }
+    let inserted: Option<Watch> = sqlx::query_as(
+        "INSERT INTO watches (buyer_id, product_id) VALUES ($1, $2) ON CONFLICT (buyer_id, product_id) DO NOTHING
+         RETURNING product_id, created_at",
+    )
+    .bind(buyer)
+    .bind(product)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(watch) = inserted {
+        return Ok(Watched { watch, created: true });
+    }
+    let watch: Watch =
+        sqlx::query_as("SELECT product_id, created_at FROM watches WHERE buyer_id = $1 AND product_id = $2")
+            .bind(buyer)
+            .bind(product)
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok(Watched { watch, created: false })
+}
+
+/// The buyer's watches, newest product first.
+pub async fn list<'c>(
+    db: impl PgExecutor<'c>,
+    buyer: BuyerId,
+    limit: i64,
+    starting_after: Option<ProductId>,
+) -> Result<Vec<Watch>> {
+    let rows = sqlx::query_as(
+        "SELECT product_id, created_at FROM watches
+         WHERE buyer_id = $1 AND ($2::uuid IS NULL OR product_id < $2)
+         ORDER BY product_id DESC LIMIT $3",
+    )
+    .bind(buyer)
+    .bind(starting_after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows)
+}
+
+/// Stops watching; `false`: the buyer did not watch it.
+pub async fn unwatch<'c>(db: impl PgExecutor<'c>, buyer: BuyerId, product: ProductId) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM watches WHERE buyer_id = $1 AND product_id = $2")
+        .bind(buyer)
+        .bind(product)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,42 @@
+//! Reading and verifying the JWTs the push clients send (APNs provider
+//! tokens, ES256; OAuth JWT-bearer assertions, RS256).
+
+use base64::Engine;
+use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use serde_json::Value;
+
+/// A JWT whose signature checked out.
+pub(crate) struct Verified {
+    pub header: Value,
+    pub claims: Value,
+}
+
+/// Checks `token`'s `alg` and signature with `key`; why not, if not.
+pub(crate) fn verify(token: &str, alg: &str, key: &[u8]) -> Result<Verified, String> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err("not a JWT (three base64url parts)".into());
+    };
+    let decode = |part: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).map_err(|e| format!("not base64url: {e}"))
+    };
+    let header: Value = serde_json::from_slice(&decode(h)?).map_err(|e| format!("header: {e}"))?;
+    let claims: Value = serde_json::from_slice(&decode(c)?).map_err(|e| format!("claims: {e}"))?;
+    if header["alg"] != alg {
+        return Err(format!("alg is {} (want {alg})", header["alg"]));
+    }
+    let algorithm: &dyn VerificationAlgorithm = match alg {
+        "ES256" => &signature::ECDSA_P256_SHA256_FIXED,
+        "RS256" => &signature::RSA_PKCS1_2048_8192_SHA256,
+        other => return Err(format!("unsupported alg {other}")),
+    };
+    let signed = &token[..h.len() + 1 + c.len()];
+    UnparsedPublicKey::new(algorithm, key)
+        .verify(signed.as_bytes(), &decode(s)?)
+        .map_err(|_| "the signature does not verify".to_owned())?;
+    Ok(Verified { header, claims })
+}
+
+pub(crate) fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
