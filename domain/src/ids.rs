@@ -124,6 +124,10 @@ prefixed_id!(/// An auction (its winner's order is paid through `POST /v1/orders
     AuctionId, "auc");
 prefixed_id!(/// One attempt to bid on an auction (accepted or rejected), as stored in its trail.
     BidId, "bid");
+prefixed_id!(/// One notification to one buyer over one channel (and device).
+    DeliveryId, "dlv");
+prefixed_id!(/// An entry of the dead-letter queue (a delivery or job that exhausted its retries).
+    DeadLetterId, "dlq");
 
 impl BuyerId {
     /// The buyer as the public sees them: the first and last characters of
