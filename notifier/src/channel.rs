@@ -35,7 +35,11 @@ impl ChannelKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message {
-    Email { subject: String, text: String, html: String },
+    Email {
+        subject: String,
+        text: String,
+        html: String,
+    },
     Push {
         title: String,
         body: String,
