@@ -4,4 +4,5 @@
 //! lost"). Used by the tests, by `gavel demo`, and alone as `gavel dev …`.
 #![forbid(unsafe_code)]
 
+pub mod smtp;
 pub mod stripe;
