@@ -11,7 +11,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::Utc;
-use gavel_domain::ids::{AuctionId, BuyerId, ClaimId, MerchantId, OrderId, SaleId};
+use gavel_domain::ids::{AuctionId, BuyerId, ClaimId, DeadLetterId, MerchantId, OrderId, SaleId};
 use gavel_domain::merchants;
 use serde::de::DeserializeOwned;
 
@@ -85,6 +85,9 @@ impl PathId for OrderId {
 }
 impl PathId for AuctionId {
     const WHAT: &'static str = "auction";
+}
+impl PathId for DeadLetterId {
+    const WHAT: &'static str = "dead letter";
 }
 
 /// The route's one path parameter as a typed id (`Path<SaleId>`): an id of

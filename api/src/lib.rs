@@ -32,7 +32,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use problem::{ErrorCode, Problem};
-use routes::{auctions, bids, buyers, claims, feed, health, orders, products, sales, stripe_webhook};
+use routes::{auctions, bids, buyers, claims, dead_letters, feed, health, orders, products, sales, stripe_webhook};
 pub use state::AppState;
 
 /// Every documented route, with its OpenAPI document (without a state, for
@@ -49,6 +49,7 @@ pub fn api(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::Open
         .merge(feed::router())
         .merge(stripe_webhook::router())
         .merge(health::router())
+        .merge(dead_letters::router())
         .split_for_parts()
 }
 
