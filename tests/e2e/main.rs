@@ -23,6 +23,7 @@ mod helpers;
 mod herd;
 mod idempotency;
 mod lifecycle;
+mod notifier;
 mod openapi_conformance;
 mod operations;
 mod paid_orders;
