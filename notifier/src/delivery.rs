@@ -342,7 +342,7 @@ impl Deliverer {
             payload: &row.payload,
             attempts: &log,
         };
-        dead_letters::open(&mut *tx, &entry).await.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        dead_letters::open(&mut tx, &entry).await.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
         tx.commit().await?;
         tracing::warn!(delivery = %row.id, channel = %row.channel, error, "delivery dead-lettered");
         Ok(())
