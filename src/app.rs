@@ -37,7 +37,7 @@ pub enum Role {
     Api,
     /// The durable job workers (sale lifecycle, hold sweeps).
     Workers,
-    /// Notification delivery — not built yet (see README, Roadmap).
+    /// Notifications: the outbox fan-out and the delivery loop (email so far).
     Notifier,
 }
 
@@ -54,9 +54,6 @@ impl Application {
     /// Connects, migrates, binds and starts the given roles.
     pub async fn build(config: Config, roles: &[Role]) -> anyhow::Result<Self> {
         config.check_secrets().map_err(anyhow::Error::msg)?;
-        if roles.contains(&Role::Notifier) {
-            anyhow::bail!("the notifier role is not built yet; run --role api and/or --role workers");
-        }
         let url = database::resolve_url(&config.database).await?;
         let pool = database::connect(&url, config.database.max_connections).await?;
         database::migrate(&pool).await?;
@@ -87,6 +84,20 @@ impl Application {
             };
             let run = gavel_workers::run(jobs_pool, worker_config, payments, liveness.clone(), shutdown.clone());
             tasks.spawn(part("workers", run));
+        }
+        if roles.contains(&Role::Notifier) {
+            let notifier_pool = database::connect(&url, config.notifier.pool_size.max(2)).await?;
+            let notifier = notifier(&config, notifier_pool)?;
+            for (name, fanout) in [("notifier:fanout", true), ("notifier:delivery", false)] {
+                let (n, stop) = (notifier.clone(), shutdown.clone());
+                tasks.spawn(part(
+                    name,
+                    supervise(name, liveness.clone(), stop.clone(), move || {
+                        let (n, stop) = (n.clone(), stop.clone());
+                        async move { if fanout { n.run_fanout(stop).await } else { n.run_delivery(stop).await } }
+                    }),
+                ));
+            }
         }
         if roles.contains(&Role::Api) {
             let payments = Checkout::new(pool.clone(), gateway.clone(), config.checkout_config());
@@ -209,6 +220,55 @@ fn app_state(config: &Config, pool: PgPool, payments: Checkout, ops: Ops, feed: 
         ops,
         feed,
     }))
+}
+
+/// The notifier and its channels: email when `SMTP_URL` is set, APNs and FCM
+/// when `[apns]` / `[fcm]` are (`notifier::push::channels`). A channel that is not configured gets no
+/// deliveries at all (said once, here), rather than deliveries that wait forever.
+fn notifier(config: &Config, pool: PgPool) -> anyhow::Result<gavel_notifier::Notifier> {
+    use gavel_notifier::channel::Channel;
+    use gavel_notifier::email::{EmailChannel, EmailConfig};
+    let n = &config.notifier;
+    let schedule = config.notifier_schedule().map_err(anyhow::Error::msg)?;
+    let mut channels: Vec<std::sync::Arc<dyn Channel>> = Vec::new();
+    match n.smtp_url.as_deref().filter(|u| !u.trim().is_empty()) {
+        Some(url) => {
+            let email = EmailChannel::new(&EmailConfig {
+                url: url.to_owned(),
+                from: n.smtp_from.clone(),
+                timeout: std::time::Duration::from_millis(n.smtp_timeout_ms),
+                pool_size: n.smtp_pool_size,
+            })
+            .map_err(|e| anyhow::anyhow!("notifier.smtp_url / notifier.smtp_from: {e}"))?;
+            channels.push(std::sync::Arc::new(email));
+        }
+        None => tracing::warn!("SMTP_URL is not set: the email channel is off and no email deliveries are made"),
+    }
+    let push = gavel_notifier::push::channels(&config.apns, &config.fcm)
+        .map_err(|e| anyhow::anyhow!("the push channels ([apns], [fcm]): {e}"))?;
+    if push.is_empty() {
+        tracing::warn!("neither APNs nor FCM is configured: no push deliveries are made");
+    }
+    channels.extend(push);
+    let owner = format!("notifier-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let fanout = gavel_notifier::fanout::FanOutConfig {
+        batch: n.fanout_batch.max(1),
+        channels: Default::default(),
+        app_url: n.app_url.clone(),
+        schedule: schedule.clone(),
+    };
+    let delivery = gavel_notifier::delivery::DeliveryConfig {
+        batch: n.delivery_batch.max(1),
+        lease: std::time::Duration::from_secs(n.lease_seconds.max(1)),
+        send_timeout: std::time::Duration::from_millis(n.send_timeout_ms.max(1)),
+        concurrency: n.concurrency.max(1),
+        schedule,
+        breaker_failures: n.breaker_failures.max(1),
+        breaker_cooldown: std::time::Duration::from_millis(n.breaker_cooldown_ms),
+        owner,
+    };
+    let poll = std::time::Duration::from_millis(n.poll_interval_ms);
+    gavel_notifier::Notifier::new(pool, channels, fanout, delivery, poll).map_err(anyhow::Error::msg)
 }
 
 /// The process's one `LISTEN` connection, for two channels: stock returned

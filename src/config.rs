@@ -39,6 +39,7 @@ pub struct Config {
     /// The FCM channel (`[fcm]`); off unless `project_id` and `service_account_file` are set.
     #[serde(default)]
     pub fcm: FcmConfig,
+    pub notifier: Notifier,
     #[serde(default)]
     pub admin: Admin,
     #[serde(default)]
@@ -157,6 +158,35 @@ pub struct Feed {
     pub retention_days: i32,
 }
 
+/// The notifier (`[notifier]`): channels, retries, loops.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Notifier {
+    /// `SMTP_URL`: `smtp://host:port` (plain) or `smtps://host[:port]` (TLS).
+    /// Unset: no email channel (no email deliveries are made).
+    pub smtp_url: Option<String>,
+    /// `SMTP_FROM`.
+    pub smtp_from: String,
+    pub smtp_timeout_ms: u64,
+    pub smtp_pool_size: u32,
+    /// The delay before each attempt, in seconds (fractions allowed); one attempt per element.
+    pub retry_schedule_seconds: Vec<f64>,
+    /// Where links in messages point.
+    pub app_url: String,
+    /// How often idle loops look for new events and due deliveries.
+    pub poll_interval_ms: u64,
+    pub fanout_batch: i64,
+    pub delivery_batch: i64,
+    /// Sends in flight per provider, per process.
+    pub concurrency: usize,
+    /// A claimed delivery is the worker's for this long; then another takes it.
+    pub lease_seconds: u64,
+    pub send_timeout_ms: u64,
+    pub breaker_failures: u32,
+    pub breaker_cooldown_ms: u64,
+    /// The notifier's own connections.
+    pub pool_size: u32,
+}
+
 /// Crash-test hooks; empty in production.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Faults {
@@ -194,6 +224,8 @@ impl Config {
             .merge(Env::raw().only(&["GOOGLE_APPLICATION_CREDENTIALS"]).map(|_| "fcm.service_account_file".into()))
             .merge(Env::raw().only(&["FCM_SERVICE_ACCOUNT_FILE"]).map(|_| "fcm.service_account_file".into()))
             .merge(Env::raw().only(&["FCM_API_BASE"]).map(|_| "fcm.api_base".into()))
+            .merge(Env::raw().only(&["SMTP_URL"]).map(|_| "notifier.smtp_url".into()))
+            .merge(Env::raw().only(&["SMTP_FROM"]).map(|_| "notifier.smtp_from".into()))
             .extract()
             .map_err(Box::new)?;
         config.environment = env;
@@ -324,6 +356,18 @@ impl Config {
 
     pub fn payment_reminders(&self) -> PaymentReminders {
         PaymentReminders::new(self.auction_payments.reminder_lead_seconds.iter().map(|s| Duration::from_secs(*s)))
+    }
+
+    /// The retry schedule, refusing negative or non-finite delays (naming the setting).
+    pub fn notifier_schedule(&self) -> Result<gavel_notifier::schedule::RetrySchedule, String> {
+        let mut delays = Vec::new();
+        for s in &self.notifier.retry_schedule_seconds {
+            if !s.is_finite() || *s < 0.0 || *s > 7.0 * 86_400.0 {
+                return Err(format!("notifier.retry_schedule_seconds: {s} is not a delay of 0 to 604800 seconds"));
+            }
+            delays.push(Duration::from_secs_f64(*s));
+        }
+        Ok(gavel_notifier::schedule::RetrySchedule::from_delays(delays))
     }
 
     pub fn checkout_config(&self) -> CheckoutConfig {

@@ -17,7 +17,7 @@ struct Cli {
 enum Command {
     /// Run Gavel: every role in this process, or only those given.
     Serve {
-        /// Run only this role (repeatable): api, workers.
+        /// Run only this role (repeatable): api, workers, notifier.
         #[arg(long = "role", value_enum)]
         roles: Vec<Role>,
     },
@@ -40,6 +40,33 @@ enum Command {
         #[command(subcommand)]
         provider: DevCommand,
     },
+    /// The dead-letter queue: deliveries (and, later, webhooks and jobs) that exhausted their retries.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Open and resolved entries, newest first (100 at most).
+    List {
+        /// notification, webhook or job.
+        #[arg(long)]
+        kind: Option<String>,
+        /// open, retried or discarded.
+        #[arg(long)]
+        status: Option<String>,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One entry in full (recipient, channel, payload, every attempt), as JSON.
+    Show { id: String },
+    /// Replay an open entry once (a second retry re-queues nothing).
+    Retry { id: String },
+    /// Close an open entry without sending.
+    Discard { id: String },
 }
 
 #[derive(Subcommand)]
@@ -88,6 +115,17 @@ enum DevCommand {
         #[arg(long, default_value_t = 3600)]
         token_ttl_seconds: u64,
         /// Latency added to every send, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
+    /// An SMTP stand-in that records messages (control: GET/DELETE /messages, GET/POST /faults).
+    Smtp {
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        addr: std::net::SocketAddr,
+        /// The HTTP control endpoint.
+        #[arg(long, default_value = "127.0.0.1:2526")]
+        control_addr: std::net::SocketAddr,
+        /// Wait this long before every SMTP reply, in milliseconds.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
     },
@@ -144,7 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     match cli.command {
         Command::Serve { roles } => {
-            let roles = if roles.is_empty() { vec![Role::Api, Role::Workers] } else { roles };
+            let roles = if roles.is_empty() { vec![Role::Api, Role::Workers, Role::Notifier] } else { roles };
             serve(config, &roles).await
         }
         Command::Migrate => {
@@ -187,6 +225,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let seeded = demo::seed(&pool, &config, stripe.as_deref()).await?;
             println!("{}", serde_json::to_string_pretty(&seeded)?);
             serve(config, &[Role::Api, Role::Workers]).await
+        }
+        Command::Dlq { command } => {
+            let pool = connect(&config).await?;
+            dlq(&pool, command).await
         }
         Command::Dev { .. } => Ok(()),
     }
@@ -256,7 +298,57 @@ async fn dev(provider: DevCommand) -> anyhow::Result<()> {
             shutdown_signal().await;
             Ok(())
         }
+        DevCommand::Smtp { addr, control_addr, latency_ms } => {
+            use gavel_standins::smtp::{SmtpFaults, SmtpStandIn};
+            let smtp = SmtpStandIn::start(addr, control_addr)
+                .await
+                .with_context(|| format!("binding {addr} and {control_addr}"))?;
+            smtp.set_faults(SmtpFaults { latency_ms, ..SmtpFaults::default() });
+            println!(
+                "smtp stand-in listening on {} (messages: GET|DELETE {base}/messages, faults: GET|POST {base}/faults)",
+                smtp.url(),
+                base = smtp.control_base()
+            );
+            shutdown_signal().await;
+            Ok(())
+        }
     }
+}
+
+async fn dlq(pool: &sqlx::PgPool, command: DlqCommand) -> anyhow::Result<()> {
+    use gavel_domain::dead_letters::{self, Kind, Status};
+    use gavel_domain::ids::DeadLetterId;
+    let parse_id = |id: &str| id.parse::<DeadLetterId>().context("a dead letter id (dlq_…)");
+    let entry = match command {
+        DlqCommand::List { kind, status, json } => {
+            let kind = kind.as_deref().map(Kind::parse).transpose().context("--kind")?;
+            let status = status.as_deref().map(Status::parse).transpose().context("--status")?;
+            let entries = dead_letters::list(pool, kind, status, None, 100).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                println!("{:<40} {:<13} {:<9} {:<8} {:<25} subject", "id", "kind", "status", "channel", "created_at");
+                for e in &entries {
+                    let attempts = e.attempts.as_array().map_or(0, Vec::len);
+                    println!(
+                        "{:<40} {:<13} {:<9} {:<8} {:<25} {} ({attempts} attempts)",
+                        e.id.to_string(),
+                        e.kind,
+                        e.status,
+                        e.channel.as_deref().unwrap_or("-"),
+                        e.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        e.subject
+                    );
+                }
+            }
+            return Ok(());
+        }
+        DlqCommand::Show { id } => dead_letters::get(pool, parse_id(&id)?).await?,
+        DlqCommand::Retry { id } => dead_letters::retry(pool, parse_id(&id)?).await?,
+        DlqCommand::Discard { id } => dead_letters::discard(pool, parse_id(&id)?).await?,
+    };
+    println!("{}", serde_json::to_string_pretty(&entry)?);
+    Ok(())
 }
 
 async fn connect(config: &Config) -> anyhow::Result<sqlx::PgPool> {

@@ -181,7 +181,7 @@ async fn place_batched(inner: &Inner, auction: AuctionId, attempts: &[Attempt]) 
     let mut delay = budget.base_delay;
     for _ in 0..budget.attempts.max(1) {
         match bids::place_optimistic(&inner.pool, auction, attempts, limits).await? {
-            Optimistic::Placed(outcome) => return Ok(outcome),
+            Optimistic::Placed(outcome) => return Ok(*outcome),
             Optimistic::NeedsLock => {
                 return retry_serializable(budget, || async move {
                     let mut tx = inner.pool.begin().await?;

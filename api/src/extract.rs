@@ -11,7 +11,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::Utc;
-use gavel_domain::ids::{AuctionId, BuyerId, ClaimId, DeviceId, MerchantId, OrderId, ProductId, SaleId};
+use gavel_domain::ids::{AuctionId, BuyerId, ClaimId, DeadLetterId, DeviceId, MerchantId, OrderId, ProductId, SaleId};
 use gavel_domain::merchants;
 use serde::de::DeserializeOwned;
 
@@ -91,6 +91,9 @@ impl PathId for DeviceId {
 }
 impl PathId for ProductId {
     const WHAT: &'static str = "product";
+}
+impl PathId for DeadLetterId {
+    const WHAT: &'static str = "dead letter";
 }
 
 /// The route's one path parameter as a typed id (`Path<SaleId>`): an id of

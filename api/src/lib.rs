@@ -33,8 +33,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use problem::{ErrorCode, Problem};
 use routes::{
-    auctions, bids, buyers, claims, devices, feed, health, orders, preferences, products, sales, stripe_webhook,
-    watches,
+    auctions, bids, buyers, claims, dead_letters, devices, feed, health, orders, preferences, products, sales,
+    stripe_webhook, watches,
 };
 pub use state::AppState;
 
@@ -55,6 +55,7 @@ pub fn api(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::Open
         .merge(feed::router())
         .merge(stripe_webhook::router())
         .merge(health::router())
+        .merge(dead_letters::router())
         .split_for_parts()
 }
 

@@ -126,6 +126,10 @@ prefixed_id!(/// One attempt to bid on an auction (accepted or rejected), as sto
     BidId, "bid");
 prefixed_id!(/// A buyer's phone or tablet as a push provider knows it (an APNs or FCM token).
     DeviceId, "dev");
+prefixed_id!(/// One notification to one buyer over one channel (and device).
+    DeliveryId, "dlv");
+prefixed_id!(/// An entry of the dead-letter queue (a delivery or job that exhausted its retries).
+    DeadLetterId, "dlq");
 
 impl BuyerId {
     /// The buyer as the public sees them: the first and last characters of

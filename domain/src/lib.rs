@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod buyers;
 pub mod claims;
 pub mod db;
+pub mod dead_letters;
 pub mod devices;
 pub mod error;
 pub mod events;

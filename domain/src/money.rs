@@ -45,6 +45,11 @@ impl Currency {
     pub fn code(self) -> &'static str {
         self.0
     }
+
+    /// Digits after the decimal point (2 for `usd`, 0 for `jpy`).
+    pub fn exponent(self) -> u8 {
+        CURRENCIES.iter().find(|(code, _)| *code == self.0).map_or(2, |(_, e)| *e)
+    }
 }
 
 impl fmt::Display for Currency {

@@ -9,12 +9,113 @@
 //!   whether to retry, when, or to retire the address). [`apns`] and [`fcm`]
 //!   are the push channels; [`push::channels`] builds those configured.
 //! - The outbox: `events.notified_at IS NULL` rows are not yet fanned out; the
-//!   fan-out takes them with `FOR UPDATE SKIP LOCKED`, writes their deliveries
-//!   and marks them in one transaction (exactly once across processes).
+//!   fan-out ([`fanout`]) takes them with `FOR UPDATE SKIP LOCKED`, writes their
+//!   deliveries and marks them in one transaction (exactly once across processes).
+//! - The delivery loop ([`delivery`]) sends what is due, retries on the
+//!   schedule ([`schedule`]) and dead-letters what exhausts it.
 #![forbid(unsafe_code)]
 
 pub mod apns;
 pub mod channel;
+pub mod delivery;
+pub mod email;
+pub mod fanout;
 pub mod fcm;
 mod http;
 pub mod push;
+pub mod schedule;
+pub mod templates;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::Channel;
+use crate::delivery::{Deliverer, DeliveryConfig};
+use crate::fanout::{FanOut, FanOutConfig};
+use crate::templates::Templates;
+
+/// The notifier's two loops over one pool, and the channels they send through.
+#[derive(Clone)]
+pub struct Notifier {
+    pool: PgPool,
+    fanout: FanOut,
+    deliverer: Deliverer,
+    poll: Duration,
+}
+
+impl Notifier {
+    /// `channels`: every configured provider (one per kind); deliveries are
+    /// made only for these.
+    pub fn new(
+        pool: PgPool,
+        channels: Vec<Arc<dyn Channel>>,
+        fanout: FanOutConfig,
+        delivery: DeliveryConfig,
+        poll: Duration,
+    ) -> Result<Self, String> {
+        let templates = Templates::load().map_err(|e| e.to_string())?;
+        let fanout_config = FanOutConfig { channels: channels.iter().map(|c| c.kind()).collect(), ..fanout };
+        Ok(Self {
+            fanout: FanOut::new(pool.clone(), templates, fanout_config),
+            deliverer: Deliverer::new(pool.clone(), channels, delivery),
+            pool,
+            poll: poll.max(Duration::from_millis(10)),
+        })
+    }
+
+    /// The fan-out loop: until stopped, or until the database fails (the
+    /// supervisor restarts it).
+    pub async fn run_fanout(self, stop: CancellationToken) -> Result<(), String> {
+        loop {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            match self.fanout.run_once().await {
+                Ok(0) => idle(&stop, self.poll).await,
+                Ok(_) => {}
+                Err(err) => return Err(format!("fan-out: {err}")),
+            }
+        }
+    }
+
+    /// The delivery loop; also keeps the DLQ depth gauge current.
+    pub async fn run_delivery(self, stop: CancellationToken) -> Result<(), String> {
+        let mut gauge_at = tokio::time::Instant::now();
+        loop {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= gauge_at {
+                self.report_dead_letters().await;
+                gauge_at = tokio::time::Instant::now() + Duration::from_secs(10);
+            }
+            match self.deliverer.run_once().await {
+                Ok(0) => idle(&stop, self.poll).await,
+                Ok(_) => {}
+                Err(err) => return Err(format!("delivery: {err}")),
+            }
+        }
+    }
+
+    async fn report_dead_letters(&self) {
+        match gavel_domain::dead_letters::open_counts(&self.pool).await {
+            Ok(counts) => {
+                for kind in ["notification", "webhook", "job"] {
+                    let n = counts.iter().find(|(k, _)| k == kind).map_or(0, |(_, n)| *n);
+                    metrics::gauge!("gavel_dead_letters_open", "kind" => kind).set(n as f64);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "counting dead letters failed"),
+        }
+    }
+}
+
+async fn idle(stop: &CancellationToken, poll: Duration) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(poll) => {}
+    }
+}

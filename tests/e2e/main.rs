@@ -23,6 +23,7 @@ mod helpers;
 mod herd;
 mod idempotency;
 mod lifecycle;
+mod notifier;
 mod notify_settings;
 mod openapi_conformance;
 mod operations;

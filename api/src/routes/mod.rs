@@ -7,6 +7,7 @@ pub mod auctions;
 pub mod bids;
 pub mod buyers;
 pub mod claims;
+pub mod dead_letters;
 pub mod devices;
 pub mod feed;
 pub mod health;

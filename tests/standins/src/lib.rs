@@ -9,4 +9,5 @@ pub mod fcm;
 mod jwt;
 pub mod keys;
 mod serve;
+pub mod smtp;
 pub mod stripe;

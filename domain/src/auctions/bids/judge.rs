@@ -112,7 +112,7 @@ pub fn judge(snapshot: &Snapshot, attempts: &[Attempt], limits: Limits) -> Judge
     let now = snapshot.now;
     let mut recent = snapshot.recent.clone();
     let mut earlier: HashMap<(BuyerId, String), Placed> = HashMap::new();
-    let mut book = auction.book.clone();
+    let mut book = auction.book;
     let mut sequence = u64::try_from(snapshot.last_sequence).unwrap_or_default();
     let mut previous: [u8; 32] = snapshot.trail_hash.as_slice().try_into().unwrap_or(trail::GENESIS);
     let (mut ends_at, mut extensions) = (auction.ends_at, auction.extensions);
@@ -120,7 +120,7 @@ pub fn judge(snapshot: &Snapshot, attempts: &[Attempt], limits: Limits) -> Judge
         judged: Vec::with_capacity(attempts.len()),
         answers: Vec::with_capacity(attempts.len()),
         slots: Vec::with_capacity(attempts.len()),
-        book: book.clone(),
+        book,
         last_sequence: sequence,
         trail_hash: previous,
         ends_at,

@@ -148,7 +148,7 @@ pub struct Limits {
 #[derive(Debug)]
 pub enum Optimistic {
     /// Stored and committed.
-    Placed(BatchOutcome),
+    Placed(Box<BatchOutcome>),
     /// Another writer moved the auction since the snapshot: nothing stored; judge again.
     Moved,
     /// The batch starts the auction or moves its end: place it under the lock
@@ -181,7 +181,11 @@ pub async fn place_optimistic(
         return Ok(Optimistic::Moved);
     }
     let close_due = judgement.close_due;
-    Ok(Optimistic::Placed(BatchOutcome { placed: judgement.answers(snapshot.now), close_due, extended_to: None }))
+    Ok(Optimistic::Placed(Box::new(BatchOutcome {
+        placed: judgement.answers(snapshot.now),
+        close_due,
+        extended_to: None,
+    })))
 }
 
 /// Judges and stores `attempts` on `auction_id` in the caller's transaction,

@@ -1,0 +1,362 @@
+//! The delivery loop: claims due deliveries, sends each through its
+//! channel, and records the outcome.
+//!
+//! - **Claim**: one statement takes up to a batch of due `pending` rows
+//!   (critical first, then oldest due) — and `sending` rows whose lease ran out
+//!   (their worker crashed) — with `FOR UPDATE SKIP LOCKED`, marks them
+//!   `sending` with this worker's lease (`lease_owner`, `lease_until`) and
+//!   counts the attempt. No row lock is held while a provider is called.
+//! - **Send**: through the channel, bounded per provider (a semaphore) and by
+//!   a timeout; the provider's circuit breaker, when open, postpones the
+//!   delivery (the attempt is not counted) instead of failing it.
+//! - **Record**, guarded on still holding the lease: `sent` (with the
+//!   provider's id); a temporary failure back to `pending` at the next step of
+//!   the retry schedule (`Retry-After` lengthens it) with `{at, error}`
+//!   appended to `attempt_log`; the budget spent or a permanent refusal →
+//!   `failed` and a `dead_letters` entry in the same transaction; a dead
+//!   address → `skipped` (and the device retired).
+//!
+//! **At-least-once window**: if a worker dies after the provider accepted a
+//! message but before `sent` was recorded, the lease runs out and another
+//! worker sends it again. The dedupe key guarantees one row (one decision)
+//! per (event, recipient, channel[, device]), not that the provider never
+//! sees a message twice; the window is one send timeout plus one UPDATE.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gavel_domain::breaker::Breaker;
+use gavel_domain::dead_letters::{self, Kind, NewDeadLetter};
+use gavel_domain::ids::DeliveryId;
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::channel::{Address, Channel, ChannelKind, Message, SendError};
+use crate::schedule::{Next, RetrySchedule};
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Deliveries claimed per round.
+    pub batch: i64,
+    /// How long a claimed delivery is this worker's; past it, another takes it.
+    pub lease: Duration,
+    /// One send's limit (on top of the channel's own timeouts).
+    pub send_timeout: Duration,
+    /// Sends in flight per provider, per process.
+    pub concurrency: usize,
+    pub schedule: RetrySchedule,
+    /// Consecutive failures that open a provider's breaker, and how long it stays open.
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+    /// This worker's name, as `lease_owner` stores it.
+    pub owner: String,
+}
+
+struct Provider {
+    channel: Arc<dyn Channel>,
+    breaker: Breaker,
+    permits: Semaphore,
+}
+
+#[derive(Clone)]
+pub struct Deliverer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    providers: HashMap<ChannelKind, Provider>,
+    config: DeliveryConfig,
+}
+
+/// A claimed delivery with its address.
+#[derive(Debug, sqlx::FromRow)]
+struct Claimed {
+    id: DeliveryId,
+    channel: String,
+    device_id: Option<Uuid>,
+    payload: serde_json::Value,
+    attempts: i32,
+    email: String,
+    name: Option<String>,
+    token: Option<String>,
+    device_status: Option<String>,
+}
+
+/// How one attempt ended, as recorded.
+enum Outcome {
+    Sent(Option<String>),
+    Retry { error: String, retry_after: Option<Duration> },
+    Postponed(Duration),
+    Skipped(String),
+    Failed(String),
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Sent(_) => "sent",
+            Self::Retry { .. } => "retry",
+            Self::Postponed(_) => "postponed",
+            Self::Skipped(_) => "skipped",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+impl Deliverer {
+    pub fn new(pool: PgPool, channels: Vec<Arc<dyn Channel>>, config: DeliveryConfig) -> Self {
+        let providers = channels
+            .into_iter()
+            .map(|channel| {
+                let kind = channel.kind();
+                let breaker = Breaker::new(kind.as_str(), config.breaker_failures.max(1), config.breaker_cooldown);
+                (kind, Provider { channel, breaker, permits: Semaphore::new(config.concurrency.max(1)) })
+            })
+            .collect();
+        Self { inner: Arc::new(Inner { pool, providers, config }) }
+    }
+
+    /// Claims one batch and delivers it; returns how many were claimed.
+    pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
+        let claimed = self.claim().await?;
+        let n = claimed.len();
+        let mut sends = JoinSet::new();
+        for row in claimed {
+            let this = self.clone();
+            sends.spawn(async move { this.deliver(row).await });
+        }
+        while let Some(done) = sends.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "recording a delivery failed; its lease will run out"),
+                Err(err) => tracing::error!(error = %err, "a delivery task panicked; its lease will run out"),
+            }
+        }
+        Ok(n)
+    }
+
+    async fn claim(&self) -> Result<Vec<Claimed>, sqlx::Error> {
+        let c = &self.inner.config;
+        let channels: Vec<&str> = self.inner.providers.keys().map(|k| k.as_str()).collect();
+        sqlx::query_as::<_, Claimed>(
+            "WITH picked AS (
+                 SELECT id FROM deliveries
+                 WHERE channel = ANY($1)
+                   AND ((status = 'pending' AND next_attempt_at <= now())
+                        OR (status = 'sending' AND lease_until < now()))
+                 ORDER BY critical DESC, next_attempt_at
+                 LIMIT $2 FOR UPDATE SKIP LOCKED),
+             taken AS (
+                 UPDATE deliveries d SET status = 'sending', lease_owner = $3,
+                        lease_until = now() + $4 * interval '1 millisecond', attempts = d.attempts + 1
+                 FROM picked WHERE d.id = picked.id
+                 RETURNING d.id, d.channel, d.device_id, d.payload, d.attempts, d.buyer_id)
+             SELECT t.id, t.channel, t.device_id, t.payload, t.attempts, b.email, b.name,
+                    dv.token, dv.status AS device_status
+             FROM taken t JOIN buyers b ON b.id = t.buyer_id LEFT JOIN devices dv ON dv.id = t.device_id",
+        )
+        .bind(&channels)
+        .bind(c.batch.max(1))
+        .bind(&c.owner)
+        .bind(c.lease.as_millis() as f64)
+        .fetch_all(&self.inner.pool)
+        .await
+    }
+
+    async fn deliver(&self, row: Claimed) -> Result<(), sqlx::Error> {
+        let outcome = self.attempt(&row).await;
+        metrics::counter!("gavel_notifier_deliveries_total", "channel" => channel_label(&row.channel),
+            "outcome" => outcome.label())
+        .increment(1);
+        self.record(&row, outcome).await
+    }
+
+    async fn attempt(&self, row: &Claimed) -> Outcome {
+        let Some(provider) = ChannelKind::parse(&row.channel).and_then(|k| self.inner.providers.get(&k)) else {
+            return Outcome::Postponed(Duration::from_secs(60));
+        };
+        let message: Message = match serde_json::from_value(row.payload.clone()) {
+            Ok(m) => m,
+            Err(err) => return Outcome::Failed(format!("the stored message is unreadable: {err}")),
+        };
+        let to = match (row.device_id, &row.token) {
+            (None, _) => Address { to: row.email.clone(), name: row.name.clone() },
+            (Some(_), Some(token)) if row.device_status.as_deref() == Some("active") => {
+                Address { to: token.clone(), name: row.name.clone() }
+            }
+            (Some(_), _) => return Outcome::Skipped("the device is retired".into()),
+        };
+        if let Err(open) = provider.breaker.admit() {
+            return Outcome::Postponed(open.retry_after.max(Duration::from_millis(100)));
+        }
+        let Ok(_permit) = provider.permits.acquire().await else {
+            return Outcome::Postponed(Duration::from_secs(1));
+        };
+        let sent = tokio::time::timeout(self.inner.config.send_timeout, provider.channel.send(&to, &message))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SendError::Retry { reason: "the send timed out".into(), retry_after: None, throttled: false })
+            });
+        match sent {
+            Ok(sent) => {
+                provider.breaker.record(true);
+                Outcome::Sent(sent.provider_id)
+            }
+            Err(SendError::Retry { reason, retry_after, throttled }) => {
+                if !throttled {
+                    provider.breaker.record(false);
+                }
+                Outcome::Retry { error: reason, retry_after }
+            }
+            Err(SendError::DeadAddress { reason }) => {
+                provider.breaker.record(true);
+                Outcome::Skipped(format!("dead address: {reason}"))
+            }
+            Err(SendError::Rejected { reason }) => {
+                provider.breaker.record(true);
+                Outcome::Failed(format!("rejected: {reason}"))
+            }
+        }
+    }
+
+    async fn record(&self, row: &Claimed, outcome: Outcome) -> Result<(), sqlx::Error> {
+        let pool = &self.inner.pool;
+        let owner = &self.inner.config.owner;
+        const GUARD: &str = "id = $1 AND status = 'sending' AND lease_owner = $2";
+        let attempts = u32::try_from(row.attempts).unwrap_or(0);
+        let (error, retry_after) = match outcome {
+            Outcome::Sent(provider_id) => {
+                let sql = format!(
+                    "UPDATE deliveries SET status = 'sent', provider_id = $3, sent_at = now(),
+                            lease_owner = NULL, lease_until = NULL WHERE {GUARD}"
+                );
+                let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(row.id)
+                    .bind(owner)
+                    .bind(provider_id)
+                    .execute(pool)
+                    .await?;
+                return lease_kept(row, done.rows_affected());
+            }
+            Outcome::Postponed(wait) => {
+                let sql = format!(
+                    "UPDATE deliveries SET status = 'pending', attempts = attempts - 1,
+                            next_attempt_at = now() + $3 * interval '1 millisecond',
+                            lease_owner = NULL, lease_until = NULL WHERE {GUARD}"
+                );
+                let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(row.id)
+                    .bind(owner)
+                    .bind(wait.as_millis() as f64)
+                    .execute(pool)
+                    .await?;
+                return lease_kept(row, done.rows_affected());
+            }
+            Outcome::Skipped(reason) => {
+                let mut tx = pool.begin().await?;
+                let sql = format!(
+                    "UPDATE deliveries SET status = 'skipped', lease_owner = NULL, lease_until = NULL,
+                            attempt_log = attempt_log || jsonb_build_array(jsonb_build_object('at', now(), 'error', $3::text))
+                     WHERE {GUARD}"
+                );
+                let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(row.id)
+                    .bind(owner)
+                    .bind(&reason)
+                    .execute(&mut *tx)
+                    .await?;
+                if let (Some(device), true) = (row.device_id, done.rows_affected() == 1) {
+                    // Never used again: retire it and skip what is queued for it.
+                    sqlx::query(
+                        "UPDATE devices SET status = 'retired', retired_at = now() WHERE id = $1 AND status = 'active'",
+                    )
+                    .bind(device)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE deliveries SET status = 'skipped',
+                                attempt_log = attempt_log || jsonb_build_array(jsonb_build_object('at', now(), 'error', 'the device is retired'))
+                         WHERE device_id = $1 AND status = 'pending'",
+                    )
+                    .bind(device)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                return lease_kept(row, done.rows_affected());
+            }
+            Outcome::Retry { error, retry_after } => (error, retry_after),
+            Outcome::Failed(error) => return self.fail(row, &error).await,
+        };
+        match self.inner.config.schedule.after(attempts, retry_after) {
+            Next::GiveUp => self.fail(row, &error).await,
+            Next::RetryIn(wait) => {
+                let sql = format!(
+                    "UPDATE deliveries SET status = 'pending', lease_owner = NULL, lease_until = NULL,
+                            next_attempt_at = now() + $4 * interval '1 millisecond',
+                            attempt_log = attempt_log || jsonb_build_array(jsonb_build_object('at', now(), 'error', $3::text))
+                     WHERE {GUARD}"
+                );
+                let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(row.id)
+                    .bind(owner)
+                    .bind(&error)
+                    .bind(wait.as_millis() as f64)
+                    .execute(pool)
+                    .await?;
+                lease_kept(row, done.rows_affected())
+            }
+        }
+    }
+
+    /// `failed`, and its dead letter with every attempt, in one transaction.
+    async fn fail(&self, row: &Claimed, error: &str) -> Result<(), sqlx::Error> {
+        let mut tx = self.inner.pool.begin().await?;
+        let log: Option<serde_json::Value> = sqlx::query_scalar(
+            "UPDATE deliveries SET status = 'failed', lease_owner = NULL, lease_until = NULL,
+                    attempt_log = attempt_log || jsonb_build_array(jsonb_build_object('at', now(), 'error', $3::text))
+             WHERE id = $1 AND status = 'sending' AND lease_owner = $2 RETURNING attempt_log",
+        )
+        .bind(row.id)
+        .bind(&self.inner.config.owner)
+        .bind(error)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(log) = log else {
+            return lease_kept(row, 0);
+        };
+        let recipient = match row.device_id {
+            None => row.email.clone(),
+            Some(device) => format!("device {device}"),
+        };
+        let subject = row.id.to_string();
+        let entry = NewDeadLetter {
+            kind: Kind::Notification,
+            subject: &subject,
+            recipient: Some(&recipient),
+            channel: Some(&row.channel),
+            payload: &row.payload,
+            attempts: &log,
+        };
+        dead_letters::open(&mut tx, &entry).await.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        tx.commit().await?;
+        tracing::warn!(delivery = %row.id, channel = %row.channel, error, "delivery dead-lettered");
+        Ok(())
+    }
+}
+
+fn lease_kept(row: &Claimed, affected: u64) -> Result<(), sqlx::Error> {
+    if affected == 0 {
+        tracing::warn!(delivery = %row.id, "the delivery's lease ran out before its outcome was recorded");
+    }
+    Ok(())
+}
+
+/// Bounded metric labels.
+fn channel_label(channel: &str) -> &'static str {
+    ChannelKind::parse(channel).map_or("unknown", ChannelKind::as_str)
+}
