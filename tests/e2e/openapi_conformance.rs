@@ -85,8 +85,11 @@ fn check_structure(doc: &Value) {
             if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
                 assert!(responses.contains_key("401"), "{method} {path} documents 401");
             }
+            // The operator's dead-letter actions are guarded by the entry's
+            // status instead (a second retry or discard finds it no longer open).
             if method == "post"
                 && path.starts_with("/v1/")
+                && !path.starts_with("/v1/admin/")
                 && !["/v1/sessions", "/v1/stripe/webhook"].contains(&path.as_str())
             {
                 let params = op["parameters"].as_array().expect("parameters");
