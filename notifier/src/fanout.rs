@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use gavel_domain::events::DomainEvent;
 use gavel_domain::ids::{AuctionId, BuyerId, DeliveryId, OrderId};
 use gavel_domain::money::Money;
+use gavel_domain::notification_kinds::NotificationKind;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -55,6 +56,8 @@ struct EventRow {
 /// One buyer an event is for, and the facts its message is made of.
 struct Target {
     buyer: BuyerId,
+    /// The kind as buyers' preferences name it (`outbid`, not `bid.outbid`).
+    kind: NotificationKind,
     critical: bool,
     order: Option<OrderId>,
     auction: Option<AuctionId>,
@@ -77,9 +80,6 @@ struct Device {
     id: Uuid,
     platform: String,
 }
-
-/// The kinds that always pass `kinds` switches (and, later, rate limits) and go first.
-pub const CRITICAL: [&str; 4] = ["order.paid", "order.payment_failed", "auction.won", "order.payment_due"];
 
 impl FanOut {
     pub fn new(pool: PgPool, templates: Templates, config: FanOutConfig) -> Self {
@@ -129,7 +129,8 @@ impl FanOut {
         else {
             return Ok(0);
         };
-        if !target.critical && recipient.kinds.get(kind).and_then(serde_json::Value::as_bool) == Some(false) {
+        let switch = recipient.kinds.get(target.kind.as_str()).and_then(serde_json::Value::as_bool);
+        if !target.critical && switch == Some(false) {
             return Ok(0);
         }
         let values = self.values(tx, &target, recipient.name.as_deref()).await?;
@@ -252,11 +253,14 @@ impl FanOut {
 }
 
 /// The buyer an event is for, if it names one (the kinds this slice sends).
+/// Critical kinds (`NotificationKind::is_critical`) pass the `kinds` switches
+/// (and, later, rate limits) and go first.
 fn target(event: &DomainEvent) -> Option<Target> {
-    let critical = CRITICAL.contains(&event.kind());
-    let base = |buyer, order, auction, price| Target {
+    use NotificationKind as K;
+    let base = |kind: NotificationKind, buyer, order, auction, price| Target {
         buyer,
-        critical,
+        kind,
+        critical: kind.is_critical(),
         order,
         auction,
         price,
@@ -265,24 +269,25 @@ fn target(event: &DomainEvent) -> Option<Target> {
         ends_at: None,
     };
     Some(match event {
-        DomainEvent::OrderPaid(e) | DomainEvent::OrderPaymentFailed(e) | DomainEvent::OrderRefunded(e) => {
-            base(e.buyer_id, Some(e.order_id), None, e.amount)
-        }
-        DomainEvent::AuctionWon(e) => {
-            Target { due_at: Some(e.payment_due_at), ..base(e.buyer_id, Some(e.order_id), Some(e.auction_id), e.price) }
-        }
+        DomainEvent::OrderPaid(e) => base(K::OrderPaid, e.buyer_id, Some(e.order_id), None, e.amount),
+        DomainEvent::OrderPaymentFailed(e) => base(K::PaymentFailed, e.buyer_id, Some(e.order_id), None, e.amount),
+        DomainEvent::OrderRefunded(e) => base(K::RefundIssued, e.buyer_id, Some(e.order_id), None, e.amount),
+        DomainEvent::AuctionWon(e) => Target {
+            due_at: Some(e.payment_due_at),
+            ..base(K::AuctionWon, e.buyer_id, Some(e.order_id), Some(e.auction_id), e.price)
+        },
         DomainEvent::BidOutbid(e) => Target {
             min_next_bid: Some(e.min_next_bid),
             ends_at: Some(e.ends_at),
-            ..base(e.buyer_id, None, Some(e.auction_id), e.current_price)
+            ..base(K::Outbid, e.buyer_id, None, Some(e.auction_id), e.current_price)
         },
         DomainEvent::OrderPaymentDue(e) => Target {
             due_at: Some(e.payment_due_at),
-            ..base(e.buyer_id, Some(e.order_id), Some(e.auction_id), e.amount)
+            ..base(K::PaymentDue, e.buyer_id, Some(e.order_id), Some(e.auction_id), e.amount)
         },
         DomainEvent::OrderLapsed(e) => Target {
             due_at: Some(e.payment_due_at),
-            ..base(e.buyer_id, Some(e.order_id), Some(e.auction_id), e.amount)
+            ..base(K::OrderLapsed, e.buyer_id, Some(e.order_id), Some(e.auction_id), e.amount)
         },
         DomainEvent::SaleStarted(_)
         | DomainEvent::SaleEnded(_)
@@ -348,5 +353,34 @@ mod tests {
         assert_eq!(format_money(Money::new(1999, usd)), "19.99 USD");
         assert_eq!(format_money(Money::new(5, usd)), "0.05 USD");
         assert_eq!(format_money(Money::new(1500, jpy)), "1500 JPY");
+    }
+
+    #[test]
+    fn an_event_is_switched_by_the_kind_name_preferences_use() {
+        use gavel_domain::events::{BidOutbid, OrderSettled};
+        use gavel_domain::ids::PaymentId;
+        let usd = "usd".parse().expect("usd");
+        let outbid = DomainEvent::BidOutbid(BidOutbid {
+            auction_id: AuctionId::new(),
+            buyer_id: BuyerId::new(),
+            sequence: 3,
+            current_price: Money::new(1000, usd),
+            min_next_bid: Money::new(1050, usd),
+            ends_at: Utc::now(),
+        });
+        let t = target(&outbid).expect("an outbid names its buyer");
+        assert_eq!(t.kind.as_str(), "outbid", "the name a PUT /v1/buyers/me/preferences accepts");
+        assert!(!t.critical);
+        let paid = DomainEvent::OrderPaid(OrderSettled {
+            order_id: OrderId::new(),
+            sale_id: None,
+            claim_id: None,
+            buyer_id: BuyerId::new(),
+            payment_id: PaymentId::new(),
+            amount: Money::new(1000, usd),
+        });
+        let t = target(&paid).expect("a paid order names its buyer");
+        assert_eq!(t.kind, NotificationKind::OrderPaid);
+        assert!(t.critical, "order paid is critical");
     }
 }
