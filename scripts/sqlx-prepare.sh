@@ -4,7 +4,7 @@
 # match the migrations.
 #
 # It builds a scratch database from the migration files themselves (apalis's,
-# then Gavel's, applied with psql), so it never needs a build of Gavel (which
+# then Gavel's, applied with psql by scripts/dev-db.sh), so it never needs a build of Gavel (which
 # would need the very data it makes), then runs `cargo sqlx prepare` on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,25 +16,8 @@ fi
 server=${GAVEL_TEST_DATABASE_SERVER:-postgres://postgres@127.0.0.1:5432}
 # One scratch database per run: two checkouts may prepare at once on one server.
 db=gavel_sqlx_prepare_$$
-psql -q "$server/postgres" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-apalis=$(cargo metadata --format-version 1 --locked 2>/dev/null | python3 -c '
-import json, os, sys
-meta = json.load(sys.stdin)
-print(next(os.path.dirname(p["manifest_path"]) for p in meta["packages"] if p["name"] == "apalis-postgres"))')
-for f in "$apalis"/migrations/*.sql migrations/*.sql; do
-  psql -q -v ON_ERROR_STOP=1 "$server/$db" -f "$f" >/dev/null
-done
-# sqlx's own bookkeeping table, as `sqlx migrate` creates it: readiness reads it.
-psql -q -v ON_ERROR_STOP=1 "$server/$db" >/dev/null -c "
-CREATE TABLE IF NOT EXISTS _sqlx_migrations (
-    version BIGINT PRIMARY KEY,
-    description TEXT NOT NULL,
-    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
-    success BOOLEAN NOT NULL,
-    checksum BYTEA NOT NULL,
-    execution_time BIGINT NOT NULL
-)"
+url=$(scripts/dev-db.sh "$db" 2>/dev/null)
 status=0
-DATABASE_URL="$server/$db" cargo sqlx prepare --workspace "$@" || status=$?
+DATABASE_URL="$url" cargo sqlx prepare --workspace "$@" || status=$?
 psql -q "$server/postgres" -c "DROP DATABASE IF EXISTS $db" >/dev/null
 exit $status
