@@ -2,7 +2,7 @@
 //! payment window, reminders and lapse, the second-chance offer to the
 //! runner-up, and a close that happens exactly once — with two worker
 //! processes, with one SIGKILLed at the end instant, and raced from many
-//! tasks. Bids are written by [`bid`] (the price rule and the trail's hash
+//! tasks (those two in `auction_close_once.rs`). Bids are written by [`bid`] (the price rule and the trail's hash
 //! chain applied to the stored rows, as the bid engine does), so these tests
 //! do not depend on the bid endpoint.
 
@@ -14,8 +14,6 @@ use gavel_domain::auctions::price::{Bid, Decision};
 use gavel_domain::auctions::{self, trail};
 use gavel_domain::ids::{AuctionId, BuyerId};
 use gavel_domain::jobs::{self, AuctionJob, queues};
-use gavel_workflows::auction_close::PaymentReminders;
-use gavel_workflows::auction_lifecycle::{self, Due};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -25,10 +23,10 @@ use crate::helpers::{
     Killed, Response, TestApp, client, eventually, fresh_database, in_secs, send, uuid_of, worker_process,
 };
 
-const QUEUE: &str = queues::AUCTION_LIFECYCLE;
+pub(crate) const QUEUE: &str = queues::AUCTION_LIFECYCLE;
 
 /// A buyer signed up over the API: (id, token).
-async fn buyer(app: &TestApp) -> (BuyerId, String) {
+pub(crate) async fn buyer(app: &TestApp) -> (BuyerId, String) {
     let email = format!("bidder-{}@example.com", uuid::Uuid::new_v4().simple());
     let r = app.post("/v1/buyers", None, json!({ "email": email, "password": "correct horse" })).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
@@ -38,7 +36,7 @@ async fn buyer(app: &TestApp) -> (BuyerId, String) {
 
 /// An auction of `shop`'s merchant that is active (its start job has run),
 /// ending in an hour until [`end_in`] moves the end.
-async fn active_auction(shop: &Shop, overrides: Value) -> String {
+pub(crate) async fn active_auction(shop: &Shop, overrides: Value) -> String {
     let app = &shop.app;
     let product = app.product(&shop.merchant).await;
     let mut body = json!({
@@ -62,7 +60,7 @@ async fn active_auction(shop: &Shop, overrides: Value) -> String {
 /// One bid attempt as the bid engine stores it: judged by the price rule
 /// against the stored state, chained into the trail, the auction row
 /// updated. Returns the decision.
-async fn bid(pool: &PgPool, auction: &str, bidder: BuyerId, amount: i64, max: Option<i64>) -> Decision {
+pub(crate) async fn bid(pool: &PgPool, auction: &str, bidder: BuyerId, amount: i64, max: Option<i64>) -> Decision {
     let id: AuctionId = auction.parse().expect("an auction id");
     let mut tx = pool.begin().await.expect("a transaction");
     let a = auctions::lock(&mut tx, id).await.expect("read the auction").expect("the auction exists");
@@ -139,7 +137,7 @@ async fn bid(pool: &PgPool, auction: &str, bidder: BuyerId, amount: i64, max: Op
 
 /// Moves the auction's end to `secs` from now and queues its End job, as soft
 /// close does; returns the new end.
-async fn end_in(pool: &PgPool, auction: &str, secs: f64) -> DateTime<Utc> {
+pub(crate) async fn end_in(pool: &PgPool, auction: &str, secs: f64) -> DateTime<Utc> {
     let id: AuctionId = auction.parse().expect("an auction id");
     let micros = Utc::now().timestamp_micros() + (secs * 1e6) as i64;
     let ends_at = DateTime::from_timestamp_micros(micros).expect("a time");
@@ -156,7 +154,7 @@ async fn end_in(pool: &PgPool, auction: &str, secs: f64) -> DateTime<Utc> {
     ends_at
 }
 
-async fn ended(app: &TestApp, auction: &str) -> Value {
+pub(crate) async fn ended(app: &TestApp, auction: &str) -> Value {
     let path = format!("/v1/auctions/{auction}");
     eventually("the auction has ended", Duration::from_secs(30), || async {
         let r = app.get(&path, None).await;
@@ -165,11 +163,11 @@ async fn ended(app: &TestApp, auction: &str) -> Value {
     .await
 }
 
-async fn count(pool: &PgPool, sql: &'static str, arg: &str) -> i64 {
+pub(crate) async fn count(pool: &PgPool, sql: &'static str, arg: &str) -> i64 {
     sqlx::query_scalar(sql).bind(arg).fetch_one(pool).await.expect("the test's SQL runs")
 }
 
-async fn events_of(pool: &PgPool, kind: &str, subject: &str) -> i64 {
+pub(crate) async fn events_of(pool: &PgPool, kind: &str, subject: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events WHERE type = $1 AND subject_id = $2")
         .bind(kind)
         .bind(subject)
@@ -187,12 +185,12 @@ async fn event_data(pool: &PgPool, kind: &str, subject: &str) -> Vec<Value> {
         .expect("the test's SQL runs")
 }
 
-async fn orders_of(pool: &PgPool, auction: &str) -> i64 {
+pub(crate) async fn orders_of(pool: &PgPool, auction: &str) -> i64 {
     count(pool, "SELECT count(*) FROM orders WHERE auction_id = $1::uuid", &uuid_of(auction).to_string()).await
 }
 
 /// The jobs of an order, by kind: (kind, lead_seconds, run_at).
-async fn jobs_of_order(pool: &PgPool, order: &str) -> Vec<(String, Option<i64>, DateTime<Utc>)> {
+pub(crate) async fn jobs_of_order(pool: &PgPool, order: &str) -> Vec<(String, Option<i64>, DateTime<Utc>)> {
     sqlx::query_as(
         "SELECT j ->> 'kind', (j ->> 'lead_seconds')::bigint, run_at
          FROM (SELECT convert_from(job, 'UTF8')::jsonb AS j, run_at FROM apalis.jobs WHERE job_type = $1) q
@@ -286,7 +284,7 @@ async fn failed_jobs(pool: &PgPool) -> i64 {
         .expect("the test's SQL runs")
 }
 
-async fn feed_ended(pool: &PgPool, auction: &str) -> Vec<Value> {
+pub(crate) async fn feed_ended(pool: &PgPool, auction: &str) -> Vec<Value> {
     sqlx::query_scalar("SELECT data FROM feed_events WHERE topic = $1 AND event = 'ended'")
         .bind(auction)
         .fetch_all(pool)
@@ -294,7 +292,7 @@ async fn feed_ended(pool: &PgPool, auction: &str) -> Vec<Value> {
         .expect("the test's SQL runs")
 }
 
-fn masked(id: BuyerId) -> String {
+pub(crate) fn masked(id: BuyerId) -> String {
     let s = id.to_string();
     format!("{}***{}", &s[..1], &s[s.len() - 1..])
 }
@@ -518,104 +516,4 @@ async fn a_lone_bidder_who_does_not_pay_leaves_no_runner_up() {
     let other = app.merchant().await;
     let theirs = second_chance(app, &other.key, None, &auction).await;
     assert_eq!(theirs.status, StatusCode::NOT_FOUND, "another merchant's auction is not found");
-}
-
-/// The close's effects, counted: exactly one of each.
-async fn assert_closed_once(pool: &PgPool, auction: &str) {
-    assert_eq!(events_of(pool, "auction.ended", auction).await, 1, "auction.ended exactly once");
-    assert_eq!(orders_of(pool, auction).await, 1, "one order for the winner");
-    let order: uuid::Uuid = sqlx::query_scalar("SELECT id FROM orders WHERE auction_id = $1")
-        .bind(uuid_of(auction))
-        .fetch_one(pool)
-        .await
-        .expect("the order");
-    let order = format!("ord_{}", order.simple());
-    assert_eq!(events_of(pool, "auction.won", &order).await, 1, "auction.won exactly once");
-    assert_eq!(jobs_of_order(pool, &order).await.len(), 3, "two reminders and one lapse, queued once");
-    assert_eq!(feed_ended(pool, auction).await.len(), 1, "one `ended` on the feed");
-    let results: i64 =
-        count(pool, "SELECT count(*) FROM auction_results WHERE auction_id = $1::uuid", &uuid_of(auction).to_string())
-            .await;
-    assert_eq!(results, 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closing_runs_once_when_a_worker_process_is_sigkilled_at_the_end_instant() {
-    let db = fresh_database().await;
-    let shop = Shop::open_on(&db, &[Role::Api], |_| {}).await;
-    let mut doomed = worker_process(&db);
-    let _survivor = Killed(worker_process(&db));
-    let app = &shop.app;
-    let (a, _) = buyer(app).await;
-    let (b, _) = buyer(app).await;
-    let auction = active_auction(&shop, json!({})).await;
-    assert!(bid(&app.pool, &auction, a, 1000, Some(2000)).await.is_accepted());
-    assert!(bid(&app.pool, &auction, b, 1500, None).await.is_accepted());
-    let ends_at = end_in(&app.pool, &auction, 2.0).await;
-    // Kill one worker at the end instant: it may be holding the End job.
-    tokio::time::sleep((ends_at - Utc::now()).to_std().unwrap_or_default()).await;
-    doomed.kill().expect("kill the child process");
-    let _ = doomed.wait();
-    let body = ended(app, &auction).await;
-    assert_eq!(
-        (body["result"]["winner"].clone(), body["result"]["final_price"].clone()),
-        (json!(masked(a)), json!(1550))
-    );
-    // Every End job of the auction, run once more by the survivor, changes nothing.
-    sqlx::query(
-        "INSERT INTO apalis.jobs
-             (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
-         SELECT apalis.generate_ulid(), job_type, job, 'Pending', 0, max_attempts, now(), priority,
-                ''::hstore, idempotency_key || ':again'
-         FROM apalis.jobs WHERE job_type = $1 AND convert_from(job, 'UTF8')::jsonb ->> 'kind' = 'end'",
-    )
-    .bind(QUEUE)
-    .execute(&app.pool)
-    .await
-    .expect("copy the end jobs");
-    eventually("the copied End jobs have run", Duration::from_secs(30), || async {
-        let open = count(&app.pool, "SELECT count(*) FROM apalis.jobs WHERE job_type = $1 AND status <> 'Done' AND idempotency_key LIKE '%:again' AND idempotency_key LIKE 'end:%'", QUEUE).await;
-        (open == 0).then_some(())
-    })
-    .await;
-    assert_closed_once(&app.pool, &auction).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn close_if_due_raced_from_many_tasks_closes_once() {
-    let db = fresh_database().await;
-    // The start needs a worker; the end is left to the racing tasks alone.
-    let shop = Shop::open_on(&db, &[Role::Api, Role::Workers], |_| {}).await;
-    let app = &shop.app;
-    let (a, _) = buyer(app).await;
-    let auction = active_auction(&shop, json!({})).await;
-    assert!(bid(&app.pool, &auction, a, 1200, None).await.is_accepted());
-    // The end passes with no End job queued for it.
-    let id: AuctionId = auction.parse().expect("an auction id");
-    let ends_at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros() + 300_000).expect("a time");
-    sqlx::query("UPDATE auctions SET ends_at = $2, version = version + 1 WHERE id = $1")
-        .bind(id.uuid())
-        .bind(ends_at)
-        .execute(&app.pool)
-        .await
-        .expect("move the end");
-    let early = auction_lifecycle::close_if_due(&app.pool, &PaymentReminders::default(), id).await.expect("runs");
-    assert_eq!(early, Due::NotYet { ends_at });
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let pool = app.pool.clone();
-            tokio::spawn(async move { auction_lifecycle::close_if_due(&pool, &PaymentReminders::default(), id).await })
-        })
-        .collect();
-    let mut closed = 0;
-    for t in tasks {
-        match t.await.expect("the task completes").expect("close_if_due succeeds") {
-            Due::Closed => closed += 1,
-            Due::Final => {}
-            other => panic!("after the end: {other:?}"),
-        }
-    }
-    assert_eq!(closed, 1, "exactly one caller closes");
-    assert_closed_once(&app.pool, &auction).await;
 }

@@ -16,12 +16,12 @@ use crate::helpers::{Merchant, Response, TestApp, client, eventually, fresh_data
 
 /// A buyer signed up over the API.
 #[derive(Debug, Clone)]
-struct Bidder {
-    id: String,
-    token: String,
+pub(crate) struct Bidder {
+    pub(crate) id: String,
+    pub(crate) token: String,
 }
 
-async fn bidders(app: &TestApp, n: usize) -> Vec<Bidder> {
+pub(crate) async fn bidders(app: &TestApp, n: usize) -> Vec<Bidder> {
     futures::stream::iter(0..n)
         .map(|i| async move {
             let email = format!("bidder{i}-{}@example.com", uuid::Uuid::new_v4().simple());
@@ -38,7 +38,7 @@ async fn bidders(app: &TestApp, n: usize) -> Vec<Bidder> {
 }
 
 /// An auction open for bids now (the first bid starts it), with `overrides`.
-async fn open_auction(app: &TestApp, merchant: &Merchant, overrides: Value) -> String {
+pub(crate) async fn open_auction(app: &TestApp, merchant: &Merchant, overrides: Value) -> String {
     let product = app.product(merchant).await;
     let mut body = json!({
         "product_id": product, "currency": "usd", "starting_price": 1000,
@@ -52,7 +52,7 @@ async fn open_auction(app: &TestApp, merchant: &Merchant, overrides: Value) -> S
     r.body["id"].as_str().expect("an auction id").to_owned()
 }
 
-async fn bid(app: &TestApp, auction: &str, bidder: &Bidder, body: Value) -> Response {
+pub(crate) async fn bid(app: &TestApp, auction: &str, bidder: &Bidder, body: Value) -> Response {
     app.post(&format!("/v1/auctions/{auction}/bids"), Some(&bidder.token), body).await
 }
 
@@ -555,48 +555,6 @@ async fn tampering_with_a_stored_attempt_makes_verify_fail() {
 }
 
 /// The buyer id as the public sees it (`b***7`), written apart from the code.
-fn masked(id: &str) -> String {
+pub(crate) fn masked(id: &str) -> String {
     format!("{}***{}", &id[..1], &id[id.len() - 1..])
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bids_accepted_on_one_process_reach_a_watcher_on_another_in_order() {
-    let db = fresh_database().await;
-    let a = TestApp::spawn_on(&db, &[Role::Api, Role::Workers], |_| {}).await;
-    let b = TestApp::spawn_on(&db, &[Role::Api], |_| {}).await;
-    let merchant = a.merchant().await;
-    let people = bidders(&a, 3).await;
-    let auction = open_auction(&a, &merchant, json!({})).await;
-    let wait = Duration::from_secs(10);
-    let mut watcher = crate::sse::SseClient::connect(&format!("{}/v1/auctions/{auction}/events", b.base), None).await;
-    assert_eq!(watcher.status, StatusCode::OK);
-    let snapshot = watcher.next_event(wait).await.expect("a snapshot");
-    assert_eq!((snapshot.event.as_str(), snapshot.json()["bid_count"].as_i64()), ("snapshot", Some(0)));
-
-    // A proxy maximum, a challenger it outbids at once, then a new leader.
-    let bodies = [json!({"amount": 1000, "max_amount": 2000}), json!({"amount": 1500}), json!({"amount": 2500})];
-    let mut answers = Vec::new();
-    for (p, body) in people.iter().zip(bodies) {
-        let r = bid(&a, &auction, p, body).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
-        answers.push(r.body);
-    }
-    let leaders = [masked(&people[0].id), masked(&people[0].id), masked(&people[2].id)];
-    for (i, (answer, leader)) in answers.iter().zip(leaders).enumerate() {
-        let e = watcher.next_event(wait).await.expect("a bid event on the other process");
-        assert_eq!((e.event.as_str(), e.seq()), ("bid", i as i64 + 1), "in order: {}", e.data);
-        let data = e.json();
-        assert_eq!(data["sequence"], answer["sequence"], "{}", e.data);
-        assert_eq!(
-            (&data["current_price"], &data["min_next_bid"]),
-            (&answer["current_price"], &answer["min_next_bid"])
-        );
-        assert_eq!((data["leader"].as_str(), data["bid_count"].as_i64()), (Some(leader.as_str()), Some(i as i64 + 1)));
-    }
-    assert_eq!(answers[1]["current_price"], json!(1550), "the proxy answers one increment above the challenger");
-
-    let r = a.post(&format!("/v1/auctions/{auction}/cancel"), Some(&merchant.key), json!({})).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
-    let e = watcher.next_event(wait).await.expect("the cancellation on the feed");
-    assert_eq!((e.event.as_str(), e.seq()), ("cancelled", 4));
 }

@@ -6,6 +6,8 @@
 #![allow(clippy::expect_used)]
 
 mod auction_close;
+mod auction_close_once;
+mod auction_feed;
 mod auctions;
 mod auth_limits;
 mod bad_input;
