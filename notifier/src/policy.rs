@@ -109,14 +109,22 @@ pub async fn screen(
     )
     .fetch_all(pool)
     .await?;
+    // Oldest first: the oldest of a group carries it, merging the newer ones
+    // (pending, or claimed in this same batch).
+    let mut rows = rows;
+    rows.sort_by_key(|r| (r.created_at, r.id));
     let mut admit = Vec::with_capacity(rows.len());
     for row in rows {
+        if out.verdicts.contains_key(&row.id) {
+            continue; // merged into an older one of its group above
+        }
         match coalesce(pool, config, owner, &row).await? {
-            Some(verdict @ Verdict::Held) => {
+            Some((verdict @ Verdict::Held, _)) => {
                 out.verdicts.insert(row.id, verdict);
             }
-            Some(verdict) => {
+            Some((verdict, merged)) => {
                 out.verdicts.insert(row.id, verdict);
+                out.verdicts.extend(merged.into_iter().map(|id| (id, Verdict::Held)));
                 admit.push(row);
             }
             None => admit.push(row),
@@ -130,13 +138,14 @@ pub async fn screen(
     Ok(out)
 }
 
-/// `None`: not collapsible (or nothing to merge), send as it is.
+/// `None`: not collapsible (or nothing to merge), send as it is; else the
+/// verdict and the deliveries merged into this one.
 async fn coalesce(
     pool: &PgPool,
     config: &PolicyConfig,
     owner: &str,
     row: &Row,
-) -> Result<Option<Verdict>, sqlx::Error> {
+) -> Result<Option<(Verdict, Vec<DeliveryId>)>, sqlx::Error> {
     let Some(key) = &row.collapse_key else { return Ok(None) };
     if config.coalesce.is_zero() {
         return Ok(None);
@@ -157,45 +166,50 @@ async fn coalesce(
         .await?;
         metrics::counter!("gavel_notifier_deliveries_total", "channel" => label(&row.channel), "outcome" => "held")
             .increment(1);
-        return Ok(Some(Verdict::Held));
+        return Ok(Some((Verdict::Held, Vec::new())));
     }
     let mut tx = pool.begin().await?;
     let into = format!("coalesced into {}", row.id);
+    // Newer than this one: later creation, or the same fan-out transaction
+    // and a later (time-ordered) id.
     let merged = sqlx::query!(
         r#"WITH merged AS (
-               UPDATE deliveries SET status = 'skipped',
+               UPDATE deliveries SET status = 'skipped', lease_owner = NULL, lease_until = NULL,
                       attempt_log = attempt_log || jsonb_build_array(jsonb_build_object('at', now(), 'error', $6::text))
                WHERE buyer_id = $1 AND channel = $2 AND device_id IS NOT DISTINCT FROM $3 AND collapse_key = $4
-                 AND status = 'pending' AND created_at > $5
-               RETURNING payload, created_at)
-           SELECT payload AS "payload!", (SELECT count(*) FROM merged) AS "merged!"
-           FROM merged ORDER BY created_at DESC LIMIT 1"#,
+                 AND (status = 'pending' OR (status = 'sending' AND lease_owner = $7))
+                 AND (created_at, id) > ($5, $8)
+               RETURNING id, payload, created_at)
+           SELECT id AS "id!: DeliveryId", payload AS "payload!" FROM merged ORDER BY created_at DESC, id DESC"#,
         row.buyer_id as BuyerId,
         row.channel,
         row.device_id,
         key,
         row.created_at,
         into,
+        owner,
+        row.id as DeliveryId,
     )
-    .fetch_optional(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
-    let Some(newest) = merged else {
+    let Some(newest) = merged.first() else {
         tx.rollback().await?;
         return Ok(None);
     };
+    let payload = newest.payload.clone();
     // The row records what is actually sent.
     sqlx::query!(
         "UPDATE deliveries SET payload = $3 WHERE id = $1 AND status = 'sending' AND lease_owner = $2",
         row.id as DeliveryId,
         owner,
-        newest.payload,
+        payload,
     )
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     metrics::counter!("gavel_notifier_deliveries_total", "channel" => label(&row.channel), "outcome" => "coalesced")
-        .increment(u64::try_from(newest.merged).unwrap_or(0));
-    Ok(Some(Verdict::SendInstead(newest.payload)))
+        .increment(merged.len() as u64);
+    Ok(Some((Verdict::SendInstead(payload), merged.into_iter().map(|m| m.id).collect())))
 }
 
 /// Takes a slot of each buyer's budget for each message (in buyer order, one
