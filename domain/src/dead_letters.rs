@@ -222,7 +222,7 @@ async fn retry_job(pool: &PgPool, entry: DeadLetter) -> Result<DeadLetter> {
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(opened_at) = flipped {
-        crate::job_dead_letters::replay(&mut *tx, entry.id, opened_at, &entry.payload).await?;
+        crate::job_dead_letters::replay(&mut tx, entry.id, opened_at, &entry.payload).await?;
     }
     tx.commit().await?;
     get(pool, entry.id).await
