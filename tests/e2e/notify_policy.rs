@@ -3,7 +3,6 @@
 //! latest price; non-critical pushes are capped per buyer across notifier
 //! processes while critical ones always pass; critical deliveries go first.
 
-
 use gavel::Role;
 use gavel_domain::ids::AuctionId;
 use serde_json::Value;
