@@ -266,6 +266,7 @@ fn notifier(config: &Config, pool: PgPool) -> anyhow::Result<gavel_notifier::Not
         breaker_failures: n.breaker_failures.max(1),
         breaker_cooldown: std::time::Duration::from_millis(n.breaker_cooldown_ms),
         owner,
+        policy: config.notifier_policy()?,
     };
     let poll = std::time::Duration::from_millis(n.poll_interval_ms);
     gavel_notifier::Notifier::new(pool, channels, fanout, delivery, poll).map_err(anyhow::Error::msg)

@@ -139,6 +139,9 @@ pub struct Payments {
     pub resume_after_ms: u64,
     pub breaker_failures: u32,
     pub breaker_cooldown_ms: u64,
+    /// A refund that fails is tried again after each delay (seconds); after the
+    /// last it is dead-lettered (kind `job`) for an operator.
+    pub refund_retry_schedule_seconds: Vec<f64>,
 }
 
 /// The live feed (SSE).
@@ -185,6 +188,11 @@ pub struct Notifier {
     pub breaker_cooldown_ms: u64,
     /// The notifier's own connections.
     pub pool_size: u32,
+    /// How long a collapsible non-critical push waits for newer ones of its group (seconds; 0: off).
+    pub coalesce_seconds: f64,
+    /// Non-critical pushes per buyer per `push_limit_window_seconds`, across processes (0: no limit).
+    pub push_limit: u32,
+    pub push_limit_window_seconds: u64,
 }
 
 /// Crash-test hooks; empty in production.
@@ -359,6 +367,22 @@ impl Config {
     }
 
     /// The retry schedule, refusing negative or non-finite delays (naming the setting).
+    /// The notifier's delivery policy (coalescing, per-buyer push limits).
+    pub fn notifier_policy(&self) -> anyhow::Result<gavel_notifier::policy::PolicyConfig> {
+        let n = &self.notifier;
+        if !(0.0..=3600.0).contains(&n.coalesce_seconds) {
+            anyhow::bail!("notifier.coalesce_seconds: {} is not 0 to 3600 seconds", n.coalesce_seconds);
+        }
+        if n.push_limit > 0 && n.push_limit_window_seconds == 0 {
+            anyhow::bail!("notifier.push_limit_window_seconds: must be above 0 when notifier.push_limit is set");
+        }
+        Ok(gavel_notifier::policy::PolicyConfig {
+            coalesce: std::time::Duration::from_secs_f64(n.coalesce_seconds),
+            push_limit: n.push_limit,
+            push_window: std::time::Duration::from_secs(n.push_limit_window_seconds),
+        })
+    }
+
     pub fn notifier_schedule(&self) -> Result<gavel_notifier::schedule::RetrySchedule, String> {
         let mut delays = Vec::new();
         for s in &self.notifier.retry_schedule_seconds {
@@ -375,6 +399,12 @@ impl Config {
             wait: Duration::from_millis(self.payments.checkout_wait_ms),
             resume_after: Duration::from_millis(self.payments.resume_after_ms),
             pause_at: self.faults.pause_at,
+            refund_backoff: self
+                .payments
+                .refund_retry_schedule_seconds
+                .iter()
+                .map(|s| Duration::try_from_secs_f64(*s).unwrap_or(Duration::from_secs(60)))
+                .collect(),
         }
     }
 }

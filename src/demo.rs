@@ -1,6 +1,8 @@
 //! `gavel demo`: starts the Stripe stand-in (unless `STRIPE_API_BASE` names a
-//! Stripe), seeds a demo merchant, product, buyer and a sale that starts
-//! shortly, then prints what you need to try the API with curl.
+//! Stripe) and the SMTP, APNs and FCM stand-ins (unless those channels are
+//! configured), seeds a demo merchant, product, buyer (with a device on each
+//! push stand-in) and a sale that starts shortly, then prints what you need
+//! to try the API with curl and where the buyer's messages can be seen.
 
 use chrono::{Duration, Utc};
 use gavel_domain::auctions::RawAuctionTerms;
@@ -46,6 +48,86 @@ pub async fn stripe(config: &mut Config) -> anyhow::Result<Option<String>> {
     Ok(Some(stand_in.api_base()))
 }
 
+/// The demo buyer's devices (one per push stand-in), as `gavel demo` registers them.
+pub const DEMO_APNS_TOKEN: &str = "d3e00000000000000000000000000000000000000000000000000000000000a1";
+pub const DEMO_FCM_TOKEN: &str = "demo-fcm-token:gavel";
+
+/// Runs the SMTP, APNs and FCM stand-ins in this process (each unless its
+/// channel is already configured) and points the notifier at them: a TEST-ONLY
+/// APNs key and an FCM service-account file are written to a temporary
+/// directory made for this run. Returns where a person sees what arrived.
+pub async fn notifier(config: &mut Config) -> anyhow::Result<serde_json::Value> {
+    use gavel_standins::apns::{ApnsStandIn, ApnsStandInConfig};
+    use gavel_standins::fcm::{FcmStandIn, FcmStandInConfig};
+    use gavel_standins::keys;
+    use gavel_standins::smtp::SmtpStandIn;
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let dir = std::env::temp_dir().join(format!("gavel-demo-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let mut seen = serde_json::Map::new();
+    if config.notifier.smtp_url.is_none() {
+        let smtp = SmtpStandIn::start(any, any).await?;
+        config.notifier.smtp_url = Some(smtp.url());
+        seen.insert(
+            "email".into(),
+            json!({ "smtp": smtp.url(), "messages": format!("{}/messages", smtp.control_base()) }),
+        );
+    }
+    if !config.apns.is_configured() {
+        let p8 = keys::new_apns_p8().map_err(|_| anyhow::anyhow!("generating a P-256 key failed"))?;
+        let key_file = dir.join("apns-demo-TEST-ONLY.p8");
+        std::fs::write(&key_file, &p8)?;
+        let (key_id, team_id, topic) = ("DEMOKEY001", "DEMOTEAM01", "dev.gavel.demo");
+        let apns = ApnsStandIn::start(
+            any,
+            ApnsStandInConfig {
+                public_key: keys::apns_public_key(&p8).map_err(anyhow::Error::msg)?,
+                key_id: key_id.into(),
+                team_id: team_id.into(),
+                topic: topic.into(),
+            },
+        )
+        .await?;
+        config.apns.key_file = Some(key_file);
+        config.apns.key_id = key_id.into();
+        config.apns.team_id = team_id.into();
+        config.apns.topic = topic.into();
+        config.apns.endpoint = apns.endpoint();
+        seen.insert(
+            "apns".into(),
+            json!({ "endpoint": apns.endpoint(), "deliveries": format!("{}/_control/deliveries", apns.endpoint()) }),
+        );
+    }
+    if !config.fcm.is_configured() {
+        let project = "gavel-demo";
+        let fcm = FcmStandIn::start(any, FcmStandInConfig::test_account(project).map_err(anyhow::Error::msg)?).await?;
+        let account = dir.join("fcm-demo-TEST-ONLY-service-account.json");
+        std::fs::write(&account, fcm.service_account_json())?;
+        config.fcm.project_id = project.into();
+        config.fcm.service_account_file = Some(account);
+        config.fcm.api_base = fcm.api_base();
+        seen.insert(
+            "fcm".into(),
+            json!({ "api_base": fcm.api_base(), "messages": format!("{}/_control/messages", fcm.api_base()) }),
+        );
+    }
+    Ok(serde_json::Value::Object(seen))
+}
+
+/// Gives the demo buyer one device per configured push channel.
+pub async fn demo_devices(pool: &PgPool, config: &Config, buyer: gavel_domain::ids::BuyerId) -> anyhow::Result<()> {
+    use gavel_domain::devices::{self, DeviceToken, Platform};
+    let mut tx = pool.begin().await?;
+    if config.apns.is_configured() {
+        devices::register(&mut tx, buyer, &DeviceToken::parse(Platform::Apns, DEMO_APNS_TOKEN)?).await?;
+    }
+    if config.fcm.is_configured() {
+        devices::register(&mut tx, buyer, &DeviceToken::parse(Platform::Fcm, DEMO_FCM_TOKEN)?).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyhow::Result<serde_json::Value> {
     let merchant = merchants::create(pool, "Demo Merchant", None).await?;
     let product = products::create(pool, merchant.id, "Limited sneakers", Some("The demo drop")).await?;
@@ -88,6 +170,7 @@ pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyho
     let signup = SignUp::parse(&email, "demo-password", Some("Demo Buyer"))?;
     let passwords = Passwords::new(config.password_cost(), config.hash_limits())?;
     let buyer = buyers::create(pool, signup, &passwords).await?;
+    demo_devices(pool, config, buyer).await?;
     let signer = TokenSigner::new(config.auth.token_secret.as_bytes(), Duration::hours(config.auth.token_ttl_hours))?;
     let base = format!("http://{}", config.http.addr);
     Ok(json!({
@@ -117,6 +200,6 @@ pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyho
             format!("curl -sN {base}/v1/sales/{}/events", sale.id),
             format!("gavel auctions verify {}", auction.id),
         ],
-        "not_yet": "notifications and merchant webhooks arrive with their issues (README, Roadmap)",
+        "not_yet": "merchant webhooks arrive with their issue (README, Roadmap)",
     }))
 }

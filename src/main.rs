@@ -220,11 +220,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut config = config;
             demo::secrets(&mut config);
             let stripe = demo::stripe(&mut config).await?;
+            let notifications = demo::notifier(&mut config).await?;
             let pool = connect(&config).await?;
             database::migrate(&pool).await?;
-            let seeded = demo::seed(&pool, &config, stripe.as_deref()).await?;
+            let mut seeded = demo::seed(&pool, &config, stripe.as_deref()).await?;
+            seeded["notifications"] = notifications;
             println!("{}", serde_json::to_string_pretty(&seeded)?);
-            serve(config, &[Role::Api, Role::Workers]).await
+            serve(config, &[Role::Api, Role::Workers, Role::Notifier]).await
         }
         Command::Dlq { command } => {
             let pool = connect(&config).await?;

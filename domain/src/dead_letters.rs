@@ -178,6 +178,9 @@ pub async fn open_counts(pool: &PgPool) -> Result<Vec<(String, i64)>> {
 /// nothing is re-queued. Entries of other kinds cannot be replayed yet.
 pub async fn retry(pool: &PgPool, id: DeadLetterId) -> Result<DeadLetter> {
     let entry = get(pool, id).await?;
+    if entry.kind == Kind::Job.as_str() {
+        return retry_job(pool, entry).await;
+    }
     if entry.kind != Kind::Notification.as_str() {
         return Err(Invalid::new("id", format!("{} entries cannot be replayed yet", entry.kind)).into());
     }
@@ -204,6 +207,25 @@ pub async fn retry(pool: &PgPool, id: DeadLetterId) -> Result<DeadLetter> {
     }
     tx.commit().await?;
     get(pool, id).await
+}
+
+/// A `job` entry: flips it to `retried` and queues its job again, in one
+/// transaction guarded on the entry being open (a second replay queues
+/// nothing).
+async fn retry_job(pool: &PgPool, entry: DeadLetter) -> Result<DeadLetter> {
+    let mut tx = pool.begin().await?;
+    let flipped = sqlx::query_scalar!(
+        "UPDATE dead_letters SET status = 'retried', resolved_at = now()
+         WHERE id = $1 AND kind = 'job' AND status = 'open' RETURNING created_at",
+        entry.id as DeadLetterId,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(opened_at) = flipped {
+        crate::job_dead_letters::replay(&mut tx, entry.id, opened_at, &entry.payload).await?;
+    }
+    tx.commit().await?;
+    get(pool, entry.id).await
 }
 
 /// Discards an open entry (nothing is sent); another state is answered as it stands.

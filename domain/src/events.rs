@@ -72,6 +72,39 @@ pub enum DomainEvent {
     /// An auction's order was not paid by its deadline.
     #[serde(rename = "order.lapsed")]
     OrderLapsed(OrderLapsed),
+    /// A buyer's hold runs out soon and is still held (a reminder to its buyer).
+    #[serde(rename = "claim.expiring")]
+    ClaimExpiring(ClaimExpiring),
+    /// An auction ends soon (a reminder to one of its bidders or watchers,
+    /// for its current end).
+    #[serde(rename = "auction.ending_soon")]
+    AuctionEndingSoon(AuctionEndingSoon),
+}
+
+/// `claim.expiring`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClaimExpiring {
+    pub claim_id: ClaimId,
+    pub sale_id: SaleId,
+    pub buyer_id: BuyerId,
+    pub expires_at: DateTime<Utc>,
+    /// The sale's price.
+    pub price: Money,
+}
+
+/// `auction.ending_soon`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuctionEndingSoon {
+    pub auction_id: AuctionId,
+    /// The bidder or watcher reminded.
+    pub buyer_id: BuyerId,
+    /// The end this reminder is for (soft close may move it later).
+    pub ends_at: DateTime<Utc>,
+    /// How long before `ends_at` it was sent.
+    pub lead_seconds: i64,
+    pub current_price: Money,
 }
 
 /// `auction.started`.
@@ -241,6 +274,8 @@ impl DomainEvent {
             Self::BidOutbid(_) => "bid.outbid",
             Self::OrderPaymentDue(_) => "order.payment_due",
             Self::OrderLapsed(_) => "order.lapsed",
+            Self::ClaimExpiring(_) => "claim.expiring",
+            Self::AuctionEndingSoon(_) => "auction.ending_soon",
         }
     }
 
@@ -257,6 +292,8 @@ impl DomainEvent {
             Self::BidOutbid(e) => e.auction_id.to_string(),
             Self::OrderPaymentDue(e) => e.order_id.to_string(),
             Self::OrderLapsed(e) => e.order_id.to_string(),
+            Self::ClaimExpiring(e) => e.claim_id.to_string(),
+            Self::AuctionEndingSoon(e) => e.auction_id.to_string(),
         }
     }
 
@@ -277,6 +314,15 @@ impl DomainEvent {
             Self::BidOutbid(e) => format!("{}:{}:{}", self.kind(), e.auction_id, e.sequence),
             Self::OrderPaymentDue(e) => format!("{}:{}:{}", self.kind(), e.order_id, e.lead_seconds),
             Self::OrderLapsed(e) => format!("{}:{}", self.kind(), e.order_id),
+            Self::ClaimExpiring(e) => format!("{}:{}", self.kind(), e.claim_id),
+            Self::AuctionEndingSoon(e) => format!(
+                "{}:{}:{}:{}:{}",
+                self.kind(),
+                e.auction_id,
+                e.buyer_id,
+                e.ends_at.timestamp_micros(),
+                e.lead_seconds
+            ),
         }
     }
 
@@ -489,6 +535,20 @@ mod tests {
                 buyer_id: BuyerId::new(),
                 amount: Money::new(1500, usd),
                 payment_due_at: due,
+            }),
+            DomainEvent::ClaimExpiring(ClaimExpiring {
+                claim_id: ClaimId::new(),
+                sale_id: SaleId::new(),
+                buyer_id: BuyerId::new(),
+                expires_at: due,
+                price: Money::new(1999, usd),
+            }),
+            DomainEvent::AuctionEndingSoon(AuctionEndingSoon {
+                auction_id: auction,
+                buyer_id: BuyerId::new(),
+                ends_at: due,
+                lead_seconds: 60,
+                current_price: Money::new(1500, usd),
             }),
         ]
     }

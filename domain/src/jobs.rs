@@ -38,6 +38,9 @@ pub enum SaleJob {
     End { sale_id: SaleId, version: i32 },
     /// Return the units of holds that have expired.
     SweepHolds { sale_id: SaleId },
+    /// Remind the buyers whose holds of this sale end in the second
+    /// `expires_second` (unix) and are still held (`claim.expiring`).
+    RemindHolds { sale_id: SaleId, expires_second: i64 },
 }
 
 /// Jobs of the auction-lifecycle queue. Each handler re-reads the auction
@@ -56,6 +59,10 @@ pub enum AuctionJob {
     Remind { auction_id: AuctionId, order_id: OrderId, lead_seconds: i64 },
     /// At the deadline: the order lapses unless it was paid.
     Lapse { auction_id: AuctionId, order_id: OrderId },
+    /// `lead_seconds` before `ends_at`: remind the bidders and watchers
+    /// (`auction.ending_soon`) if the auction is still active and still ends
+    /// then (a reminder for an end that soft close moved does nothing).
+    EndingSoon { auction_id: AuctionId, ends_at: DateTime<Utc>, lead_seconds: i64 },
 }
 
 /// Steps of the checkout saga. Each re-reads the payment and acts only while

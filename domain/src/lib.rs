@@ -16,6 +16,7 @@ pub mod feed;
 pub mod health;
 pub mod idempotency;
 pub mod ids;
+pub mod job_dead_letters;
 pub mod jobs;
 pub mod merchants;
 pub mod money;

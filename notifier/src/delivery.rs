@@ -53,6 +53,8 @@ pub struct DeliveryConfig {
     pub breaker_cooldown: Duration,
     /// This worker's name, as `lease_owner` stores it.
     pub owner: String,
+    /// Coalescing and per-buyer rate limits of non-critical pushes (`policy.rs`).
+    pub policy: crate::policy::PolicyConfig,
 }
 
 struct Provider {
@@ -122,8 +124,14 @@ impl Deliverer {
 
     /// Claims one batch and delivers it; returns how many were claimed.
     pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
-        let claimed = self.claim().await?;
+        let mut claimed = self.claim().await?;
         let n = claimed.len();
+        // The delivery policy (policy.rs): coalescing and rate limits may hold
+        // some back (already recorded) or merge newer messages into them.
+        let ids: Vec<DeliveryId> = claimed.iter().map(|c| c.id).collect();
+        let c = &self.inner.config;
+        let screened = crate::policy::screen(&self.inner.pool, &c.policy, &c.owner, &ids).await?;
+        claimed.retain_mut(|row| screened.keep(row.id, &mut row.payload));
         let mut sends = JoinSet::new();
         for row in claimed {
             let this = self.clone();

@@ -289,6 +289,14 @@ fn target(event: &DomainEvent) -> Option<Target> {
             due_at: Some(e.payment_due_at),
             ..base(K::OrderLapsed, e.buyer_id, Some(e.order_id), Some(e.auction_id), e.amount)
         },
+        // Reminders (workflows/src/reminders.rs), one buyer each.
+        DomainEvent::ClaimExpiring(e) => {
+            Target { ends_at: Some(e.expires_at), ..base(K::ClaimExpiring, e.buyer_id, None, None, e.price) }
+        }
+        DomainEvent::AuctionEndingSoon(e) => Target {
+            ends_at: Some(e.ends_at),
+            ..base(K::AuctionEnding, e.buyer_id, None, Some(e.auction_id), e.current_price)
+        },
         DomainEvent::SaleStarted(_)
         | DomainEvent::SaleEnded(_)
         | DomainEvent::SaleCancelled(_)

@@ -22,6 +22,7 @@ pub mod email;
 pub mod fanout;
 pub mod fcm;
 mod http;
+pub mod policy;
 pub mod push;
 pub mod schedule;
 pub mod templates;

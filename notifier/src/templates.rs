@@ -57,6 +57,8 @@ const FILES: &[(&str, &str)] = &[
     ("bid.outbid", include_str!("../templates/bid.outbid.toml")),
     ("order.payment_due", include_str!("../templates/order.payment_due.toml")),
     ("order.lapsed", include_str!("../templates/order.lapsed.toml")),
+    ("claim.expiring", include_str!("../templates/claim.expiring.toml")),
+    ("auction.ending_soon", include_str!("../templates/auction.ending_soon.toml")),
 ];
 
 /// Every shipped template, parsed once at start (a broken file fails the

@@ -61,6 +61,7 @@ pub async fn schedule_end(conn: &mut PgConnection, auction: &Auction) -> Result<
     let end = AuctionJob::End { auction_id: id, ends_at: at };
     let key = format!("end:{id}:{}", at.timestamp_micros());
     jobs::enqueue(conn, queues::AUCTION_LIFECYCLE, &end, at, &key).await?;
+    crate::reminders::schedule_auction_ending(conn, auction).await?;
     Ok(())
 }
 
@@ -87,6 +88,9 @@ pub async fn run(pool: &PgPool, reminders: &PaymentReminders, job: AuctionJob) -
         AuctionJob::Start { auction_id, version } => start(pool, reminders, auction_id, version).await,
         AuctionJob::End { auction_id, ends_at } => end(pool, reminders, auction_id, ends_at).await,
         AuctionJob::Remind { order_id, lead_seconds, .. } => auction_close::remind(pool, order_id, lead_seconds).await,
+        AuctionJob::EndingSoon { auction_id, ends_at, lead_seconds } => {
+            crate::reminders::auction_ending(pool, auction_id, ends_at, lead_seconds).await
+        }
         AuctionJob::Lapse { order_id, .. } => {
             let mut found = auction_close::lapse(pool, order_id).await?;
             if let Lapse::NotYet { due_at } = found {

@@ -19,5 +19,6 @@ pub mod auction_close;
 pub mod auction_lifecycle;
 pub mod checkout;
 pub mod maintenance;
+pub mod reminders;
 pub mod sale_lifecycle;
 pub mod stripe;

@@ -109,6 +109,9 @@ pub async fn run(pool: &PgPool, job: SaleJob) -> Result<()> {
             }
             Ok(())
         }
+        SaleJob::RemindHolds { sale_id, expires_second } => {
+            crate::reminders::claims_expiring(pool, sale_id, expires_second).await
+        }
     }
 }
 

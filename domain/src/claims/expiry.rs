@@ -95,8 +95,18 @@ pub(super) async fn schedule_sweep(conn: &mut PgConnection, sale_id: SaleId, exp
     let at = DateTime::from_timestamp(second, 0).unwrap_or(expiry);
     let key = format!("sweep:{sale_id}:{second}");
     jobs::enqueue(conn, queues::SALE_LIFECYCLE, &SaleJob::SweepHolds { sale_id }, at, &key).await?;
+    // And the reminder a minute before (claim.expiring), for holds long enough to need one.
+    let remind_at = expiry - chrono::Duration::seconds(CLAIM_REMINDER_LEAD_SECONDS);
+    if remind_at > chrono::Utc::now() {
+        let job = SaleJob::RemindHolds { sale_id, expires_second: expiry.timestamp() };
+        let key = format!("remind-holds:{sale_id}:{}", expiry.timestamp());
+        jobs::enqueue(conn, queues::SALE_LIFECYCLE, &job, remind_at, &key).await?;
+    }
     Ok(())
 }
+
+/// How long before a hold ends its buyer is reminded (if it is still held).
+pub const CLAIM_REMINDER_LEAD_SECONDS: i64 = 60;
 
 /// `Held → Released` for every open hold of a sale that is closing, if the
 /// sale is still `sale_status` at `version` (the caller holds its row lock and

@@ -30,7 +30,7 @@ use crate::ids::{BuyerId, ClaimId, SaleId};
 use crate::status::status_enum;
 
 pub use checkout::{CheckoutEnd, CheckoutTarget, finish_checkout, lock_for_checkout, settle_unit, start_checkout};
-pub use expiry::{release_holds, sweep_expired};
+pub use expiry::{CLAIM_REMINDER_LEAD_SECONDS, release_holds, sweep_expired};
 pub use grant::{BatchResult, grant_batch};
 
 status_enum!(

@@ -72,6 +72,9 @@ pub struct CheckoutConfig {
     /// by a process that died: the resume tick carries it on.
     pub resume_after: Duration,
     pub pause_at: Option<PausePoint>,
+    /// A failing refund's retries (the delay before each); after the last
+    /// the job is dead-lettered (kind `job`). Empty: the built-in schedule.
+    pub refund_backoff: Vec<Duration>,
 }
 
 /// An order and its latest payment attempt, as the API shows them.

@@ -8,6 +8,7 @@ use chrono::Utc;
 use gavel_domain::claims::{self, CheckoutEnd};
 use gavel_domain::events::{self, DomainEvent, OrderSettled};
 use gavel_domain::ids::PaymentId;
+use gavel_domain::job_dead_letters;
 use gavel_domain::jobs::{self, PaymentJob, queues};
 use gavel_domain::orders::{self, Order, OrderStatus, OrderSubject};
 use gavel_domain::payments::{self, Facts, Payment, PaymentStatus, refunds};
@@ -29,8 +30,9 @@ const VERIFY_BACKOFF: &[Duration] = &[
     Duration::from_secs(900),
 ];
 
-/// Refund retries; after the last the refund is left `pending` for an operator
-/// (and reconciliation), loudly.
+/// Refund retries (unless `payments.refund_retry_schedule_seconds` says
+/// otherwise); after the last the refund stays `pending` and the job is
+/// dead-lettered (kind `job`) for an operator to replay.
 const REFUND_BACKOFF: &[Duration] = &[
     Duration::from_secs(1),
     Duration::from_secs(5),
@@ -41,8 +43,18 @@ const REFUND_BACKOFF: &[Duration] = &[
 ];
 
 fn backoff(schedule: &[Duration], round: u32) -> Duration {
-    let i = (round as usize).saturating_sub(1).min(schedule.len() - 1);
-    schedule[i]
+    let i = (round as usize).saturating_sub(1).min(schedule.len().saturating_sub(1));
+    schedule.get(i).copied().unwrap_or(Duration::ZERO)
+}
+
+impl Checkout {
+    /// `payments.refund_retry_schedule_seconds`, or the built-in schedule.
+    fn refund_backoff(&self) -> &[Duration] {
+        match self.inner.config.refund_backoff.as_slice() {
+            [] => REFUND_BACKOFF,
+            configured => configured,
+        }
+    }
 }
 
 enum Settled {
@@ -231,15 +243,20 @@ impl Checkout {
                 refunds::complete(&mut tx, id, &refund_id).await?;
                 tracing::info!(payment = %id, refund = refund_id, "payment refunded");
             }
-            Err(reason) if (round as usize) < REFUND_BACKOFF.len() => {
+            Err(reason) if (round as usize) < self.refund_backoff().len() => {
                 let next = round + 1;
-                let due = Utc::now() + backoff(REFUND_BACKOFF, next);
+                let due = Utc::now() + backoff(self.refund_backoff(), next);
                 let job = PaymentJob::Refund { payment_id: id, round: next };
+                job_dead_letters::record_failure(&mut tx, &format!("refund:{id}"), &reason).await?;
                 jobs::enqueue(&mut tx, queues::PAYMENTS, &job, due, &format!("refund:{id}:{next}")).await?;
                 tracing::warn!(payment = %id, round, reason, "refund failed; retrying later");
             }
             Err(reason) => {
-                tracing::error!(payment = %id, reason, "refund keeps failing; left pending for an operator");
+                // The budget is spent: an operator's dead letter (kind `job`),
+                // replayable once with `gavel dlq retry`.
+                let job = PaymentJob::Refund { payment_id: id, round };
+                job_dead_letters::dead_letter(&mut tx, &format!("refund:{id}"), queues::PAYMENTS, &job, &reason)
+                    .await?;
             }
         }
         tx.commit().await?;
