@@ -57,6 +57,7 @@ const FILES: &[(&str, &str)] = &[
     ("bid.outbid", include_str!("../templates/bid.outbid.toml")),
     ("order.payment_due", include_str!("../templates/order.payment_due.toml")),
     ("order.lapsed", include_str!("../templates/order.lapsed.toml")),
+    ("sale.started", include_str!("../templates/sale.started.toml")),
 ];
 
 /// Every shipped template, parsed once at start (a broken file fails the
@@ -156,6 +157,7 @@ mod tests {
             ("due_at", "2026-12-01 12:00 UTC"),
             ("ends_at", "2026-12-01 12:00 UTC"),
             ("min_next_bid", "21.00 USD"),
+            ("sale_url", "https://gavel.example/sales/sale_1"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))
