@@ -117,7 +117,13 @@ pub async fn for_buyers<'c>(db: impl PgExecutor<'c>, buyers: &[BuyerId]) -> Resu
     let mut found: HashMap<BuyerId, Preferences> = rows
         .into_iter()
         .map(|r| {
-            let row = PreferencesRow { email: r.email, push: r.push, deals: r.deals, kinds: r.kinds, updated_at: r.updated_at };
+            let row = PreferencesRow {
+                email: r.email,
+                push: r.push,
+                deals: r.deals,
+                kinds: r.kinds,
+                updated_at: r.updated_at,
+            };
             (r.buyer_id, Preferences::from(row))
         })
         .collect();

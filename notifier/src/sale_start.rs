@@ -137,22 +137,26 @@ impl SaleStart {
             tx.commit().await?;
             return Ok(0);
         }
-        let existing: HashMap<String, String> = sqlx::query!(
-            "SELECT dedupe_key, status FROM deliveries WHERE sale_id = $1",
-            sale.uuid(),
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|r| (r.dedupe_key, r.status))
-        .collect();
+        let existing: HashMap<String, String> =
+            sqlx::query!("SELECT dedupe_key, status FROM deliveries WHERE sale_id = $1", sale.uuid(),)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|r| (r.dedupe_key, r.status))
+                .collect();
         let wanted: HashSet<&str> = plan.keys().collect();
         // Opted out (or a device retired) since the last pass.
-        let dropped: Vec<String> =
-            existing.iter().filter(|(k, s)| s.as_str() == "held" && !wanted.contains(k.as_str())).map(|(k, _)| k.clone()).collect();
+        let dropped: Vec<String> = existing
+            .iter()
+            .filter(|(k, s)| s.as_str() == "held" && !wanted.contains(k.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect();
         // Opted back in before the start.
-        let revived: Vec<String> =
-            existing.iter().filter(|(k, s)| s.as_str() == "skipped" && wanted.contains(k.as_str())).map(|(k, _)| k.clone()).collect();
+        let revived: Vec<String> = existing
+            .iter()
+            .filter(|(k, s)| s.as_str() == "skipped" && wanted.contains(k.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut changed = 0;
         if !dropped.is_empty() {
             changed += sqlx::query!(

@@ -122,7 +122,8 @@ impl ApnsStandIn {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let gate = Gate::new();
-        let shared = Arc::new(Shared { config, store: Mutex::default(), gate: gate.clone(), verified: Default::default() });
+        let shared =
+            Arc::new(Shared { config, store: Mutex::default(), gate: gate.clone(), verified: Default::default() });
         serve::spawn(listener, routes::router(shared.clone()), gate);
         Ok(Self { addr, shared })
     }
