@@ -292,3 +292,89 @@ async fn twenty_thousand_recipients_get_one_message_per_channel_and_device_acros
         twice.len()
     );
 }
+
+/// Three deal subscribers (one also a watcher), email only.
+async fn subscribers(pool: &PgPool, product: Uuid) -> Vec<String> {
+    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    let emails: Vec<String> = (0..3).map(|i| format!("deal{i}-{}@sale-start.test", Uuid::new_v4().simple())).collect();
+    sqlx::query(
+        "INSERT INTO buyers (id, email, password_hash) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[])",
+    )
+    .bind(&ids)
+    .bind(&emails)
+    .bind(vec!["not-a-login".to_owned(); 3])
+    .execute(pool)
+    .await
+    .expect("buyers");
+    sqlx::query("INSERT INTO notification_preferences (buyer_id, deals) SELECT unnest($1::uuid[]), true")
+        .bind(&ids)
+        .execute(pool)
+        .await
+        .expect("deals on");
+    sqlx::query("INSERT INTO watches (buyer_id, product_id) VALUES ($1, $2)")
+        .bind(ids[0])
+        .bind(product)
+        .execute(pool)
+        .await
+        .expect("a watch");
+    emails
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_sale_sends_nothing_and_a_rescheduled_one_waits_for_its_new_start() {
+    let smtp = SmtpStandIn::start(([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into()).await.expect("smtp");
+    let url = smtp.url();
+    let app = TestApp::spawn_on(&fresh_database().await, &[Role::Api, Role::Workers, Role::Notifier], |c| {
+        c.notifier.smtp_url = Some(url)
+    })
+    .await;
+    let merchant = app.merchant().await;
+    let api = app.as_(&merchant.key);
+    let product = app.product(&merchant).await;
+    let emails = subscribers(&app.pool, uuid_of(&product)).await;
+    let sale_at = |secs: i64| {
+        json!({ "product_id": product, "price": 500, "currency": "usd", "inventory": 5,
+                "starts_at": (Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339() })
+    };
+    let prepared = |sale: Uuid| {
+        let pool = app.pool.clone();
+        async move {
+            eventually("the sale is prepared", Duration::from_secs(15), || async {
+                (statuses(&pool, sale).await.get("held") == Some(&3)).then_some(())
+            })
+            .await
+        }
+    };
+
+    // Cancelled before its start: its prepared rows are skipped, nothing is sent.
+    let cancelled = api.create_sale(sale_at(6)).await.expect("a sale");
+    prepared(uuid_of(&cancelled.id)).await;
+    api.cancel_sale(&cancelled.id).await.expect("cancelled");
+    eventually("the cancelled sale's rows are skipped", Duration::from_secs(15), || async {
+        (statuses(&app.pool, uuid_of(&cancelled.id)).await.get("skipped") == Some(&3)).then_some(())
+    })
+    .await;
+
+    // Rescheduled later: nothing at the old start, one email each at the new one.
+    let moved = api.create_sale(sale_at(6)).await.expect("a sale");
+    prepared(uuid_of(&moved.id)).await;
+    let new_start = Utc::now() + chrono::Duration::seconds(14);
+    api.patch_sale(&moved.id, Some("\"1\""), json!({ "starts_at": new_start.to_rfc3339() }))
+        .await
+        .expect("rescheduled");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(smtp.messages().is_empty(), "nothing at the old start, nor for the cancelled sale");
+    assert_eq!(statuses(&app.pool, uuid_of(&moved.id)).await.get("held"), Some(&3), "still held");
+    app.wait_for_status(&merchant, &moved.id, "active", Duration::from_secs(20)).await;
+    eventually("one email per subscriber", Duration::from_secs(20), || async {
+        (smtp.messages().len() >= 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut to: Vec<String> = smtp.messages().into_iter().flat_map(|m| m.to).collect();
+    to.sort();
+    let mut want = emails.clone();
+    want.sort();
+    assert_eq!(to, want, "one email each, the watcher who is also a subscriber included once");
+    assert!(Utc::now() >= new_start, "sent at the new start, not the old one");
+}
