@@ -21,8 +21,10 @@ NOTIFIER_OPS=${BENCH_NOTIFIER_OPS:-127.0.0.1:18193}
 SERVER=${DATABASE_SERVER:-postgres://postgres@127.0.0.1:5432}
 WORK=$(mktemp -d)
 
-cargo build --release -q -p gavel
-GAVEL=target/release/gavel
+# PROFILE=debug measures the debug build instead (indicative only).
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then cargo build --release -q -p gavel; fi   # debug: the binary the tests built
+GAVEL=target/$PROFILE/gavel
 
 pids=()
 stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
@@ -87,7 +89,7 @@ for _ in $(seq $((LEAD * 10 + 600))); do
   sleep 0.5
 done
 
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB (shared with other work: figures are indicative)"
+echo "build: $PROFILE; machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB (shared with other work: figures are indicative)"
 psql "$DATABASE_URL" <<SQL
 \pset footer off
 SELECT p.recipients, p.prepared_at - e.created_at AS prepared_before_start_negative
