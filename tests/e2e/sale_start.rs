@@ -96,8 +96,8 @@ fn expected(i: usize) -> (Option<String>, Option<String>, Option<String>) {
     let (email_on, push_on) = (i % 10 != 8, i % 10 != 9);
     (
         email_on.then(|| email(i)),
-        (push_on && i % 2 == 0).then(|| apns_token(i)),
-        (push_on && i % 5 == 0).then(|| fcm_token(i)),
+        (push_on && i.is_multiple_of(2)).then(|| apns_token(i)),
+        (push_on && i.is_multiple_of(5)).then(|| fcm_token(i)),
     )
 }
 
@@ -147,12 +147,12 @@ async fn seed(pool: &PgPool, product: Uuid) {
     .expect("preferences");
     let (mut d_buyer, mut d_platform, mut d_token) = (vec![], vec![], vec![]);
     for (i, id) in ids.iter().enumerate() {
-        if i % 2 == 0 || i >= AUDIENCE {
+        if i.is_multiple_of(2) || i >= AUDIENCE {
             d_buyer.push(*id);
             d_platform.push("apns".to_owned());
             d_token.push(apns_token(i));
         }
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             d_buyer.push(*id);
             d_platform.push("fcm".to_owned());
             d_token.push(fcm_token(i));
