@@ -98,6 +98,14 @@ impl Application {
                     }),
                 ));
             }
+            let (n, stop) = (notifier.clone(), shutdown.clone());
+            tasks.spawn(part(
+                "notifier:prepare",
+                supervise("notifier:prepare", liveness.clone(), stop.clone(), move || {
+                    let (n, stop) = (n.clone(), stop.clone());
+                    async move { n.run_prepare(stop).await }
+                }),
+            ));
         }
         if roles.contains(&Role::Api) {
             let payments = Checkout::new(pool.clone(), gateway.clone(), config.checkout_config());
@@ -262,6 +270,7 @@ fn notifier(config: &Config, pool: PgPool) -> anyhow::Result<gavel_notifier::Not
         lease: std::time::Duration::from_secs(n.lease_seconds.max(1)),
         send_timeout: std::time::Duration::from_millis(n.send_timeout_ms.max(1)),
         concurrency: n.concurrency.max(1),
+        workers: n.delivery_workers.clamp(1, 64),
         schedule,
         breaker_failures: n.breaker_failures.max(1),
         breaker_cooldown: std::time::Duration::from_millis(n.breaker_cooldown_ms),

@@ -181,6 +181,8 @@ pub struct Notifier {
     pub delivery_batch: i64,
     /// Sends in flight per provider, per process.
     pub concurrency: usize,
+    /// Delivery loops per process, each claiming its own batches.
+    pub delivery_workers: usize,
     /// A claimed delivery is the worker's for this long; then another takes it.
     pub lease_seconds: u64,
     pub send_timeout_ms: u64,

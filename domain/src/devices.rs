@@ -236,6 +236,20 @@ pub async fn active_for_buyer<'c>(db: impl PgExecutor<'c>, buyer: BuyerId) -> Re
     rows.into_iter().map(Device::try_from).collect()
 }
 
+/// The active devices of many buyers at once, for the notifier's fan-out.
+pub async fn active_for_buyers<'c>(db: impl PgExecutor<'c>, buyers: &[BuyerId]) -> Result<Vec<Device>> {
+    let ids: Vec<uuid::Uuid> = buyers.iter().map(|b| b.uuid()).collect();
+    let rows = sqlx::query_as!(
+        DeviceRow,
+        r#"SELECT id AS "id: DeviceId", buyer_id AS "buyer_id: BuyerId", platform, token, status, created_at, retired_at
+           FROM devices WHERE buyer_id = ANY($1) AND status = 'active' ORDER BY buyer_id, id"#,
+        &ids,
+    )
+    .fetch_all(db)
+    .await?;
+    rows.into_iter().map(Device::try_from).collect()
+}
+
 /// Deletes one of the buyer's devices (it is retired and no longer listed).
 /// `false`: the buyer has no such device.
 pub async fn delete<'c>(db: impl PgExecutor<'c>, buyer: BuyerId, id: DeviceId) -> Result<bool> {

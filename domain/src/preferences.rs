@@ -2,7 +2,7 @@
 //! deals opt-in (every sale start, any merchant) and per-kind switches (a
 //! kind not named is on). A buyer who never set them has the defaults.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
@@ -48,8 +48,28 @@ impl Preferences {
         kind.is_critical() || self.kinds.get(&kind).copied().unwrap_or(true)
     }
 
+    /// The one rule for who gets what: on which channels a message of
+    /// `kind` goes to this buyer (push: to each of their active devices).
+    pub fn channels(&self, kind: NotificationKind) -> Channels {
+        let wanted = self.wants(kind);
+        Channels { email: wanted && self.email, push: wanted && self.push }
+    }
+
     fn kinds_json(&self) -> BTreeMap<&'static str, bool> {
         self.kinds.iter().map(|(k, v)| (k.as_str(), *v)).collect()
+    }
+}
+
+/// The channels a message goes on ([`Preferences::channels`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Channels {
+    pub email: bool,
+    pub push: bool,
+}
+
+impl Channels {
+    pub fn any(self) -> bool {
+        self.email || self.push
     }
 }
 
@@ -80,6 +100,46 @@ pub async fn get<'c>(db: impl PgExecutor<'c>, buyer: BuyerId) -> Result<Preferen
     .fetch_optional(db)
     .await?;
     Ok(row.map(Preferences::from).unwrap_or_default())
+}
+
+/// The preferences of many buyers at once (the defaults for those who never
+/// set them), for the notifier's fan-out to thousands.
+pub async fn for_buyers<'c>(db: impl PgExecutor<'c>, buyers: &[BuyerId]) -> Result<HashMap<BuyerId, Preferences>> {
+    let ids: Vec<uuid::Uuid> = buyers.iter().map(|b| b.uuid()).collect();
+    let rows = sqlx::query!(
+        r#"SELECT buyer_id AS "buyer_id: BuyerId", email, push, deals, kinds AS "kinds: Json<BTreeMap<String, bool>>",
+                  updated_at
+           FROM notification_preferences WHERE buyer_id = ANY($1)"#,
+        &ids,
+    )
+    .fetch_all(db)
+    .await?;
+    let mut found: HashMap<BuyerId, Preferences> = rows
+        .into_iter()
+        .map(|r| {
+            let row = PreferencesRow {
+                email: r.email,
+                push: r.push,
+                deals: r.deals,
+                kinds: r.kinds,
+                updated_at: r.updated_at,
+            };
+            (r.buyer_id, Preferences::from(row))
+        })
+        .collect();
+    for buyer in buyers {
+        found.entry(*buyer).or_default();
+    }
+    Ok(found)
+}
+
+/// Buyers who asked to hear of every sale's start (`deals`, any merchant).
+pub async fn deal_subscribers<'c>(db: impl PgExecutor<'c>) -> Result<Vec<BuyerId>> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT buyer_id AS "buyer_id: BuyerId" FROM notification_preferences WHERE deals ORDER BY buyer_id"#
+    )
+    .fetch_all(db)
+    .await?)
 }
 
 /// Replaces the buyer's preferences with `prefs` and answers them as stored.
@@ -126,5 +186,16 @@ mod tests {
         assert!(prefs.wants(NotificationKind::OrderPaid));
         assert!(!prefs.wants(NotificationKind::Outbid));
         assert!(prefs.wants(NotificationKind::SaleStarting));
+    }
+
+    #[test]
+    fn channels_follow_the_channel_switches_and_the_kind_switch() {
+        let mut prefs = Preferences { email: false, ..Preferences::default() };
+        let on = prefs.channels(NotificationKind::SaleStarting);
+        assert!(!on.email && on.push);
+        prefs.kinds.insert(NotificationKind::SaleStarting, false);
+        assert!(!prefs.channels(NotificationKind::SaleStarting).any());
+        prefs.kinds.insert(NotificationKind::OrderPaid, false);
+        assert!(prefs.channels(NotificationKind::OrderPaid).push, "critical kinds ignore the kind switch");
     }
 }

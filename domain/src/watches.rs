@@ -69,6 +69,16 @@ pub async fn list<'c>(
     Ok(rows)
 }
 
+/// The buyers watching `product`, for the notifier's fan-out.
+pub async fn watchers<'c>(db: impl PgExecutor<'c>, product: ProductId) -> Result<Vec<BuyerId>> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT buyer_id AS "buyer_id: BuyerId" FROM watches WHERE product_id = $1 ORDER BY buyer_id"#,
+        product as ProductId,
+    )
+    .fetch_all(db)
+    .await?)
+}
+
 /// Stops watching; `false`: the buyer did not watch it.
 pub async fn unwatch<'c>(db: impl PgExecutor<'c>, buyer: BuyerId, product: ProductId) -> Result<bool> {
     let done = sqlx::query("DELETE FROM watches WHERE buyer_id = $1 AND product_id = $2")

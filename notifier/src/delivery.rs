@@ -2,8 +2,9 @@
 //! channel, and records the outcome.
 //!
 //! - **Claim**: one statement takes up to a batch of due `pending` rows
-//!   (critical first, then oldest due) — and `sending` rows whose lease ran out
-//!   (their worker crashed) — with `FOR UPDATE SKIP LOCKED`, marks them
+//!   (critical first, then oldest due), up to a batch of `sending` rows whose
+//!   lease ran out (their worker crashed), and up to a batch of `held` rows of
+//!   started sales ([`crate::sale_start`]) — with `FOR UPDATE SKIP LOCKED`, marks them
 //!   `sending` with this worker's lease (`lease_owner`, `lease_until`) and
 //!   counts the attempt. No row lock is held while a provider is called.
 //! - **Send**: through the channel, bounded per provider (a semaphore) and by
@@ -37,6 +38,11 @@ use uuid::Uuid;
 use crate::channel::{Address, Channel, ChannelKind, Message, SendError};
 use crate::schedule::{Next, RetrySchedule};
 
+/// `sent` outcomes written per statement, at most.
+const SENT_FLUSH: usize = 500;
+/// …and at least this often while a batch is in flight.
+const SENT_FLUSH_EVERY: Duration = Duration::from_millis(50);
+
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
     /// Deliveries claimed per round.
@@ -47,6 +53,9 @@ pub struct DeliveryConfig {
     pub send_timeout: Duration,
     /// Sends in flight per provider, per process.
     pub concurrency: usize,
+    /// Delivery loops per process, each claiming its own batches (so one
+    /// batch's slowest send does not hold the next claim back).
+    pub workers: usize,
     pub schedule: RetrySchedule,
     /// Consecutive failures that open a provider's breaker, and how long it stays open.
     pub breaker_failures: u32,
@@ -122,7 +131,15 @@ impl Deliverer {
         Self { inner: Arc::new(Inner { pool, providers, config }) }
     }
 
+    /// Delivery loops per process ([`DeliveryConfig::workers`]).
+    pub fn workers(&self) -> usize {
+        self.inner.config.workers
+    }
+
     /// Claims one batch and delivers it; returns how many were claimed.
+    /// `sent` outcomes (the bulk) are written in batches, one statement per
+    /// [`SENT_FLUSH`] rows or [`SENT_FLUSH_EVERY`], whichever comes first;
+    /// any other outcome is recorded on its own as it comes.
     pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
         let mut claimed = self.claim().await?;
         let n = claimed.len();
@@ -135,29 +152,87 @@ impl Deliverer {
         let mut sends = JoinSet::new();
         for row in claimed {
             let this = self.clone();
-            sends.spawn(async move { this.deliver(row).await });
+            sends.spawn(async move {
+                let outcome = this.attempt(&row).await;
+                metrics::counter!("gavel_notifier_deliveries_total", "channel" => channel_label(&row.channel),
+                    "outcome" => outcome.label())
+                .increment(1);
+                match outcome {
+                    Outcome::Sent(provider_id) => Ok(Some((row.id, provider_id))),
+                    other => this.record(&row, other).await.map(|()| None),
+                }
+            });
         }
-        while let Some(done) = sends.join_next().await {
-            match done {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::warn!(error = %err, "recording a delivery failed; its lease will run out"),
-                Err(err) => tracing::error!(error = %err, "a delivery task panicked; its lease will run out"),
+        let mut sent: Vec<(DeliveryId, Option<String>)> = Vec::new();
+        let mut flush_at = tokio::time::Instant::now() + SENT_FLUSH_EVERY;
+        loop {
+            let next = tokio::time::timeout_at(flush_at, sends.join_next()).await;
+            match next {
+                Ok(None) => break,
+                Ok(Some(Ok(Ok(Some(done))))) => sent.push(done),
+                Ok(Some(Ok(Ok(None)))) => {}
+                Ok(Some(Ok(Err(err)))) => {
+                    tracing::warn!(error = %err, "recording a delivery failed; its lease will run out");
+                }
+                Ok(Some(Err(err))) => tracing::error!(error = %err, "a delivery task panicked; its lease will run out"),
+                Err(_) => {}
+            }
+            if sent.len() >= SENT_FLUSH || (tokio::time::Instant::now() >= flush_at && !sent.is_empty()) {
+                self.record_sent(std::mem::take(&mut sent)).await?;
+            }
+            if tokio::time::Instant::now() >= flush_at {
+                flush_at = tokio::time::Instant::now() + SENT_FLUSH_EVERY;
             }
         }
+        if !sent.is_empty() {
+            self.record_sent(sent).await?;
+        }
         Ok(n)
+    }
+
+    /// `sent` for many deliveries in one statement, each guarded on this
+    /// worker still holding its lease.
+    async fn record_sent(&self, sent: Vec<(DeliveryId, Option<String>)>) -> Result<(), sqlx::Error> {
+        let ids: Vec<Uuid> = sent.iter().map(|(id, _)| id.uuid()).collect();
+        let provider_ids: Vec<String> = sent.iter().map(|(_, p)| p.clone().unwrap_or_default()).collect();
+        let done = sqlx::query!(
+            "UPDATE deliveries d SET status = 'sent', provider_id = NULLIF(u.provider_id, ''), sent_at = now(),
+                    lease_owner = NULL, lease_until = NULL
+             FROM UNNEST($1::uuid[], $2::text[]) AS u(id, provider_id)
+             WHERE d.id = u.id AND d.status = 'sending' AND d.lease_owner = $3",
+            &ids,
+            &provider_ids,
+            &self.inner.config.owner,
+        )
+        .execute(&self.inner.pool)
+        .await?;
+        let lost = ids.len() as u64 - done.rows_affected().min(ids.len() as u64);
+        if lost > 0 {
+            tracing::warn!(lost, "deliveries' leases ran out before their outcome was recorded");
+        }
+        Ok(())
     }
 
     async fn claim(&self) -> Result<Vec<Claimed>, sqlx::Error> {
         let c = &self.inner.config;
         let channels: Vec<&str> = self.inner.providers.keys().map(|k| k.as_str()).collect();
         sqlx::query_as::<_, Claimed>(
-            "WITH picked AS (
+            "WITH due AS (
                  SELECT id FROM deliveries
-                 WHERE channel = ANY($1)
-                   AND ((status = 'pending' AND next_attempt_at <= now())
-                        OR (status = 'sending' AND lease_until < now()))
+                 WHERE status = 'pending' AND next_attempt_at <= now() AND channel = ANY($1)
                  ORDER BY critical DESC, next_attempt_at
                  LIMIT $2 FOR UPDATE SKIP LOCKED),
+             stale AS (
+                 SELECT id FROM deliveries
+                 WHERE status = 'sending' AND lease_until < now() AND channel = ANY($1)
+                 ORDER BY lease_until
+                 LIMIT $2 FOR UPDATE SKIP LOCKED),
+             released AS (
+                 SELECT d.id FROM deliveries d
+                 JOIN sale_notice_preparations p ON p.sale_id = d.sale_id AND p.released_at IS NOT NULL
+                 WHERE d.status = 'held' AND d.channel = ANY($1)
+                 LIMIT $2 FOR UPDATE OF d SKIP LOCKED),
+             picked AS (SELECT id FROM due UNION ALL SELECT id FROM stale UNION ALL SELECT id FROM released),
              taken AS (
                  UPDATE deliveries d SET status = 'sending', lease_owner = $3,
                         lease_until = now() + $4 * interval '1 millisecond', attempts = d.attempts + 1
@@ -173,14 +248,6 @@ impl Deliverer {
         .bind(c.lease.as_millis() as f64)
         .fetch_all(&self.inner.pool)
         .await
-    }
-
-    async fn deliver(&self, row: Claimed) -> Result<(), sqlx::Error> {
-        let outcome = self.attempt(&row).await;
-        metrics::counter!("gavel_notifier_deliveries_total", "channel" => channel_label(&row.channel),
-            "outcome" => outcome.label())
-        .increment(1);
-        self.record(&row, outcome).await
     }
 
     async fn attempt(&self, row: &Claimed) -> Outcome {

@@ -7,22 +7,28 @@
 //! they are never taken again: each event is fanned out exactly once.
 //!
 //! Built so far: the kinds that name one buyer (order paid / payment failed /
-//! refunded, auction won, outbid, payment due, order lapsed). Every other
-//! kind (`sale.started` and the rest) is marked notified with no deliveries:
-//! the sale-start fan-out to watchers and deal subscribers is a later slice.
+//! refunded, auction won, outbid, payment due, order lapsed), and the sale
+//! start ([`crate::sale_start`]): `sale.started` releases the deliveries
+//! prepared ahead for the sale's watchers and deal subscribers,
+//! `sale.cancelled` skips them. Who gets what on which channel and device is
+//! [`gavel_domain::preferences`] and [`gavel_domain::devices`] for every kind.
+//! Other kinds are marked notified with no deliveries.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use gavel_domain::devices;
 use gavel_domain::events::DomainEvent;
 use gavel_domain::ids::{AuctionId, BuyerId, DeliveryId, OrderId};
 use gavel_domain::money::Money;
 use gavel_domain::notification_kinds::NotificationKind;
+use gavel_domain::preferences;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::channel::{ChannelKind, Message};
+use crate::sale_start::{SaleFacts, SaleStart};
 use crate::schedule::RetrySchedule;
 use crate::templates::{Templates, Values};
 
@@ -44,6 +50,7 @@ pub struct FanOut {
     pool: PgPool,
     templates: Templates,
     config: FanOutConfig,
+    sale_start: SaleStart,
 }
 
 #[derive(sqlx::FromRow)]
@@ -67,23 +74,15 @@ struct Target {
     ends_at: Option<DateTime<Utc>>,
 }
 
-#[derive(sqlx::FromRow)]
-struct Recipient {
-    name: Option<String>,
-    email: bool,
-    push: bool,
-    kinds: serde_json::Value,
-}
-
-#[derive(sqlx::FromRow)]
-struct Device {
-    id: Uuid,
-    platform: String,
-}
-
 impl FanOut {
     pub fn new(pool: PgPool, templates: Templates, config: FanOutConfig) -> Self {
-        Self { pool, templates, config }
+        let sale_start = SaleStart::new(pool.clone(), templates.clone(), config.clone());
+        Self { pool, templates, config, sale_start }
+    }
+
+    /// The sale-start preparer ([`crate::sale_start`]).
+    pub fn sale_start(&self) -> &SaleStart {
+        &self.sale_start
     }
 
     /// Fans out one batch; returns how many events it took.
@@ -116,26 +115,36 @@ impl FanOut {
 
     /// Writes the deliveries of one event; returns how many.
     async fn plan(&self, tx: &mut PgConnection, event_id: Uuid, event: &DomainEvent) -> Result<u64, sqlx::Error> {
+        match event {
+            DomainEvent::SaleStarted(e) => {
+                let facts = SaleFacts {
+                    id: e.sale_id,
+                    product_id: e.product_id,
+                    title: self.sale_start.title(tx, e.product_id).await?,
+                    price: e.price,
+                    ends_at: e.ends_at,
+                };
+                return self.sale_start.release(tx, &facts).await;
+            }
+            DomainEvent::SaleCancelled(e) => {
+                self.sale_start.cancel(tx, e.sale_id).await?;
+                return Ok(0);
+            }
+            _ => {}
+        }
         let Some(target) = target(event) else { return Ok(0) };
         let kind = event.kind();
-        let Some(recipient) = sqlx::query_as::<_, Recipient>(
-            "SELECT b.name, coalesce(p.email, true) AS email, coalesce(p.push, true) AS push,
-                    coalesce(p.kinds, '{}'::jsonb) AS kinds
-             FROM buyers b LEFT JOIN notification_preferences p ON p.buyer_id = b.id WHERE b.id = $1",
-        )
-        .bind(target.buyer)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Ok(0);
-        };
-        let switch = recipient.kinds.get(target.kind.as_str()).and_then(serde_json::Value::as_bool);
-        if !target.critical && switch == Some(false) {
+        let name = sqlx::query_scalar!("SELECT name FROM buyers WHERE id = $1", target.buyer as BuyerId)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(name) = name else { return Ok(0) };
+        let on = preferences::get(&mut *tx, target.buyer).await.map_err(domain_error)?.channels(target.kind);
+        if !on.any() {
             return Ok(0);
         }
-        let values = self.values(tx, &target, recipient.name.as_deref()).await?;
+        let values = self.values(tx, &target, name.as_deref()).await?;
         let mut made = 0;
-        if recipient.email && self.config.channels.contains(&ChannelKind::Email) {
+        if on.email && self.config.channels.contains(&ChannelKind::Email) {
             match self.templates.email(kind, &values) {
                 Ok(message) => {
                     made += self.insert(tx, event_id, kind, &target, ChannelKind::Email, None, &message).await?;
@@ -144,16 +153,11 @@ impl FanOut {
             }
         }
         let push_channels = [ChannelKind::Apns, ChannelKind::Fcm];
-        if recipient.push && push_channels.iter().any(|c| self.config.channels.contains(c)) {
-            let devices = sqlx::query_as::<_, Device>(
-                "SELECT id, platform FROM devices WHERE buyer_id = $1 AND status = 'active' ORDER BY created_at",
-            )
-            .bind(target.buyer)
-            .fetch_all(&mut *tx)
-            .await?;
+        if on.push && push_channels.iter().any(|c| self.config.channels.contains(c)) {
+            let devices = devices::active_for_buyer(&mut *tx, target.buyer).await.map_err(domain_error)?;
             let rendered = self.templates.push(kind, &values);
             for device in devices {
-                let Some(channel) = ChannelKind::parse(&device.platform) else { continue };
+                let Some(channel) = ChannelKind::parse(device.platform.as_str()) else { continue };
                 if !self.config.channels.contains(&channel) {
                     continue;
                 }
@@ -165,7 +169,7 @@ impl FanOut {
                     }
                 };
                 let message = push_message(kind, &target, title, body);
-                made += self.insert(tx, event_id, kind, &target, channel, Some(device.id), &message).await?;
+                made += self.insert(tx, event_id, kind, &target, channel, Some(device.id.uuid()), &message).await?;
             }
         }
         Ok(made)
@@ -329,6 +333,13 @@ fn push_message(kind: &str, t: &Target, title: String, body: String) -> Message 
         collapse_key,
         critical: t.critical,
         ttl_seconds: u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX),
+    }
+}
+
+fn domain_error(err: gavel_domain::Error) -> sqlx::Error {
+    match err {
+        gavel_domain::Error::Database(e) => e,
+        other => sqlx::Error::Protocol(other.to_string()),
     }
 }
 

@@ -24,6 +24,7 @@ pub mod fcm;
 mod http;
 pub mod policy;
 pub mod push;
+pub mod sale_start;
 pub mod schedule;
 pub mod templates;
 
@@ -82,14 +83,21 @@ impl Notifier {
         }
     }
 
-    /// The delivery loop; also keeps the DLQ depth gauge current.
+    /// The delivery loops (`workers` of them, each claiming its own
+    /// batches); the first also keeps the DLQ depth gauge current.
     pub async fn run_delivery(self, stop: CancellationToken) -> Result<(), String> {
+        let workers = self.deliverer.workers().max(1);
+        let loops = (0..workers).map(|i| self.clone().delivery_loop(stop.clone(), i == 0));
+        futures::future::try_join_all(loops).await.map(|_| ())
+    }
+
+    async fn delivery_loop(self, stop: CancellationToken, gauge: bool) -> Result<(), String> {
         let mut gauge_at = tokio::time::Instant::now();
         loop {
             if stop.is_cancelled() {
                 return Ok(());
             }
-            if tokio::time::Instant::now() >= gauge_at {
+            if gauge && tokio::time::Instant::now() >= gauge_at {
                 self.report_dead_letters().await;
                 gauge_at = tokio::time::Instant::now() + Duration::from_secs(10);
             }
@@ -97,6 +105,22 @@ impl Notifier {
                 Ok(0) => idle(&stop, self.poll).await,
                 Ok(_) => {}
                 Err(err) => return Err(format!("delivery: {err}")),
+            }
+        }
+    }
+
+    /// The sale-start preparer ([`sale_start`]): prepares the recipients of
+    /// sales about to start, and refreshes them until they do.
+    pub async fn run_prepare(self, stop: CancellationToken) -> Result<(), String> {
+        let every = self.poll.max(Duration::from_secs(1));
+        loop {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            match self.fanout.sale_start().prepare_due().await {
+                Ok(0) => idle(&stop, every).await,
+                Ok(_) => {}
+                Err(err) => return Err(format!("sale-start preparation: {err}")),
             }
         }
     }

@@ -59,6 +59,7 @@ const FILES: &[(&str, &str)] = &[
     ("order.lapsed", include_str!("../templates/order.lapsed.toml")),
     ("claim.expiring", include_str!("../templates/claim.expiring.toml")),
     ("auction.ending_soon", include_str!("../templates/auction.ending_soon.toml")),
+    ("sale.started", include_str!("../templates/sale.started.toml")),
 ];
 
 /// Every shipped template, parsed once at start (a broken file fails the
@@ -158,6 +159,7 @@ mod tests {
             ("due_at", "2026-12-01 12:00 UTC"),
             ("ends_at", "2026-12-01 12:00 UTC"),
             ("min_next_bid", "21.00 USD"),
+            ("sale_url", "https://gavel.example/sales/sale_1"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))

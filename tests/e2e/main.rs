@@ -34,6 +34,7 @@ mod notify_settings;
 mod openapi_conformance;
 mod operations;
 mod paid_orders;
+mod sale_start;
 mod sales_api;
 mod secrets;
 mod sse;

@@ -95,6 +95,7 @@ pub(crate) struct Shared {
     pub(crate) config: ApnsStandInConfig,
     pub(crate) store: Mutex<Store>,
     pub(crate) gate: Arc<Gate>,
+    pub(crate) verified: crate::jwt::LastVerified,
 }
 
 impl Shared {
@@ -121,7 +122,8 @@ impl ApnsStandIn {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let gate = Gate::new();
-        let shared = Arc::new(Shared { config, store: Mutex::default(), gate: gate.clone() });
+        let shared =
+            Arc::new(Shared { config, store: Mutex::default(), gate: gate.clone(), verified: Default::default() });
         serve::spawn(listener, routes::router(shared.clone()), gate);
         Ok(Self { addr, shared })
     }

@@ -128,7 +128,7 @@ fn check(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
         .ok_or(Refusal::new(S::FORBIDDEN, "MissingProviderToken"))?;
-    let verified = jwt::verify(bearer, "ES256", &config.public_key).map_err(|why| {
+    let verified = shared.verified.verify(bearer, "ES256", &config.public_key).map_err(|why| {
         tracing::info!(%why, "APNs stand-in: invalid provider token");
         Refusal::new(S::FORBIDDEN, "InvalidProviderToken")
     })?;
