@@ -28,6 +28,8 @@ mod notify_settings;
 mod openapi_conformance;
 mod operations;
 mod paid_orders;
+mod reconciliation;
+mod reconciliation_crash;
 mod sales_api;
 mod secrets;
 mod sse;

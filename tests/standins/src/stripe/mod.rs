@@ -23,7 +23,9 @@
 
 mod lists;
 mod objects;
+mod control;
 mod routes;
+mod table;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -48,12 +50,17 @@ pub struct Faults {
     pub fail_next: u32,
     /// The next N API requests take effect but are never answered.
     pub lose_next: u32,
+    /// The next N confirmations leave their PaymentIntent `processing` (as a
+    /// bank debit does): Gavel cannot settle it until it is told more.
+    pub processing_next: u32,
 }
 
 #[derive(Default)]
 pub(crate) struct Store {
-    pub(crate) intents: Vec<PaymentIntent>,
-    pub(crate) refunds: Vec<Refund>,
+    pub(crate) intents: table::Table<PaymentIntent>,
+    pub(crate) refunds: table::Table<Refund>,
+    /// A charge's id → its PaymentIntent's.
+    pub(crate) charges: std::collections::HashMap<String, String>,
     /// (idempotency key) → (method+path+params, status, body)
     pub(crate) idempotency: std::collections::HashMap<String, (String, u16, serde_json::Value)>,
     pub(crate) faults: Faults,
@@ -121,10 +128,10 @@ impl StripeStandIn {
     }
 
     pub fn payment_intents(&self) -> Vec<PaymentIntent> {
-        self.shared.store().intents.clone()
+        self.shared.store().intents.iter().cloned().collect()
     }
 
     pub fn refunds(&self) -> Vec<Refund> {
-        self.shared.store().refunds.clone()
+        self.shared.store().refunds.iter().cloned().collect()
     }
 }
