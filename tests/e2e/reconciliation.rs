@@ -55,8 +55,7 @@ fn rows_of(csv: &str) -> Vec<BTreeMap<String, String>> {
 #[tokio::test]
 async fn each_planted_discrepancy_is_found_classified_and_settled_only_when_safe() {
     let db = fresh_database().await;
-    // The API only: no verification job may settle the planted pending payment first.
-    let shop = Shop::open_on(&db, &[Role::Api], |c| c.reconciliation.stuck_pending_after_seconds = 0).await;
+    let shop = Shop::open_on(&db, &[Role::Api, Role::Workers], |_| {}).await;
     let base = shop.stripe.api_base();
     let (_, held) = shop.holders(9, json!({})).await;
     let mut orders = Vec::new();
@@ -100,6 +99,11 @@ async fn each_planted_discrepancy_is_found_classified_and_settled_only_when_safe
         .expect("plant a ledger-only payment");
     control(&base, &format!("/_control/payment_intents/{}", pi[6]), json!({ "metadata": {} })).await;
     control(&base, &format!("/_control/payment_intents/{}", pi[6]), json!({ "status": "canceled" })).await;
+    // Gavel stops: no verification job may settle the planted pending payment before the run.
+    let Shop { app, stripe: _stripe, merchant: _ } = shop;
+    drop(app);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pool = sqlx::PgPool::connect(&db).await.expect("connect");
     // [7] stays processing (stuck); [8] succeeded at the provider since (safe to settle).
     control(&base, &format!("/_control/payment_intents/{}", pi[8]), json!({ "status": "succeeded" })).await;
 
@@ -110,7 +114,7 @@ async fn each_planted_discrepancy_is_found_classified_and_settled_only_when_safe
     config.reconciliation.page_size = 3;
     let csv_path = std::env::temp_dir().join(format!("gavel-recon-{}.csv", uuid::Uuid::new_v4().simple()));
     let period = (Utc::now() - chrono::Duration::hours(1), Utc::now() + chrono::Duration::hours(1));
-    let report = gavel::reconcile::reconcile(&config, shop.app.pool.clone(), period, None, Some(&csv_path))
+    let report = gavel::reconcile::reconcile(&config, pool.clone(), period, None, Some(&csv_path))
         .await
         .expect("the run completes");
     assert_eq!(report["status"], "completed", "{report:#}");
@@ -166,14 +170,27 @@ async fn each_planted_discrepancy_is_found_classified_and_settled_only_when_safe
     assert_eq!(settled["resolution"], "auto_settled", "{csv}");
 
     // Settled through the checkout's own transitions, with its event; the rest untouched.
-    let merchant = shop.app.as_(&shop.merchant.key);
-    assert_eq!(merchant.order(&orders[8].0).await.expect("the order").status, "paid");
-    assert_eq!(merchant.order(&orders[7].0).await.expect("the order").status, "pending_verification");
-    assert_eq!(merchant.order(&orders[5].0).await.expect("the order").status, "paid", "a dashboard refund is reported, not applied");
-    assert_eq!(shop.events("order.paid").await, 8);
+    let status = |order: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM orders WHERE id = $1")
+                .bind(uuid_of(&order))
+                .fetch_one(&pool)
+                .await
+                .expect("the order")
+        }
+    };
+    assert_eq!(status(orders[8].0.clone()).await, "paid");
+    assert_eq!(status(orders[7].0.clone()).await, "pending_verification");
+    assert_eq!(status(orders[5].0.clone()).await, "paid", "a dashboard refund is reported, not applied");
+    let paid_events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'order.paid'")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(paid_events, 8);
 
     // The same period again is the same run, unchanged.
-    let again = gavel::reconcile::reconcile(&config, shop.app.pool.clone(), period, None, None).await.expect("the run");
+    let again = gavel::reconcile::reconcile(&config, pool.clone(), period, None, None).await.expect("the run");
     assert_eq!(again["id"], report["id"]);
     assert_eq!(again["classes"], report["classes"]);
 }

@@ -30,8 +30,9 @@ fn gavel(db: &str, stripe: &str, args: &[&str]) -> Command {
     cmd
 }
 
-fn finished(child: Child) -> String {
-    let out = child.wait_with_output().expect("gavel runs");
+/// Waits for the child off the runtime (the stand-in serves on it meanwhile).
+async fn finished(child: Child) -> String {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("gavel runs");
     assert!(out.status.success(), "gavel failed: {out:?}");
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
@@ -42,12 +43,14 @@ fn rows(path: &std::path::Path) -> Vec<String> {
     csv.lines().skip(1).map(|l| l.split_once(',').map_or(l, |(_, rest)| rest).to_owned()).collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_mid_way_resumes_and_reports_as_an_uninterrupted_run() {
     let db = fresh_database().await;
     let stripe = StripeStandIn::start(([127, 0, 0, 1], 0).into(), None).await.expect("stripe stand-in");
     let base = stripe.api_base();
-    let seeded = finished(gavel(&db, &base, &["dev", "seed-payments", "300", "--stripe", &base, "--day", DAY]).spawn().expect("spawn"));
+    let seeded =
+        finished(gavel(&db, &base, &["dev", "seed-payments", "300", "--stripe", &base, "--day", DAY]).spawn().expect("spawn"))
+            .await;
     assert!(seeded.contains("\"payments\": 300"), "{seeded}");
     let intents = stripe.payment_intents();
     assert_eq!(intents.len(), 300);
@@ -88,7 +91,8 @@ async fn a_run_killed_mid_way_resumes_and_reports_as_an_uninterrupted_run() {
     stripe.set_faults(Faults::default());
     let resumed: serde_json::Value = serde_json::from_str(&finished(
         gavel(&db, &base, &[&args[..], &[resumed_csv.to_str().expect("a path")]].concat()).spawn().expect("spawn"),
-    ))
+    )
+    .await)
     .expect("a JSON report");
     let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM reconciliation_runs").fetch_one(&pool).await.expect("count");
     assert_eq!(runs, 1, "the same run continued");
@@ -99,7 +103,8 @@ async fn a_run_killed_mid_way_resumes_and_reports_as_an_uninterrupted_run() {
         gavel(&db, &base, &["reconcile", "--from", "2025-12-31T23:59:59Z", "--to", TO, "--csv", whole_csv.to_str().expect("a path")])
             .spawn()
             .expect("spawn"),
-    ))
+    )
+    .await)
     .expect("a JSON report");
     assert_ne!(whole["id"], resumed["id"]);
     assert_eq!(resumed["checked"], whole["checked"], "nothing counted twice");
