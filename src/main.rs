@@ -264,7 +264,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(config, &[Role::Api, Role::Workers]).await
         }
         Command::Reconcile { from, to, merchant, csv } => {
-            let merchant = merchant.map(|m| m.parse::<gavel_domain::ids::MerchantId>()).transpose().context("--merchant")?;
+            let merchant =
+                merchant.map(|m| m.parse::<gavel_domain::ids::MerchantId>()).transpose().context("--merchant")?;
             let pool = connect(&config).await?;
             database::migrate(&pool).await?;
             let report = gavel::reconcile::reconcile(&config, pool, (from, to), merchant, csv.as_deref()).await?;

@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use gavel_domain::ids::{MerchantId, OrderId, PaymentId};
-use gavel_domain::reconciliation::{self as recon, Period, Scope};
 use gavel_domain::reconciliation::seed::{self, SeedPayment};
+use gavel_domain::reconciliation::{self as recon, Period, Scope};
 use gavel_workflows::checkout::Checkout;
 use gavel_workflows::reconciliation::Reconciler;
 use gavel_workflows::stripe::{Gateway, MERCHANT_KEY, ORDER_KEY, PAYMENT_KEY};
@@ -119,7 +119,11 @@ pub async fn seed_payments(
         seed::seed_batch(&mut tx, merchant_id, buyer, &batch).await?;
         let answer = http.post(&url).json(&serde_json::json!({ "payment_intents": intents })).send().await?;
         if !answer.status().is_success() {
-            anyhow::bail!("the stand-in refused the seed: {} {}", answer.status(), answer.text().await.unwrap_or_default());
+            anyhow::bail!(
+                "the stand-in refused the seed: {} {}",
+                answer.status(),
+                answer.text().await.unwrap_or_default()
+            );
         }
         tx.commit().await?;
         i += batch.len() as u64;

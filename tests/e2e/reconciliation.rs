@@ -67,7 +67,10 @@ async fn each_planted_discrepancy_is_found_classified_and_settled_only_when_safe
     for (token, claim) in &held[7..] {
         let r = shop.checkout(token, claim, "pm_card_visa").await;
         assert_eq!(r.body["status"], "pending_verification", "{}", r.raw);
-        orders.push((r.body["id"].as_str().expect("an order").to_owned(), r.body["payment"]["id"].as_str().expect("a payment").to_owned()));
+        orders.push((
+            r.body["id"].as_str().expect("an order").to_owned(),
+            r.body["payment"]["id"].as_str().expect("a payment").to_owned(),
+        ));
     }
     shop.stripe.set_faults(Faults::default());
     let pi: Vec<String> = {
@@ -82,13 +85,19 @@ async fn each_planted_discrepancy_is_found_classified_and_settled_only_when_safe
     control(&base, &format!("/_control/payment_intents/{}", pi[2]), json!({ "currency": "eur" })).await;
     control(&base, &format!("/_control/payment_intents/{}", pi[3]), json!({ "status": "canceled" })).await;
     // [4] charged twice: a second succeeded PaymentIntent names its payment.
-    let dup = control(&base, "/_control/payment_intents", json!({
-        "amount": 1999, "currency": "usd", "status": "succeeded",
-        "metadata": { "gavel_payment_id": orders[4].1, "gavel_order_id": orders[4].0 },
-    }))
+    let dup = control(
+        &base,
+        "/_control/payment_intents",
+        json!({
+            "amount": 1999, "currency": "usd", "status": "succeeded",
+            "metadata": { "gavel_payment_id": orders[4].1, "gavel_order_id": orders[4].0 },
+        }),
+    )
     .await;
     // A charge Gavel never made.
-    let stranger = control(&base, "/_control/payment_intents", json!({ "amount": 777, "currency": "usd", "status": "succeeded" })).await;
+    let stranger =
+        control(&base, "/_control/payment_intents", json!({ "amount": 777, "currency": "usd", "status": "succeeded" }))
+            .await;
     // [5] refunded in Stripe's dashboard (no metadata, no webhook).
     let refund = control(&base, "/_control/refunds", json!({ "payment_intent": pi[5], "amount": 999 })).await;
     // [6] is Gavel's only: its PaymentIntent id names nothing at the provider.
@@ -221,7 +230,8 @@ async fn merchants_request_and_read_their_own_runs_and_bad_input_is_refused() {
     assert_eq!(run["classes"].as_object().map(|c| c.len()), Some(7), "every class is listed");
     assert!(run["classes"].as_object().into_iter().flatten().all(|(_, t)| t["count"] == 0), "{run:#}");
     assert_eq!(run["discrepancies"], json!([]));
-    let csv = send(client().get(format!("{}/v1/reconciliation_runs/{id}/report.csv", shop.app.base)).bearer_auth(&key)).await;
+    let csv =
+        send(client().get(format!("{}/v1/reconciliation_runs/{id}/report.csv", shop.app.base)).bearer_auth(&key)).await;
     assert_eq!(csv.status, StatusCode::OK);
     assert_eq!(csv.headers.get("content-type").and_then(|v| v.to_str().ok()), Some("text/csv; charset=utf-8"));
     assert_eq!(csv.raw.lines().count(), 1, "only the header: {}", csv.raw);
@@ -243,9 +253,14 @@ async fn merchants_request_and_read_their_own_runs_and_bad_input_is_refused() {
     let backwards = shop.app.post("/v1/reconciliation_runs", Some(&key), json!({ "from": to, "to": from })).await;
     let long = shop
         .app
-        .post("/v1/reconciliation_runs", Some(&key), json!({ "from": "2025-01-01T00:00:00Z", "to": "2026-01-03T00:00:00Z" }))
+        .post(
+            "/v1/reconciliation_runs",
+            Some(&key),
+            json!({ "from": "2025-01-01T00:00:00Z", "to": "2026-01-03T00:00:00Z" }),
+        )
         .await;
-    let not_a_time = shop.app.post("/v1/reconciliation_runs", Some(&key), json!({ "from": "yesterday", "to": to })).await;
+    let not_a_time =
+        shop.app.post("/v1/reconciliation_runs", Some(&key), json!({ "from": "yesterday", "to": to })).await;
     for r in [&backwards, &long, &not_a_time] {
         assert!(r.status.is_client_error() && r.is_problem(), "{} {}", r.status, r.raw);
     }

@@ -48,19 +48,30 @@ async fn a_run_killed_mid_way_resumes_and_reports_as_an_uninterrupted_run() {
     let db = fresh_database().await;
     let stripe = StripeStandIn::start(([127, 0, 0, 1], 0).into(), None).await.expect("stripe stand-in");
     let base = stripe.api_base();
-    let seeded =
-        finished(gavel(&db, &base, &["dev", "seed-payments", "300", "--stripe", &base, "--day", DAY]).spawn().expect("spawn"))
-            .await;
+    let seeded = finished(
+        gavel(&db, &base, &["dev", "seed-payments", "300", "--stripe", &base, "--day", DAY]).spawn().expect("spawn"),
+    )
+    .await;
     assert!(seeded.contains("\"payments\": 300"), "{seeded}");
     let intents = stripe.payment_intents();
     assert_eq!(intents.len(), 300);
     // Plant: an amount, a currency and a status at the provider, spread over the pages.
     control(&base, &format!("/_control/payment_intents/{}", intents[10].id), serde_json::json!({ "amount": 1 })).await;
-    control(&base, &format!("/_control/payment_intents/{}", intents[150].id), serde_json::json!({ "currency": "eur" })).await;
-    control(&base, &format!("/_control/payment_intents/{}", intents[290].id), serde_json::json!({ "status": "canceled" })).await;
-    control(&base, "/_control/payment_intents", serde_json::json!({
-        "amount": 4242, "currency": "usd", "status": "succeeded", "created": 1_767_240_000,
-    }))
+    control(&base, &format!("/_control/payment_intents/{}", intents[150].id), serde_json::json!({ "currency": "eur" }))
+        .await;
+    control(
+        &base,
+        &format!("/_control/payment_intents/{}", intents[290].id),
+        serde_json::json!({ "status": "canceled" }),
+    )
+    .await;
+    control(
+        &base,
+        "/_control/payment_intents",
+        serde_json::json!({
+            "amount": 4242, "currency": "usd", "status": "succeeded", "created": 1_767_240_000,
+        }),
+    )
     .await;
 
     // Slow pages, so the run is caught in the middle.
@@ -69,42 +80,66 @@ async fn a_run_killed_mid_way_resumes_and_reports_as_an_uninterrupted_run() {
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let (resumed_csv, whole_csv) = (dir.join(format!("resumed-{tag}.csv")), dir.join(format!("whole-{tag}.csv")));
     let args = ["reconcile", "--from", FROM, "--to", TO, "--csv"];
-    let child = Killed(gavel(&db, &base, &[&args[..], &[resumed_csv.to_str().expect("a path")]].concat()).spawn().expect("spawn"));
+    let child = Killed(
+        gavel(&db, &base, &[&args[..], &[resumed_csv.to_str().expect("a path")]].concat()).spawn().expect("spawn"),
+    );
     let pool = sqlx::PgPool::connect(&db).await.expect("connect");
     let checked_at_kill: i64 = eventually("the run is half-way", Duration::from_secs(60), || async {
-        let checked: Option<i64> = sqlx::query_scalar("SELECT checked_payments FROM reconciliation_runs WHERE status = 'running'")
-            .fetch_optional(&pool)
-            .await
-            .expect("read the run");
+        let checked: Option<i64> =
+            sqlx::query_scalar("SELECT checked_payments FROM reconciliation_runs WHERE status = 'running'")
+                .fetch_optional(&pool)
+                .await
+                .expect("read the run");
         checked.filter(|c| (100..250).contains(c))
     })
     .await;
     drop(child); // SIGKILL, reaped
     let (status, phase, cursor): (String, String, Option<String>) =
-        sqlx::query_as("SELECT status, phase, cursor FROM reconciliation_runs").fetch_one(&pool).await.expect("the run");
+        sqlx::query_as("SELECT status, phase, cursor FROM reconciliation_runs")
+            .fetch_one(&pool)
+            .await
+            .expect("the run");
     assert_eq!((status.as_str(), phase.as_str()), ("running", "provider_payments"), "killed mid-way");
     assert!(cursor.is_some(), "its position is kept");
-    let kept: i64 = sqlx::query_scalar("SELECT checked_payments FROM reconciliation_runs").fetch_one(&pool).await.expect("read");
+    let kept: i64 =
+        sqlx::query_scalar("SELECT checked_payments FROM reconciliation_runs").fetch_one(&pool).await.expect("read");
     assert!(kept >= checked_at_kill, "committed pages stay counted");
 
     // Asked again, it continues (the same run) and completes.
     stripe.set_faults(Faults::default());
-    let resumed: serde_json::Value = serde_json::from_str(&finished(
-        gavel(&db, &base, &[&args[..], &[resumed_csv.to_str().expect("a path")]].concat()).spawn().expect("spawn"),
+    let resumed: serde_json::Value = serde_json::from_str(
+        &finished(
+            gavel(&db, &base, &[&args[..], &[resumed_csv.to_str().expect("a path")]].concat()).spawn().expect("spawn"),
+        )
+        .await,
     )
-    .await)
     .expect("a JSON report");
-    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM reconciliation_runs").fetch_one(&pool).await.expect("count");
+    let runs: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM reconciliation_runs").fetch_one(&pool).await.expect("count");
     assert_eq!(runs, 1, "the same run continued");
     assert_eq!(resumed["status"], "completed", "{resumed:#}");
 
     // An uninterrupted run over the same objects (one empty second more, so a run of its own).
-    let whole: serde_json::Value = serde_json::from_str(&finished(
-        gavel(&db, &base, &["reconcile", "--from", "2025-12-31T23:59:59Z", "--to", TO, "--csv", whole_csv.to_str().expect("a path")])
+    let whole: serde_json::Value = serde_json::from_str(
+        &finished(
+            gavel(
+                &db,
+                &base,
+                &[
+                    "reconcile",
+                    "--from",
+                    "2025-12-31T23:59:59Z",
+                    "--to",
+                    TO,
+                    "--csv",
+                    whole_csv.to_str().expect("a path"),
+                ],
+            )
             .spawn()
             .expect("spawn"),
+        )
+        .await,
     )
-    .await)
     .expect("a JSON report");
     assert_ne!(whole["id"], resumed["id"]);
     assert_eq!(resumed["checked"], whole["checked"], "nothing counted twice");

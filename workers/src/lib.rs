@@ -16,7 +16,7 @@ use gavel_domain::jobs::{self, AuctionJob, MaintenanceJob, PaymentJob, Reconcili
 use gavel_workflows::auction_close::PaymentReminders;
 use gavel_workflows::checkout::Checkout;
 use gavel_workflows::maintenance::Retention;
-use gavel_workflows::reconciliation::{ReconciliationConfig, Reconciler};
+use gavel_workflows::reconciliation::{Reconciler, ReconciliationConfig};
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;

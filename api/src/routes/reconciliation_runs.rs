@@ -183,7 +183,8 @@ pub async fn run_body(conn: &mut sqlx::PgConnection, run: Run) -> gavel_domain::
         .map(|c| (c.as_str().to_owned(), ClassTotals { count: 0, amounts: BTreeMap::new() }))
         .collect();
     for t in recon::totals(conn, run.id).await? {
-        let entry = classes.entry(t.class.as_str().to_owned()).or_insert(ClassTotals { count: 0, amounts: BTreeMap::new() });
+        let entry =
+            classes.entry(t.class.as_str().to_owned()).or_insert(ClassTotals { count: 0, amounts: BTreeMap::new() });
         entry.count += t.count;
         *entry.amounts.entry(t.currency).or_insert(0) += t.amount;
     }
@@ -276,7 +277,9 @@ pub async fn report(
     Merchant(merchant): Merchant,
     Path(id): Path<ReconciliationRunId>,
 ) -> ApiResult<Response> {
-    let run = recon::get(&mut *state.pool.acquire().await.map_err(gavel_domain::Error::from)?, Scope::Merchant(merchant), id).await?;
+    let run =
+        recon::get(&mut *state.pool.acquire().await.map_err(gavel_domain::Error::from)?, Scope::Merchant(merchant), id)
+            .await?;
     let pool = state.pool.clone();
     let rows = futures::stream::unfold(Some(0i64), move |after| {
         let pool = pool.clone();

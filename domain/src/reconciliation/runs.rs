@@ -146,9 +146,7 @@ pub async fn finish(conn: &mut PgConnection, id: ReconciliationRunId, error: Opt
     )
     .execute(&mut *conn)
     .await?;
-    sqlx::query!("DELETE FROM reconciliation_seen WHERE run_id = $1", id as ReconciliationRunId)
-        .execute(conn)
-        .await?;
+    sqlx::query!("DELETE FROM reconciliation_seen WHERE run_id = $1", id as ReconciliationRunId).execute(conn).await?;
     Ok(())
 }
 

@@ -121,10 +121,16 @@ pub fn payment_alone(judge: &Judge, l: &LedgerPayment, pi: Option<&IntentRecord>
             vec![payment_row(Class::MissingAtProvider, Some(l), None, detail)]
         }
         "failed" if l.provider_id.is_some() => {
-            vec![payment_row(Class::MissingAtProvider, Some(l), None, "a failed payment's PaymentIntent is unknown to the provider".into())]
+            vec![payment_row(
+                Class::MissingAtProvider,
+                Some(l),
+                None,
+                "a failed payment's PaymentIntent is unknown to the provider".into(),
+            )]
         }
         s if gavel_open(s) && judge.stuck(l.created_at) => {
-            let detail = format!("{s} in Gavel since {}; the provider has no payment for it", l.created_at.to_rfc3339());
+            let detail =
+                format!("{s} in Gavel since {}; the provider has no payment for it", l.created_at.to_rfc3339());
             vec![payment_row(Class::StuckPending, Some(l), None, detail)]
         }
         _ => Vec::new(),
@@ -201,7 +207,8 @@ pub fn refund_alone(judge: &Judge, r: &LedgerRefund, pr: Option<&RefundRecord>) 
     }
     match (r.status.as_str(), &r.provider_id) {
         ("succeeded", id) => {
-            let detail = format!("Gavel has a refund under {}; the provider has no such refund", id.as_deref().unwrap_or("-"));
+            let detail =
+                format!("Gavel has a refund under {}; the provider has no such refund", id.as_deref().unwrap_or("-"));
             vec![refund_row(Class::MissingAtProvider, Some(r), None, detail)]
         }
         ("pending", _) if judge.stuck(r.created_at) => {

@@ -107,16 +107,14 @@ impl Reconciler {
     pub async fn work(&self, id: ReconciliationRunId) -> Result<Run> {
         let mut lock = self.pool.acquire().await?;
         let key = lock_key(id);
-        let held = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "held!""#, key)
-            .fetch_one(&mut *lock)
-            .await?;
+        let held =
+            sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "held!""#, key).fetch_one(&mut *lock).await?;
         if !held {
             return recon::get(&mut lock, Scope::Platform, id).await;
         }
         let result = self.work_locked(id).await;
-        let unlocked = sqlx::query_scalar!(r#"SELECT pg_advisory_unlock($1) AS "unlocked!""#, key)
-            .fetch_one(&mut *lock)
-            .await;
+        let unlocked =
+            sqlx::query_scalar!(r#"SELECT pg_advisory_unlock($1) AS "unlocked!""#, key).fetch_one(&mut *lock).await;
         if let Err(err) = unlocked {
             // The session ends with the connection: close it so the lock goes too.
             tracing::warn!(run = %id, error = %err, "could not release a reconciliation lock");

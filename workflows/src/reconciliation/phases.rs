@@ -164,7 +164,8 @@ impl Reconciler {
         let refunds = ledger::refunds_matching(&mut conn, &ids, &named).await?;
         let paid = ledger::payments_matching(&mut conn, &intents, &[]).await?;
         drop(conn);
-        let by_provider: HashMap<&str, _> = refunds.iter().filter_map(|r| Some((r.provider_id.as_deref()?, r))).collect();
+        let by_provider: HashMap<&str, _> =
+            refunds.iter().filter_map(|r| Some((r.provider_id.as_deref()?, r))).collect();
         let by_payment: HashMap<Uuid, _> =
             refunds.iter().filter(|r| r.provider_id.is_none()).map(|r| (r.payment_id, r)).collect();
         let payment_by_intent: HashMap<&str, &LedgerPayment> =
@@ -224,7 +225,9 @@ impl Reconciler {
             f.found.extend(compare::payment_alone(&judge, l, pi.as_ref()));
         }
         let next = match rows.last() {
-            Some(last) if rows.len() as i64 == limit => (Phase::LedgerPayments, Some(cursor_of(last.created_at, last.id))),
+            Some(last) if rows.len() as i64 == limit => {
+                (Phase::LedgerPayments, Some(cursor_of(last.created_at, last.id)))
+            }
             _ => (Phase::LedgerRefunds, None),
         };
         Ok((f, next))
@@ -252,7 +255,9 @@ impl Reconciler {
             f.found.extend(compare::refund_alone(&judge, r, pr.as_ref()));
         }
         let next = match rows.last() {
-            Some(last) if rows.len() as i64 == limit => (Phase::LedgerRefunds, Some(cursor_of(last.created_at, last.id))),
+            Some(last) if rows.len() as i64 == limit => {
+                (Phase::LedgerRefunds, Some(cursor_of(last.created_at, last.id)))
+            }
             _ => (Phase::Settle, None),
         };
         Ok((f, next))

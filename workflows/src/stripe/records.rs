@@ -125,9 +125,9 @@ impl Gateway {
 
     /// One refund; `Ok(None)` when Stripe has none by that id.
     pub async fn refund_record(&self, id: &str) -> Result<Option<RefundRecord>, String> {
-        let well_formed = id
-            .strip_prefix("re_")
-            .is_some_and(|tail| !tail.is_empty() && tail.len() < 255 && tail.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let well_formed = id.strip_prefix("re_").is_some_and(|tail| {
+            !tail.is_empty() && tail.len() < 255 && tail.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
         if !well_formed {
             return Ok(None);
         }

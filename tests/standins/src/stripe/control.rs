@@ -85,8 +85,15 @@ struct Seed {
     refunds: Vec<NewRefund>,
 }
 
-const STATUSES: &[&str] =
-    &["requires_payment_method", "requires_confirmation", "requires_action", "processing", "requires_capture", "canceled", "succeeded"];
+const STATUSES: &[&str] = &[
+    "requires_payment_method",
+    "requires_confirmation",
+    "requires_action",
+    "processing",
+    "requires_capture",
+    "canceled",
+    "succeeded",
+];
 
 fn bad(message: &str) -> Outcome {
     Outcome::error(400, "invalid_request_error", message)

@@ -21,9 +21,9 @@
 //!   done but never answered (the client times out: "succeeded but the
 //!   response was lost"). `GET /_control/state` shows the objects.
 
+mod control;
 mod lists;
 mod objects;
-mod control;
 mod routes;
 mod table;
 mod webhooks;

@@ -175,6 +175,7 @@ impl PaymentIntent {
     /// The balance transaction of its charge, if it has one.
     pub fn balance_transaction_json(&self) -> Option<Value> {
         let id = self.latest_charge.as_ref()?;
-        (self.status == "succeeded").then(|| balance_transaction(id, self.amount, &self.currency, self.created, "charge"))
+        (self.status == "succeeded")
+            .then(|| balance_transaction(id, self.amount, &self.currency, self.created, "charge"))
     }
 }

@@ -245,7 +245,8 @@ async fn confirm_intent(State(shared): Shd, Path(id): Path<String>, headers: Hea
     let fp = params.fingerprint(&Method::POST, &format!("/v1/payment_intents/{id}/confirm"));
     handle(&shared, &headers, Some(fp), |store| {
         let hold = take_processing(store);
-        let confirmed = store.intents.update(&id, |pi| (confirm(pi, params.get("payment_method"), hold), pi.latest_charge.clone()));
+        let confirmed =
+            store.intents.update(&id, |pi| (confirm(pi, params.get("payment_method"), hold), pi.latest_charge.clone()));
         match confirmed {
             Some((outcome, charge)) => {
                 if let Some(charge) = charge {
@@ -374,7 +375,8 @@ pub(crate) fn refund_of(
     let remaining = pi.amount - pi.amount_refunded;
     let amount = asked.unwrap_or(remaining);
     if amount <= 0 || amount > remaining {
-        let mut o = Outcome::error(400, "invalid_request_error", "Refund amount is greater than the unrefunded amount.");
+        let mut o =
+            Outcome::error(400, "invalid_request_error", "Refund amount is greater than the unrefunded amount.");
         o.body["error"]["code"] = json!("charge_already_refunded");
         return Err(o);
     }

@@ -115,12 +115,7 @@ impl<T: Keyed> Table<T> {
 
     /// Up to `limit` objects within `created`, newest first, from the
     /// cursor; `Err(id)` when the cursor names no object.
-    pub(crate) fn page(
-        &self,
-        created: Created,
-        cursor: Cursor<'_>,
-        limit: usize,
-    ) -> Result<(Vec<&T>, bool), String> {
+    pub(crate) fn page(&self, created: Created, cursor: Cursor<'_>, limit: usize) -> Result<(Vec<&T>, bool), String> {
         let key = |id: &str| self.by_id.get(id).map(|&i| (self.items[i].created(), i)).ok_or_else(|| id.to_owned());
         let lo = Bound::Included((created.from.unwrap_or(i64::MIN), 0));
         let hi = created.until.map_or(Bound::Unbounded, |u| Bound::Excluded((u, 0)));
