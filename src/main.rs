@@ -291,7 +291,8 @@ async fn dev(provider: DevCommand) -> anyhow::Result<()> {
             let stripe = StripeStandIn::start(addr, webhook).await.with_context(|| format!("binding {addr}"))?;
             stripe.set_faults(Faults { latency_ms, ..Faults::default() });
             println!(
-                "stripe stand-in listening on {} (faults: POST /_control/faults, state: GET /_control/state)",
+                "stripe stand-in listening on {} (faults: POST /_control/faults, state: GET /_control/state, \
+                 reconciliation: POST /_control/payment_intents|refunds|seed)",
                 stripe.api_base()
             );
             shutdown_signal().await;

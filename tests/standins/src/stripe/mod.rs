@@ -20,6 +20,12 @@
 //!   N requests answered `500` before doing anything, and the next N requests
 //!   done but never answered (the client times out: "succeeded but the
 //!   response was lost"). `GET /_control/state` shows the objects.
+//!   `processing_next: N` keeps the next N confirmed PaymentIntents `processing`;
+//! - for reconciliation: `GET /v1/charges`, `GET /v1/charges/{id}`,
+//!   `GET /v1/balance_transactions` (derived from PaymentIntents and refunds),
+//!   `created[gt|gte|lt|lte]` filters on every list, PaymentIntents and
+//!   refunds kept indexed ([`table`]) so a million page as cheaply as ten, and
+//!   the control endpoints of [`control`] (plant discrepancies, bulk seed).
 
 mod control;
 mod lists;
