@@ -81,6 +81,8 @@ impl Application {
                 payment_reminders: config.payment_reminders(),
                 feed_stock_flush: std::time::Duration::from_millis(config.feed.stock_flush_ms),
                 retention: gavel_workflows::maintenance::Retention { feed_days: config.feed.retention_days },
+                reconciliation: config.reconciliation_config(),
+                daily_reconciliation: config.reconciliation.daily,
             };
             let run = gavel_workers::run(jobs_pool, worker_config, payments, liveness.clone(), shutdown.clone());
             tasks.spawn(part("workers", run));
@@ -227,6 +229,7 @@ fn app_state(config: &Config, pool: PgPool, payments: Checkout, ops: Ops, feed: 
         stripe_webhook_secret: config.payments.stripe_webhook_secret.clone(),
         ops,
         feed,
+        reconciliation: config.reconciliation_config(),
     }))
 }
 

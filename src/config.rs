@@ -44,6 +44,26 @@ pub struct Config {
     pub admin: Admin,
     #[serde(default)]
     pub faults: Faults,
+    #[serde(default)]
+    pub reconciliation: Reconciliation,
+}
+
+/// Finance reconciliation (`[reconciliation]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Reconciliation {
+    /// An open payment (or owed refund) older than this is `stuck_pending`.
+    pub stuck_pending_after_seconds: u64,
+    /// Provider objects per list request (1..=100), ledger rows per page.
+    pub page_size: u8,
+    /// The daily platform run over yesterday (UTC), queued once across processes.
+    pub daily: bool,
+}
+
+impl Default for Reconciliation {
+    fn default() -> Self {
+        Self { stuck_pending_after_seconds: 3600, page_size: 100, daily: true }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -394,6 +414,14 @@ impl Config {
             delays.push(Duration::from_secs_f64(*s));
         }
         Ok(gavel_notifier::schedule::RetrySchedule::from_delays(delays))
+    }
+
+    /// `[reconciliation]`, its page size held to Stripe's 1..=100.
+    pub fn reconciliation_config(&self) -> gavel_workflows::reconciliation::ReconciliationConfig {
+        gavel_workflows::reconciliation::ReconciliationConfig {
+            stuck_pending_after: Duration::from_secs(self.reconciliation.stuck_pending_after_seconds),
+            page_size: self.reconciliation.page_size.clamp(1, 100),
+        }
     }
 
     pub fn checkout_config(&self) -> CheckoutConfig {

@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod database;
 pub mod demo;
+pub mod reconcile;
 
 pub use app::{Application, Role};
 pub use config::Config;

@@ -40,6 +40,22 @@ enum Command {
         #[command(subcommand)]
         provider: DevCommand,
     },
+    /// Reconcile the ledger with Stripe's records for a period (worked here,
+    /// resumed if it was left unfinished); prints the run's report as JSON.
+    Reconcile {
+        /// Inclusive, RFC 3339.
+        #[arg(long)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// Exclusive, RFC 3339; at most a year after `--from`.
+        #[arg(long)]
+        to: chrono::DateTime<chrono::Utc>,
+        /// One merchant's orders (`mch_…`); without it, the platform.
+        #[arg(long)]
+        merchant: Option<String>,
+        /// Also write every discrepancy to this CSV file.
+        #[arg(long)]
+        csv: Option<std::path::PathBuf>,
+    },
     /// The dead-letter queue: deliveries (and, later, webhooks and jobs) that exhausted their retries.
     Dlq {
         #[command(subcommand)]
@@ -84,6 +100,18 @@ enum DevCommand {
         /// Latency added to every API request, in milliseconds.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+    },
+    /// Seed N paid orders with succeeded payments, spread over one UTC day, in
+    /// Gavel's ledger and in a running Stripe stand-in (`gavel dev stripe`),
+    /// consistently (the reconciliation benchmark's data).
+    SeedPayments {
+        n: u64,
+        /// The stand-in's base URL.
+        #[arg(long, env = "STRIPE_API_BASE", default_value = "http://127.0.0.1:12111")]
+        stripe: String,
+        /// The UTC day (YYYY-MM-DD) the payments are created in; default yesterday.
+        #[arg(long)]
+        day: Option<chrono::NaiveDate>,
     },
     /// An APNs stand-in (HTTP/2 with prior knowledge; verifies the ES256 provider token and Apple's headers).
     Apns {
@@ -176,6 +204,15 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Dev { provider: DevCommand::SeedPayments { n, stripe, day } } = cli.command {
+        let config = Config::load().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        let pool = connect(&config).await?;
+        database::migrate(&pool).await?;
+        let day = day.unwrap_or_else(|| chrono::Utc::now().date_naive() - chrono::Duration::days(1));
+        let seeded = gavel::reconcile::seed_payments(pool, n, day, &stripe).await?;
+        println!("{}", serde_json::to_string_pretty(&seeded)?);
+        return Ok(());
+    }
     if let Command::Dev { provider } = cli.command {
         return dev(provider).await;
     }
@@ -228,6 +265,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&seeded)?);
             serve(config, &[Role::Api, Role::Workers, Role::Notifier]).await
         }
+        Command::Reconcile { from, to, merchant, csv } => {
+            let merchant =
+                merchant.map(|m| m.parse::<gavel_domain::ids::MerchantId>()).transpose().context("--merchant")?;
+            let pool = connect(&config).await?;
+            database::migrate(&pool).await?;
+            let report = gavel::reconcile::reconcile(&config, pool, (from, to), merchant, csv.as_deref()).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report["status"] == "failed" {
+                std::process::exit(2);
+            }
+            Ok(())
+        }
         Command::Dlq { command } => {
             let pool = connect(&config).await?;
             dlq(&pool, command).await
@@ -244,7 +293,8 @@ async fn dev(provider: DevCommand) -> anyhow::Result<()> {
             let stripe = StripeStandIn::start(addr, webhook).await.with_context(|| format!("binding {addr}"))?;
             stripe.set_faults(Faults { latency_ms, ..Faults::default() });
             println!(
-                "stripe stand-in listening on {} (faults: POST /_control/faults, state: GET /_control/state)",
+                "stripe stand-in listening on {} (faults: POST /_control/faults, state: GET /_control/state, \
+                 reconciliation: POST /_control/payment_intents|refunds|seed)",
                 stripe.api_base()
             );
             shutdown_signal().await;
@@ -300,6 +350,7 @@ async fn dev(provider: DevCommand) -> anyhow::Result<()> {
             shutdown_signal().await;
             Ok(())
         }
+        DevCommand::SeedPayments { .. } => Ok(()),
         DevCommand::Smtp { addr, control_addr, latency_ms } => {
             use gavel_standins::smtp::{SmtpFaults, SmtpStandIn};
             let smtp = SmtpStandIn::start(addr, control_addr)

@@ -56,6 +56,7 @@ pub fn api(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::Open
         .merge(stripe_webhook::router())
         .merge(health::router())
         .merge(dead_letters::router())
+        .merge(routes::reconciliation_runs::router(state))
         .split_for_parts()
 }
 

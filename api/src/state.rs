@@ -53,4 +53,6 @@ pub struct Shared {
     pub ops: Ops,
     /// The live feed's watchers in this process.
     pub feed: FeedHub,
+    /// How reconciliation runs judge (`[reconciliation]`).
+    pub reconciliation: gavel_workflows::reconciliation::ReconciliationConfig,
 }

@@ -130,6 +130,8 @@ prefixed_id!(/// One notification to one buyer over one channel (and device).
     DeliveryId, "dlv");
 prefixed_id!(/// An entry of the dead-letter queue (a delivery or job that exhausted its retries).
     DeadLetterId, "dlq");
+prefixed_id!(/// A finance reconciliation run (Gavel's ledger against the provider's records for a period).
+    ReconciliationRunId, "rcr");
 
 impl BuyerId {
     /// The buyer as the public sees them: the first and last characters of

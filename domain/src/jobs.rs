@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::error::{Error, Result};
-use crate::ids::{AuctionId, OrderId, PaymentId, SaleId};
+use crate::ids::{AuctionId, OrderId, PaymentId, ReconciliationRunId, SaleId};
 
 /// Queue names are explicit and versioned: renaming a Rust type must never
 /// orphan queued jobs.
@@ -21,6 +21,7 @@ pub mod queues {
     pub const MAINTENANCE: &str = "gavel.maintenance.v1";
     pub const PAYMENTS: &str = "gavel.payments.v1";
     pub const AUCTION_LIFECYCLE: &str = "gavel.auction_lifecycle.v1";
+    pub const RECONCILIATION: &str = "gavel.reconciliation.v1";
 }
 
 /// Attempts before apalis gives a job up (it then stays `Failed` for an operator).
@@ -80,6 +81,18 @@ pub enum PaymentJob {
     Verify { payment_id: PaymentId, round: u32 },
     /// Return a payment whose unit was no longer there.
     Refund { payment_id: PaymentId, round: u32 },
+}
+
+/// Finance reconciliation. A run resumes from the cursor it committed, so a
+/// job run twice, or again after its process died, continues the same run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReconciliationJob {
+    /// Work the run to its end.
+    Run { run_id: ReconciliationRunId },
+    /// The daily platform run over the UTC day `day` (queued by every
+    /// process's tick under the key `cron:reconcile:<day>`: once in all).
+    Daily { day: chrono::NaiveDate },
 }
 
 /// Periodic housekeeping, one job per tick however many processes tick.

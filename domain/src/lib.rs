@@ -25,6 +25,7 @@ pub mod orders;
 pub mod payments;
 pub mod preferences;
 pub mod products;
+pub mod reconciliation;
 pub mod sales;
 mod status;
 pub mod stripe_events;

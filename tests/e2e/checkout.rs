@@ -517,21 +517,22 @@ async fn the_gateway_never_takes_a_key_conflict_or_a_server_error_for_a_decline(
         settled_at: None,
     };
     let first = payment(1999, "pm_card_visa");
-    let paid = gateway.charge(ChargeFor { payment: &first, order: first.order_id }).await;
+    let merchant = gavel_domain::ids::MerchantId::new();
+    let paid = gateway.charge(ChargeFor { payment: &first, order: first.order_id, merchant }).await;
     assert!(matches!(paid, Outcome::Succeeded { .. }), "{paid:?}");
     // The same key with other parameters: Stripe refuses, but the key's first
     // request charged — that is not a failure of this one.
     let other = payment(2999, "pm_card_visa");
-    let conflict = gateway.charge(ChargeFor { payment: &other, order: other.order_id }).await;
+    let conflict = gateway.charge(ChargeFor { payment: &other, order: other.order_id, merchant }).await;
     assert!(matches!(conflict, Outcome::Unknown { .. }), "{conflict:?}");
     stripe.set_faults(Faults { fail_next: 1, ..Faults::default() });
     let mut fresh = payment(1999, "pm_card_visa");
     fresh.idempotency_key = "gavel:checkout:clm_other".into();
-    let error = gateway.charge(ChargeFor { payment: &fresh, order: fresh.order_id }).await;
+    let error = gateway.charge(ChargeFor { payment: &fresh, order: fresh.order_id, merchant }).await;
     assert!(matches!(error, Outcome::Unknown { .. }), "{error:?}");
     let mut declined = payment(1999, "pm_card_chargeDeclined");
     declined.idempotency_key = "gavel:checkout:clm_declined".into();
-    let failed = gateway.charge(ChargeFor { payment: &declined, order: declined.order_id }).await;
+    let failed = gateway.charge(ChargeFor { payment: &declined, order: declined.order_id, merchant }).await;
     assert!(matches!(&failed, Outcome::Failed { code, .. } if code == "generic_decline"), "{failed:?}");
 }
 

@@ -34,6 +34,8 @@ mod notify_settings;
 mod openapi_conformance;
 mod operations;
 mod paid_orders;
+mod reconciliation;
+mod reconciliation_crash;
 mod sale_start;
 mod sales_api;
 mod secrets;

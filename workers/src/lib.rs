@@ -12,10 +12,11 @@ use std::time::Duration;
 use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
 use gavel_domain::health::{Liveness, supervise};
-use gavel_domain::jobs::{self, AuctionJob, MaintenanceJob, PaymentJob, SaleJob, queues};
+use gavel_domain::jobs::{self, AuctionJob, MaintenanceJob, PaymentJob, ReconciliationJob, SaleJob, queues};
 use gavel_workflows::auction_close::PaymentReminders;
 use gavel_workflows::checkout::Checkout;
 use gavel_workflows::maintenance::Retention;
+use gavel_workflows::reconciliation::{Reconciler, ReconciliationConfig};
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,10 @@ pub struct WorkerConfig {
     pub feed_stock_flush: Duration,
     /// What housekeeping keeps.
     pub retention: Retention,
+    /// How reconciliation runs judge.
+    pub reconciliation: ReconciliationConfig,
+    /// Whether the daily platform reconciliation is queued.
+    pub daily_reconciliation: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +74,13 @@ async fn auction_lifecycle(
 async fn payments(job: PaymentJob, payments: Data<Checkout>) -> Result<(), BoxDynError> {
     payments.run(job.clone()).await.map_err(|err| {
         tracing::warn!(?job, error = %err, "payment job failed; it will be retried");
+        Box::new(err) as BoxDynError
+    })
+}
+
+async fn reconciliation(job: ReconciliationJob, reconciler: Data<Reconciler>) -> Result<(), BoxDynError> {
+    reconciler.run(job.clone()).await.map_err(|err| {
+        tracing::warn!(?job, error = %err, "reconciliation job failed; it will be retried");
         Box::new(err) as BoxDynError
     })
 }
@@ -162,6 +174,30 @@ pub fn run(
         until(worker.run_until(stopped(s.clone())))
     }));
 
+    let reconciler = Reconciler::new(pool.clone(), saga.clone(), config.reconciliation.clone());
+    let (name, live, stop) = part("worker:reconciliation");
+    let (p, c, s, r) = (pool.clone(), config.clone(), shutdown.clone(), reconciler.clone());
+    parts.spawn(supervise(name, live, stop, move || {
+        let storage = PostgresStorage::<ReconciliationJob>::new(&p)
+            .with_config(queue_config(queues::RECONCILIATION, &c))
+            .poll_with_interval(c.poll_interval.max(Duration::from_millis(500)));
+        let worker = WorkerBuilder::new(format!("{}:{}", c.instance, queues::RECONCILIATION))
+            .backend(storage)
+            .data(r.clone())
+            .build(reconciliation);
+        until(worker.run_until(stopped(s.clone())))
+    }));
+
+    let (name, live, stop) = part("tick:reconciliation");
+    let (p0, s, daily) = (pool.clone(), shutdown.clone(), config.daily_reconciliation);
+    parts.spawn(supervise(name, live, stop, move || {
+        let (p, r, s) = (p0.clone(), reconciler.clone(), s.clone());
+        async move {
+            tick_reconciliation(p, r, daily, s).await;
+            Ok(())
+        }
+    }));
+
     let (name, live, stop) = part("tick:maintenance");
     let (p, s) = (pool.clone(), shutdown.clone());
     parts.spawn(supervise(name, live, stop, move || {
@@ -227,6 +263,43 @@ async fn tick_maintenance(pool: PgPool, shutdown: CancellationToken) {
         };
         if let Err(err) = queued {
             tracing::warn!(error = %err, "could not queue the maintenance job");
+        }
+    }
+}
+
+/// How often the reconciliation tick looks at the clock and for unfinished runs.
+const RECONCILIATION_EVERY: Duration = Duration::from_secs(60);
+
+/// The daily reconciliation "cron": every workers process ticks each minute;
+/// once a UTC day has ended, the tick queues `Daily { day }` under the key
+/// `cron:reconcile:<day>` (apalis's unique `(job_type, idempotency_key)`), so
+/// the day is reconciled exactly once however many processes tick, and the
+/// run itself is unique per period in its table. Runs left unfinished (their
+/// process died) are queued again to continue from their cursor.
+async fn tick_reconciliation(pool: PgPool, reconciler: Reconciler, daily: bool, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(RECONCILIATION_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let now = chrono::Utc::now();
+        if daily && let Some(day) = now.date_naive().pred_opt() {
+            let job = ReconciliationJob::Daily { day };
+            let queued = match pool.acquire().await {
+                Ok(mut conn) => {
+                    jobs::enqueue(&mut conn, queues::RECONCILIATION, &job, now, &format!("cron:reconcile:{day}")).await
+                }
+                Err(e) => Err(e.into()),
+            };
+            if let Err(err) = queued {
+                tracing::warn!(error = %err, "could not queue the daily reconciliation");
+            }
+        }
+        let tick = now.timestamp() / RECONCILIATION_EVERY.as_secs() as i64;
+        if let Err(err) = reconciler.resume_unfinished(tick).await {
+            tracing::warn!(error = %err, "could not look for unfinished reconciliation runs");
         }
     }
 }

@@ -12,13 +12,15 @@
 //!   reminders and lapse — and the second-chance offer.
 //! - [`maintenance`]: hourly pruning of finished jobs and idempotency records.
 //!
-//! Next to come (see README, "Roadmap"): reconciliation.
+//! - [`reconciliation`]: finance reconciliation of the ledger against
+//!   Stripe's records for a period (resumable, idempotent per period).
 #![forbid(unsafe_code)]
 
 pub mod auction_close;
 pub mod auction_lifecycle;
 pub mod checkout;
 pub mod maintenance;
+pub mod reconciliation;
 pub mod reminders;
 pub mod sale_lifecycle;
 pub mod stripe;

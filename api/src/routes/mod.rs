@@ -14,6 +14,7 @@ pub mod health;
 pub mod orders;
 pub mod preferences;
 pub mod products;
+pub mod reconciliation_runs;
 pub mod sales;
 pub mod stripe_webhook;
 pub mod watches;

@@ -105,7 +105,9 @@ impl Checkout {
         &self.inner.pool
     }
 
-    fn gateway(&self) -> &Gateway {
+    /// The Stripe client the saga charges through (reconciliation reads the
+    /// provider's records with it, behind the same configuration).
+    pub fn gateway(&self) -> &Gateway {
         &self.inner.gateway
     }
 

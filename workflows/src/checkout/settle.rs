@@ -78,7 +78,7 @@ impl Checkout {
             PaymentStatus::Processing => {
                 self.pause(PausePoint::AfterAttemptRecorded, &id).await;
                 let outcome = match self.gateway().admit() {
-                    Ok(()) => self.gateway().charge(ChargeFor { payment: &payment, order: payment.order_id }).await,
+                    Ok(()) => self.charge(&payment).await,
                     Err(_) => Outcome::Unknown { provider_id: None, reason: "circuit breaker open".into() },
                 };
                 self.pause(PausePoint::AfterProviderAnswered, &id).await;
@@ -101,7 +101,7 @@ impl Checkout {
             Err(_) => Outcome::Unknown { provider_id: None, reason: "circuit breaker open".into() },
             Ok(()) => match self.gateway().find(&payment).await {
                 Ok(Some(outcome)) => outcome,
-                Ok(None) => self.gateway().charge(ChargeFor { payment: &payment, order: payment.order_id }).await,
+                Ok(None) => self.charge(&payment).await,
                 Err(reason) => Outcome::Unknown { provider_id: None, reason },
             },
         };
@@ -261,6 +261,24 @@ impl Checkout {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Charges an attempt, its metadata naming the payment, the order and the
+    /// order's merchant. Should the order not be read, nothing is sent: the
+    /// outcome stays unknown and verification tries again.
+    async fn charge(&self, payment: &Payment) -> Outcome {
+        let order = match self.pool().acquire().await {
+            Ok(mut conn) => orders::by_id(&mut conn, payment.order_id).await,
+            Err(e) => Err(e.into()),
+        };
+        match order {
+            Ok(Some(order)) => {
+                let what = ChargeFor { payment, order: payment.order_id, merchant: order.merchant_id };
+                self.gateway().charge(what).await
+            }
+            Ok(None) => Outcome::Unknown { provider_id: None, reason: "the order is gone".into() },
+            Err(err) => Outcome::Unknown { provider_id: None, reason: format!("reading the order: {err}") },
+        }
     }
 
     pub(super) async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {

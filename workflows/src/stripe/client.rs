@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ::stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use gavel_domain::breaker::{Breaker, Unavailable};
-use gavel_domain::ids::{OrderId, PaymentId};
+use gavel_domain::ids::{MerchantId, OrderId, PaymentId};
 use gavel_domain::payments::{IntentFacts, Payment};
 use stripe_core::PaymentIntentStatus;
 use stripe_core::payment_intent::{
@@ -62,16 +62,22 @@ pub enum Outcome {
 pub struct ChargeFor<'a> {
     pub payment: &'a Payment,
     pub order: OrderId,
+    /// Whose sale or auction it pays for (reconciliation scopes by it).
+    pub merchant: MerchantId,
 }
 
 #[derive(Clone)]
 pub struct Gateway {
-    client: Client,
+    pub(super) client: Client,
     breaker: Arc<Breaker>,
 }
 
 /// The metadata key that names our payment attempt on Stripe's objects.
 pub const PAYMENT_KEY: &str = "gavel_payment_id";
+/// The metadata key that names the order a charge pays for.
+pub const ORDER_KEY: &str = "gavel_order_id";
+/// The metadata key that names the merchant whose order it is.
+pub const MERCHANT_KEY: &str = "gavel_merchant_id";
 
 impl Gateway {
     pub fn new(config: &GatewayConfig) -> Result<Self, String> {
@@ -106,7 +112,8 @@ impl Gateway {
         let p = what.payment;
         let metadata = HashMap::from([
             (PAYMENT_KEY.to_owned(), p.id.to_string()),
-            ("gavel_order_id".to_owned(), what.order.to_string()),
+            (ORDER_KEY.to_owned(), what.order.to_string()),
+            (MERCHANT_KEY.to_owned(), what.merchant.to_string()),
         ]);
         // Every currency Gavel accepts is one Stripe settles; should one not
         // be, nothing is sent and nothing charged: a definite failure, never

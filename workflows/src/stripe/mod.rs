@@ -4,7 +4,9 @@
 //! [`ProviderEvent`]). Nothing outside this module names async-stripe's types.
 
 mod client;
+mod records;
 mod webhook;
 
-pub use client::{ChargeFor, Gateway, GatewayConfig, Outcome, PAYMENT_KEY, is_intent_id};
+pub use client::{ChargeFor, Gateway, GatewayConfig, MERCHANT_KEY, ORDER_KEY, Outcome, PAYMENT_KEY, is_intent_id};
+pub use records::{IntentRecord, Page, RefundRecord};
 pub use webhook::{Content, ProviderEvent, Rejected, VerifiedEvent, verify_event};

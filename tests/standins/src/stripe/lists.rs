@@ -6,6 +6,8 @@
 
 use serde_json::{Value, json};
 
+use super::table::{Created, Cursor, Keyed, Table, list_body};
+
 const DEFAULT_LIMIT: usize = 10;
 const MAX_LIMIT: usize = 100;
 
@@ -48,6 +50,44 @@ fn newest_first(mut items: Vec<Item>) -> Vec<Item> {
     items.reverse();
     items.sort_by_key(|item| std::cmp::Reverse(item.created));
     items
+}
+
+/// One page of a stored [`Table`] (`object: "list"`), filtered by
+/// `created[gte|gt|lte|lt]`, or the error body of a 400.
+pub(crate) fn table_list<T: Keyed>(
+    table: &Table<T>,
+    query: &[(String, String)],
+    url: &str,
+    what: &str,
+    json: impl Fn(&T) -> Value,
+) -> Result<Value, Value> {
+    let limit = limit(query)?;
+    let created = Created::parse(query)
+        .map_err(|p| invalid(&p, format!("Invalid timestamp for {p}."), Some("parameter_invalid_integer")))?;
+    let cursor = match (param(query, "starting_after"), param(query, "ending_before")) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "starting_after",
+                "You may only specify one of these parameters: ending_before, starting_after.".into(),
+                None,
+            ));
+        }
+        (Some(after), None) => Cursor::StartingAfter(after),
+        (None, Some(before)) => Cursor::EndingBefore(before),
+        (None, None) => Cursor::None,
+    };
+    let param_name = if matches!(cursor, Cursor::EndingBefore(_)) { "ending_before" } else { "starting_after" };
+    let (items, has_more) = table
+        .page(created, cursor, limit)
+        .map_err(|id| invalid(param_name, format!("No such {what}: '{id}'"), Some("resource_missing")))?;
+    Ok(list_body(items.into_iter().map(json).collect(), has_more, url))
+}
+
+/// Items kept out of a [`Table`] (derived objects), filtered by `created`.
+pub(crate) fn created_filter(items: Vec<Item>, query: &[(String, String)]) -> Result<Vec<Item>, Value> {
+    let created = Created::parse(query)
+        .map_err(|p| invalid(&p, format!("Invalid timestamp for {p}."), Some("parameter_invalid_integer")))?;
+    Ok(items.into_iter().filter(|i| created.contains(i.created)).collect())
 }
 
 /// One page of a list (`object: "list"`), or the error body of a 400.

@@ -20,10 +20,18 @@
 //!   N requests answered `500` before doing anything, and the next N requests
 //!   done but never answered (the client times out: "succeeded but the
 //!   response was lost"). `GET /_control/state` shows the objects.
+//!   `processing_next: N` keeps the next N confirmed PaymentIntents `processing`;
+//! - for reconciliation: `GET /v1/charges`, `GET /v1/charges/{id}`,
+//!   `GET /v1/balance_transactions` (derived from PaymentIntents and refunds),
+//!   `created[gt|gte|lt|lte]` filters on every list, PaymentIntents and
+//!   refunds kept indexed ([`table`]) so a million page as cheaply as ten, and
+//!   the control endpoints of [`control`] (plant discrepancies, bulk seed).
 
+mod control;
 mod lists;
 mod objects;
 mod routes;
+mod table;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -48,12 +56,17 @@ pub struct Faults {
     pub fail_next: u32,
     /// The next N API requests take effect but are never answered.
     pub lose_next: u32,
+    /// The next N confirmations leave their PaymentIntent `processing` (as a
+    /// bank debit does): Gavel cannot settle it until it is told more.
+    pub processing_next: u32,
 }
 
 #[derive(Default)]
 pub(crate) struct Store {
-    pub(crate) intents: Vec<PaymentIntent>,
-    pub(crate) refunds: Vec<Refund>,
+    pub(crate) intents: table::Table<PaymentIntent>,
+    pub(crate) refunds: table::Table<Refund>,
+    /// A charge's id → its PaymentIntent's.
+    pub(crate) charges: std::collections::HashMap<String, String>,
     /// (idempotency key) → (method+path+params, status, body)
     pub(crate) idempotency: std::collections::HashMap<String, (String, u16, serde_json::Value)>,
     pub(crate) faults: Faults,
@@ -121,10 +134,10 @@ impl StripeStandIn {
     }
 
     pub fn payment_intents(&self) -> Vec<PaymentIntent> {
-        self.shared.store().intents.clone()
+        self.shared.store().intents.iter().cloned().collect()
     }
 
     pub fn refunds(&self) -> Vec<Refund> {
-        self.shared.store().refunds.clone()
+        self.shared.store().refunds.iter().cloned().collect()
     }
 }

@@ -94,6 +94,8 @@ pub struct Refund {
     pub id: String,
     pub amount: i64,
     pub currency: String,
+    /// `succeeded` (what a card refund becomes at once), `pending`, `failed`, `canceled`.
+    pub status: String,
     pub payment_intent: String,
     pub charge: Option<String>,
     pub metadata: BTreeMap<String, String>,
@@ -107,7 +109,73 @@ impl Refund {
             "charge": self.charge, "created": self.created, "currency": self.currency,
             "description": null, "metadata": self.metadata, "payment_intent": self.payment_intent,
             "reason": null, "receipt_number": null, "source_transfer_reversal": null,
-            "status": "succeeded", "transfer_reversal": null,
+            "status": self.status, "transfer_reversal": null,
         })
+    }
+
+    /// The balance transaction a refund makes: money leaving the balance.
+    pub fn balance_transaction_json(&self) -> Value {
+        balance_transaction(&self.id, -self.amount, &self.currency, self.created, "refund")
+    }
+}
+
+impl super::table::Keyed for PaymentIntent {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn created(&self) -> i64 {
+        self.created
+    }
+}
+
+impl super::table::Keyed for Refund {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn created(&self) -> i64 {
+        self.created
+    }
+}
+
+/// The balance transaction id of a charge or refund (one each, derived from its id).
+pub(crate) fn balance_transaction_id(source: &str) -> String {
+    let tail = source.split_once('_').map_or(source, |(_, t)| t);
+    format!("txn_{tail}")
+}
+
+fn balance_transaction(source: &str, amount: i64, currency: &str, created: i64, kind: &str) -> Value {
+    json!({
+        "id": balance_transaction_id(source), "object": "balance_transaction", "amount": amount,
+        "available_on": created, "created": created, "currency": currency, "description": null,
+        "exchange_rate": null, "fee": 0, "fee_details": [], "net": amount, "reporting_category": kind,
+        "source": source, "status": "available", "type": kind,
+    })
+}
+
+impl PaymentIntent {
+    /// The charge a confirmed PaymentIntent made (Stripe's `latest_charge`),
+    /// with what has been refunded of it.
+    pub fn charge_json(&self) -> Option<Value> {
+        let id = self.latest_charge.as_ref()?;
+        let succeeded = self.status == "succeeded";
+        Some(json!({
+            "id": id, "object": "charge", "amount": self.amount,
+            "amount_captured": if succeeded { self.amount } else { 0 },
+            "amount_refunded": self.amount_refunded, "balance_transaction": balance_transaction_id(id),
+            "captured": succeeded, "created": self.created, "currency": self.currency, "customer": null,
+            "description": null, "failure_code": null, "failure_message": null, "livemode": false,
+            "metadata": self.metadata, "paid": succeeded, "payment_intent": self.id,
+            "payment_method": self.payment_method, "refunded": self.amount_refunded >= self.amount,
+            "status": if succeeded { "succeeded" } else { "failed" },
+        }))
+    }
+
+    /// The balance transaction of its charge, if it has one.
+    pub fn balance_transaction_json(&self) -> Option<Value> {
+        let id = self.latest_charge.as_ref()?;
+        (self.status == "succeeded")
+            .then(|| balance_transaction(id, self.amount, &self.currency, self.created, "charge"))
     }
 }

@@ -26,35 +26,39 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/payment_intents/{id}/confirm", post(confirm_intent))
         .route("/v1/refunds", post(create_refund).get(list_refunds))
         .route("/v1/refunds/{id}", get(get_refund))
+        .route("/v1/charges", get(list_charges))
+        .route("/v1/charges/{id}", get(get_charge))
+        .route("/v1/balance_transactions", get(list_balance_transactions))
+        .merge(super::control::router())
         .route("/_control/faults", post(set_faults).get(get_faults))
         .route("/_control/state", get(state))
         .with_state(shared)
 }
 
 /// What an operation produced: the answer, and the events it causes.
-struct Outcome {
-    status: u16,
-    body: Value,
-    events: Vec<(&'static str, Value)>,
+pub(crate) struct Outcome {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
+    pub(crate) events: Vec<(&'static str, Value)>,
 }
 
 impl Outcome {
-    fn ok(body: Value) -> Self {
+    pub(crate) fn ok(body: Value) -> Self {
         Self { status: 200, body, events: Vec::new() }
     }
 
-    fn error(status: u16, kind: &str, message: &str) -> Self {
+    pub(crate) fn error(status: u16, kind: &str, message: &str) -> Self {
         Self { status, body: json!({ "error": { "type": kind, "message": message } }), events: Vec::new() }
     }
 
-    fn missing(what: &str, id: &str) -> Self {
+    pub(crate) fn missing(what: &str, id: &str) -> Self {
         let mut o = Self::error(404, "invalid_request_error", &format!("No such {what}: '{id}'"));
         o.body["error"]["code"] = json!("resource_missing");
         o
     }
 }
 
-fn respond(status: u16, body: Value, replayed: bool) -> Response {
+pub(crate) fn respond(status: u16, body: Value, replayed: bool) -> Response {
     let mut response = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), axum::Json(body)).into_response();
     if replayed {
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -168,8 +172,24 @@ fn required_amount(p: &Params) -> Result<i64, Outcome> {
         .ok_or_else(|| Outcome::error(400, "invalid_request_error", "Missing or invalid required param: amount."))
 }
 
-/// Confirms `pi`; a decline answers 402 with the intent inside the error, as Stripe does.
-fn confirm(pi: &mut PaymentIntent, payment_method: Option<String>) -> Outcome {
+/// Takes one of the `processing_next` faults, if any are left.
+fn take_processing(store: &mut Store) -> bool {
+    let hold = store.faults.processing_next > 0;
+    if hold {
+        store.faults.processing_next -= 1;
+    }
+    hold
+}
+
+/// Confirms `pi`; a decline answers 402 with the intent inside the error, as
+/// Stripe does. `hold`: it stays `processing` (a `processing_next` fault).
+fn confirm(pi: &mut PaymentIntent, payment_method: Option<String>, hold: bool) -> Outcome {
+    if hold && pi.status != "succeeded" {
+        pi.payment_method = payment_method.or_else(|| pi.payment_method.clone());
+        pi.status = "processing".into();
+        pi.latest_charge = Some(new_id("ch"));
+        return Outcome::ok(pi.to_json());
+    }
     if let Err(message) = pi.confirm(payment_method) {
         return Outcome::error(400, "invalid_request_error", &message);
     }
@@ -207,10 +227,14 @@ async fn create_intent(State(shared): Shd, headers: HeaderMap, params: Params) -
             last_error: None,
         };
         let outcome = if params.get("confirm").as_deref() == Some("true") {
-            confirm(&mut pi, None)
+            let hold = take_processing(store);
+            confirm(&mut pi, None, hold)
         } else {
             Outcome::ok(pi.to_json())
         };
+        if let Some(charge) = &pi.latest_charge {
+            store.charges.insert(charge.clone(), pi.id.clone());
+        }
         store.intents.push(pi);
         outcome
     })
@@ -219,15 +243,25 @@ async fn create_intent(State(shared): Shd, headers: HeaderMap, params: Params) -
 
 async fn confirm_intent(State(shared): Shd, Path(id): Path<String>, headers: HeaderMap, params: Params) -> Response {
     let fp = params.fingerprint(&Method::POST, &format!("/v1/payment_intents/{id}/confirm"));
-    handle(&shared, &headers, Some(fp), |store| match store.intents.iter_mut().find(|pi| pi.id == id) {
-        Some(pi) => confirm(pi, params.get("payment_method")),
-        None => Outcome::missing("payment_intent", &id),
+    handle(&shared, &headers, Some(fp), |store| {
+        let hold = take_processing(store);
+        let confirmed =
+            store.intents.update(&id, |pi| (confirm(pi, params.get("payment_method"), hold), pi.latest_charge.clone()));
+        match confirmed {
+            Some((outcome, charge)) => {
+                if let Some(charge) = charge {
+                    store.charges.insert(charge, id.clone());
+                }
+                outcome
+            }
+            None => Outcome::missing("payment_intent", &id),
+        }
     })
     .await
 }
 
 async fn get_intent(State(shared): Shd, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    handle(&shared, &headers, None, |store| match store.intents.iter().find(|pi| pi.id == id) {
+    handle(&shared, &headers, None, |store| match store.intents.get(&id) {
         Some(pi) => Outcome::ok(pi.to_json()),
         None => Outcome::missing("payment_intent", &id),
     })
@@ -248,8 +282,7 @@ fn intent_item(pi: &PaymentIntent) -> lists::Item {
 
 async fn list_intents(State(shared): Shd, headers: HeaderMap, Query(q): Query<Vec<(String, String)>>) -> Response {
     handle(&shared, &headers, None, |store| {
-        let items = store.intents.iter().map(intent_item).collect();
-        paged(lists::list(items, &q, "/v1/payment_intents", "payment_intent"))
+        paged(lists::table_list(&store.intents, &q, "/v1/payment_intents", "payment_intent", PaymentIntent::to_json))
     })
     .await
 }
@@ -313,33 +346,11 @@ async fn create_refund(State(shared): Shd, headers: HeaderMap, params: Params) -
         let Some(pi_id) = params.get("payment_intent") else {
             return Outcome::error(400, "invalid_request_error", "Missing required param: payment_intent.");
         };
-        let Some(pi) = store.intents.iter_mut().find(|pi| pi.id == pi_id) else {
-            return Outcome::missing("payment_intent", &pi_id);
-        };
-        if pi.status != "succeeded" {
-            return Outcome::error(
-                400,
-                "invalid_request_error",
-                "This PaymentIntent does not have a successful charge to refund.",
-            );
-        }
-        let remaining = pi.amount - pi.amount_refunded;
-        let amount = params.get("amount").and_then(|a| a.parse().ok()).unwrap_or(remaining);
-        if amount <= 0 || amount > remaining {
-            let mut o =
-                Outcome::error(400, "invalid_request_error", "Refund amount is greater than the unrefunded amount.");
-            o.body["error"]["code"] = json!("charge_already_refunded");
-            return o;
-        }
-        pi.amount_refunded += amount;
-        let refund = Refund {
-            id: new_id("re"),
-            amount,
-            currency: pi.currency.clone(),
-            payment_intent: pi.id.clone(),
-            charge: pi.latest_charge.clone(),
-            metadata: params.metadata(),
-            created: now(),
+        let asked = params.get("amount").and_then(|a| a.parse().ok());
+        let refund = match store.intents.update(&pi_id, |pi| refund_of(pi, asked, params.metadata())) {
+            None => return Outcome::missing("payment_intent", &pi_id),
+            Some(Err(o)) => return o,
+            Some(Ok(refund)) => refund,
         };
         let body = refund.to_json();
         store.refunds.push(refund);
@@ -348,22 +359,103 @@ async fn create_refund(State(shared): Shd, headers: HeaderMap, params: Params) -
     .await
 }
 
+/// Refunds `asked` (all that is left, if `None`) of a succeeded PaymentIntent.
+pub(crate) fn refund_of(
+    pi: &mut PaymentIntent,
+    asked: Option<i64>,
+    metadata: BTreeMap<String, String>,
+) -> Result<Refund, Outcome> {
+    if pi.status != "succeeded" {
+        return Err(Outcome::error(
+            400,
+            "invalid_request_error",
+            "This PaymentIntent does not have a successful charge to refund.",
+        ));
+    }
+    let remaining = pi.amount - pi.amount_refunded;
+    let amount = asked.unwrap_or(remaining);
+    if amount <= 0 || amount > remaining {
+        let mut o =
+            Outcome::error(400, "invalid_request_error", "Refund amount is greater than the unrefunded amount.");
+        o.body["error"]["code"] = json!("charge_already_refunded");
+        return Err(o);
+    }
+    pi.amount_refunded += amount;
+    Ok(Refund {
+        id: new_id("re"),
+        amount,
+        currency: pi.currency.clone(),
+        status: "succeeded".into(),
+        payment_intent: pi.id.clone(),
+        charge: pi.latest_charge.clone(),
+        metadata,
+        created: now(),
+    })
+}
+
 async fn list_refunds(State(shared): Shd, headers: HeaderMap, Query(q): Query<Vec<(String, String)>>) -> Response {
     handle(&shared, &headers, None, |store| {
-        let items = store
-            .refunds
-            .iter()
-            .map(|r| lists::Item { id: r.id.clone(), created: r.created, json: r.to_json() })
-            .collect();
-        paged(lists::list(items, &q, "/v1/refunds", "refund"))
+        paged(lists::table_list(&store.refunds, &q, "/v1/refunds", "refund", Refund::to_json))
     })
     .await
 }
 
 async fn get_refund(State(shared): Shd, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    handle(&shared, &headers, None, |store| match store.refunds.iter().find(|r| r.id == id) {
+    handle(&shared, &headers, None, |store| match store.refunds.get(&id) {
         Some(r) => Outcome::ok(r.to_json()),
         None => Outcome::missing("refund", &id),
+    })
+    .await
+}
+
+/// Charges, derived from the PaymentIntents that made them (filtered and
+/// paged in memory: fine for tests; reconciliation reads PaymentIntents).
+async fn list_charges(State(shared): Shd, headers: HeaderMap, Query(q): Query<Vec<(String, String)>>) -> Response {
+    handle(&shared, &headers, None, |store| {
+        let items = store
+            .intents
+            .iter()
+            .filter_map(|pi| {
+                let json = pi.charge_json()?;
+                Some(lists::Item { id: pi.latest_charge.clone()?, created: pi.created, json })
+            })
+            .collect();
+        paged(lists::created_filter(items, &q).and_then(|items| lists::list(items, &q, "/v1/charges", "charge")))
+    })
+    .await
+}
+
+async fn get_charge(State(shared): Shd, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    handle(&shared, &headers, None, |store| {
+        match store.charges.get(&id).and_then(|pi| store.intents.get(pi)).and_then(PaymentIntent::charge_json) {
+            Some(charge) => Outcome::ok(charge),
+            None => Outcome::missing("charge", &id),
+        }
+    })
+    .await
+}
+
+/// Balance transactions: one per succeeded charge (`type: charge`) and one
+/// per refund (`type: refund`, negative), derived like charges.
+async fn list_balance_transactions(
+    State(shared): Shd,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    handle(&shared, &headers, None, |store| {
+        let charges = store.intents.iter().filter_map(|pi| {
+            let json = pi.balance_transaction_json()?;
+            Some(lists::Item { id: json["id"].as_str()?.to_owned(), created: pi.created, json })
+        });
+        let refunds = store.refunds.iter().map(|r| {
+            let json = r.balance_transaction_json();
+            lists::Item { id: super::objects::balance_transaction_id(&r.id), created: r.created, json }
+        });
+        let items = charges.chain(refunds).collect();
+        paged(
+            lists::created_filter(items, &q)
+                .and_then(|items| lists::list(items, &q, "/v1/balance_transactions", "balance_transaction")),
+        )
     })
     .await
 }
