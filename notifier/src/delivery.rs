@@ -220,6 +220,16 @@ impl Deliverer {
             "WITH due AS (
                  SELECT id FROM deliveries
                  WHERE status = 'pending' AND next_attempt_at <= now() AND channel = ANY($1)
+                   -- A collapsible message waits while an older one of its group
+                   -- is open: that one carries the group (policy.rs), so two
+                   -- loops or processes never send one group twice at once.
+                   AND (collapse_key IS NULL OR NOT EXISTS (
+                       SELECT 1 FROM deliveries o
+                       WHERE o.buyer_id = deliveries.buyer_id AND o.collapse_key = deliveries.collapse_key
+                         AND o.channel = deliveries.channel
+                         AND o.device_id IS NOT DISTINCT FROM deliveries.device_id
+                         AND o.status IN ('pending', 'sending')
+                         AND (o.created_at, o.id) < (deliveries.created_at, deliveries.id)))
                  ORDER BY critical DESC, next_attempt_at
                  LIMIT $2 FOR UPDATE SKIP LOCKED),
              stale AS (
