@@ -130,6 +130,12 @@ prefixed_id!(/// One notification to one buyer over one channel (and device).
     DeliveryId, "dlv");
 prefixed_id!(/// An entry of the dead-letter queue (a delivery or job that exhausted its retries).
     DeadLetterId, "dlq");
+prefixed_id!(/// A merchant's webhook endpoint (a URL, its events and its signing secret).
+    WebhookEndpointId, "we");
+prefixed_id!(/// One event to one webhook endpoint, with its attempts.
+    WebhookDeliveryId, "wd");
+prefixed_id!(/// One HTTP attempt of a webhook delivery.
+    WebhookAttemptId, "wa");
 
 impl BuyerId {
     /// The buyer as the public sees them: the first and last characters of
