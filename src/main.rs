@@ -40,7 +40,7 @@ enum Command {
         #[command(subcommand)]
         provider: DevCommand,
     },
-    /// The dead-letter queue: deliveries (and, later, webhooks and jobs) that exhausted their retries.
+    /// The dead-letter queue: notification and webhook deliveries (and, later, jobs) that exhausted their retries.
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
@@ -115,6 +115,24 @@ enum DevCommand {
         #[arg(long, default_value_t = 3600)]
         token_ttl_seconds: u64,
         /// Latency added to every send, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
+    /// A merchant's webhook receiver stand-in: prints and records every webhook
+    /// (control: GET/DELETE /_control/received, GET/POST /_control/faults).
+    WebhookReceiver {
+        #[arg(long, default_value = "127.0.0.1:12114")]
+        addr: std::net::SocketAddr,
+        /// The status every webhook is answered with (e.g. 500, 410, 429).
+        #[arg(long, default_value_t = 200)]
+        status: u16,
+        /// Sent as `Retry-After` (seconds) with the status.
+        #[arg(long)]
+        retry_after: Option<u64>,
+        /// Never answer.
+        #[arg(long)]
+        hang: bool,
+        /// Wait this long before answering, in milliseconds.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
     },
@@ -194,7 +212,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merchants { command: MerchantCommand::Create { name, webhook_url } } => {
             let pool = connect(&config).await?;
             database::migrate(&pool).await?;
-            let merchant = gavel_domain::merchants::create(&pool, &name, webhook_url.as_deref()).await?;
+            let allow_private = config.webhooks.allow_private_targets;
+            let merchant =
+                gavel_domain::merchants::create_with(&pool, &name, webhook_url.as_deref(), allow_private).await?;
             println!("{}", serde_json::to_string_pretty(&merchant)?);
             Ok(())
         }
@@ -220,9 +240,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut config = config;
             demo::secrets(&mut config);
             let stripe = demo::stripe(&mut config).await?;
+            let receiver = demo::webhook_receiver(&mut config).await?;
             let pool = connect(&config).await?;
             database::migrate(&pool).await?;
-            let seeded = demo::seed(&pool, &config, stripe.as_deref()).await?;
+            let seeded = demo::seed(&pool, &config, stripe.as_deref(), Some(&receiver)).await?;
             println!("{}", serde_json::to_string_pretty(&seeded)?);
             serve(config, &[Role::Api, Role::Workers]).await
         }
@@ -294,6 +315,18 @@ async fn dev(provider: DevCommand) -> anyhow::Result<()> {
                 fcm.api_base(),
                 fcm.api_base(),
                 service_account_out.display()
+            );
+            shutdown_signal().await;
+            Ok(())
+        }
+        DevCommand::WebhookReceiver { addr, status, retry_after, hang, latency_ms } => {
+            use gavel_standins::webhook_receiver::{ReceiverFaults, WebhookReceiver};
+            let receiver = WebhookReceiver::start(addr, true).await.with_context(|| format!("binding {addr}"))?;
+            receiver.set_faults(ReceiverFaults { status, retry_after, latency_ms, hang });
+            println!(
+                "webhook receiver stand-in listening on {base} (webhooks: POST {base}/ANY/PATH; \
+                 received: GET|DELETE {base}/_control/received, faults: GET|POST {base}/_control/faults)",
+                base = receiver.base()
             );
             shutdown_signal().await;
             Ok(())

@@ -53,4 +53,6 @@ pub struct Shared {
     pub ops: Ops,
     /// The live feed's watchers in this process.
     pub feed: FeedHub,
+    /// Merchant webhooks' settings the API needs.
+    pub webhooks: crate::routes::webhook_endpoints::WebhookSettings,
 }
