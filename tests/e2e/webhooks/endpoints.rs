@@ -43,7 +43,7 @@ async fn an_endpoint_is_created_listed_read_updated_and_deleted() {
     problem(&patch(json!({ "enabled": true }), Some("\"1\"")).await, StatusCode::PRECONDITION_FAILED, "version_mismatch");
     let r = patch(json!({ "enabled": true, "url": "https://other.example.com/h" }), Some("\"2\"")).await;
     assert_eq!((r.status, r.body["enabled"].clone(), r.body["url"].clone()), (StatusCode::OK, json!(true), json!("https://other.example.com/h")), "{}", r.raw);
-    problem(&patch(json!({ "url": "http://10.0.0.1/" }), None).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook_url");
+    problem(&patch(json!({ "url": "gopher://hooks.example.com/" }), None).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook_url");
 
     let r = app.request(reqwest::Method::DELETE, &format!("/v1/webhook_endpoints/{id}"), Some(&merchant.key), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.raw);
