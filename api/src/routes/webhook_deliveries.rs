@@ -24,10 +24,11 @@ impl PathId for WebhookDeliveryId {
 }
 
 pub fn router(state: Option<&AppState>) -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(get))
-        .routes(idempotency::keyed(state, Mode::Outcome, routes!(retry)))
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(get)).routes(idempotency::keyed(
+        state,
+        Mode::Outcome,
+        routes!(retry),
+    ))
 }
 
 /// `pending` (not yet delivered, attempts left), `delivered` (a 2xx came),

@@ -425,7 +425,8 @@ pub async fn get(pool: &PgPool, merchant: MerchantId, id: WebhookDeliveryId) -> 
     .fetch_optional(pool)
     .await?
     .ok_or(Error::NotFound("webhook delivery"))?;
-    let mut delivery = shape(row.id, row.endpoint_id, row.event_id, row.event_type, row.status, row.next_attempt_at, row.created_at);
+    let mut delivery =
+        shape(row.id, row.endpoint_id, row.event_id, row.event_type, row.status, row.next_attempt_at, row.created_at);
     delivery.attempts = attempts_of(pool, &[id.uuid()]).await?.into_iter().map(|(_, a)| a).collect();
     Ok(delivery)
 }
@@ -464,8 +465,12 @@ async fn attempts_of(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<(Uuid, AttemptRo
     Ok(rows
         .into_iter()
         .map(|a| {
-            let row =
-                AttemptRow { status_code: a.status_code, duration_ms: a.duration_ms, error: a.error, created_at: a.created_at };
+            let row = AttemptRow {
+                status_code: a.status_code,
+                duration_ms: a.duration_ms,
+                error: a.error,
+                created_at: a.created_at,
+            };
             (a.delivery_id, row)
         })
         .collect())

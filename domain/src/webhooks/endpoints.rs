@@ -218,12 +218,7 @@ pub async fn rotate_secret(
 
 /// Re-sends, once each, every delivery to this endpoint that failed and was
 /// made at or after `since`; answers how many.
-pub async fn recover(
-    pool: &PgPool,
-    merchant: MerchantId,
-    id: WebhookEndpointId,
-    since: DateTime<Utc>,
-) -> Result<u64> {
+pub async fn recover(pool: &PgPool, merchant: MerchantId, id: WebhookEndpointId, since: DateTime<Utc>) -> Result<u64> {
     get(pool, merchant, id).await?;
     let n = sqlx::query!(
         "UPDATE webhook_deliveries

@@ -46,7 +46,8 @@ async fn a_sale_start_and_a_paid_checkout_make_one_delivery_per_subscribed_endpo
     assert_eq!(r.body["status"], "paid", "{}", r.raw);
 
     let got = received_ok(&receiver, 3, Duration::from_secs(15)).await;
-    let seen: Vec<(String, String)> = got.iter().map(|r| (r.path.clone(), body_of(r)["type"].as_str().unwrap_or("").to_owned())).collect();
+    let seen: Vec<(String, String)> =
+        got.iter().map(|r| (r.path.clone(), body_of(r)["type"].as_str().unwrap_or("").to_owned())).collect();
     assert!(seen.contains(&("/all".into(), "sale.started".into())), "{seen:?}");
     assert!(seen.contains(&("/all".into(), "order.paid".into())), "{seen:?}");
     assert!(seen.contains(&("/paid".into(), "order.paid".into())), "{seen:?}");
@@ -179,7 +180,8 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled_and_recover_resend
     // Back up: recover re-sends it (once) even though the endpoint is disabled.
     receiver.set_faults(ReceiverFaults::default());
     let since = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
-    let r = app.post(&format!("/v1/webhook_endpoints/{id}/recover"), Some(&merchant.key), json!({ "since": since })).await;
+    let r =
+        app.post(&format!("/v1/webhook_endpoints/{id}/recover"), Some(&merchant.key), json!({ "since": since })).await;
     assert_eq!((r.status, r.body["requeued"].as_u64()), (StatusCode::ACCEPTED, Some(1)), "{}", r.raw);
     received_ok(&receiver, 1, Duration::from_secs(10)).await;
     delivery_with_status(&app, &merchant, "delivered", Duration::from_secs(5)).await;
@@ -235,5 +237,9 @@ async fn a_hanging_endpoint_does_not_delay_another_endpoints_deliveries() {
     let started = Instant::now();
     app.active_sale(&merchant, json!({})).await;
     received_ok(&fine, 1, Duration::from_secs(3)).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "delivered in {:?} beside a hanging endpoint", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "delivered in {:?} beside a hanging endpoint",
+        started.elapsed()
+    );
 }

@@ -123,12 +123,7 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-async fn webhook(
-    State(shared): State<Arc<Shared>>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn webhook(State(shared): State<Arc<Shared>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
     let faults = lock(&shared.faults).clone();
     let status = StatusCode::from_u16(faults.status).unwrap_or(StatusCode::OK);
     let received = Received {

@@ -156,7 +156,9 @@ impl Dispatcher {
                     "webhook endpoint disabled: {}", attempt.error.as_deref().unwrap_or("410 Gone"));
             }
             Ok(Some(_)) => {}
-            Ok(None) => tracing::warn!(delivery = %delivery.id, "webhook delivery's lease was lost; its attempt is not recorded"),
+            Ok(None) => {
+                tracing::warn!(delivery = %delivery.id, "webhook delivery's lease was lost; its attempt is not recorded")
+            }
             // The lease runs out and the delivery is sent again: at least once.
             Err(err) => tracing::warn!(delivery = %delivery.id, error = %err, "recording a webhook attempt failed"),
         }
@@ -181,7 +183,8 @@ impl Dispatcher {
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| error_chain(&e))?;
             let status = response.status();
-            let retry_after = response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+            let retry_after =
+                response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
             // Read (at most 64 KiB of) the answer so the connection can be reused; its content is not used.
             let _ = Limited::new(response.into_body(), 64 * 1024).collect().await;
             Ok((status, retry_after))
@@ -193,7 +196,12 @@ impl Dispatcher {
     }
 
     /// What an answer means for the delivery.
-    fn judge(&self, delivery: &Claimed, answer: Result<(StatusCode, Option<Duration>), String>, duration: Duration) -> Attempt {
+    fn judge(
+        &self,
+        delivery: &Claimed,
+        answer: Result<(StatusCode, Option<Duration>), String>,
+        duration: Duration,
+    ) -> Attempt {
         let (status_code, error, retry_after, throttled) = match answer {
             Ok((status, _)) if status.is_success() => {
                 return Attempt { status_code: Some(status.as_u16()), duration, error: None, next: Next::Delivered };
