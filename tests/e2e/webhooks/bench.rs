@@ -96,8 +96,9 @@ async fn bench_webhook_deliveries() {
     })
     .await;
     let (p50, p99, max): (f64, f64, f64) = sqlx::query_as(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms)
-         FROM (SELECT extract(epoch FROM d.delivered_at - e.created_at) * 1000 AS ms
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),
+                max(ms)
+         FROM (SELECT (extract(epoch FROM d.delivered_at - e.created_at) * 1000)::float8 AS ms
                FROM webhook_deliveries d JOIN events e ON e.id = d.event_id WHERE d.status = 'delivered') t",
     )
     .fetch_one(&app.pool)
