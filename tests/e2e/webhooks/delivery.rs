@@ -123,7 +123,7 @@ async fn down_for_good_fails_and_dead_letters_and_a_manual_retry_delivers_with_t
     assert_eq!(failed["attempts"].as_array().map(Vec::len), Some(4), "the whole schedule: {failed}");
     assert!(failed.get("next_attempt_at").is_none(), "{failed}");
     let id = failed["id"].as_str().expect("an id").to_owned();
-    let r = app.get(&format!("/v1/admin/dead_letters?kind=webhook"), Some(OPERATOR_TOKEN)).await;
+    let r = app.get("/v1/admin/dead_letters?kind=webhook", Some(OPERATOR_TOKEN)).await;
     let entries = r.body["data"].as_array().cloned().unwrap_or_default();
     assert_eq!(entries.len(), 1, "{}", r.raw);
     assert_eq!((entries[0]["subject"].as_str(), entries[0]["status"].as_str()), (Some(id.as_str()), Some("open")));
