@@ -86,6 +86,22 @@ impl Application {
             };
             let run = gavel_workers::run(jobs_pool, worker_config, payments, liveness.clone(), shutdown.clone());
             tasks.spawn(part("workers", run));
+            // Merchant webhooks (issue 12): the outbox fan-out and the delivery loop.
+            let webhooks_pool = database::connect(&url, config.webhooks.pool_size.max(2)).await?;
+            let owner = format!("webhooks-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+            let dispatch = config.webhook_dispatch(owner).map_err(anyhow::Error::msg)?;
+            let dispatcher =
+                gavel_workers::webhooks::Dispatcher::new(webhooks_pool, dispatch).map_err(anyhow::Error::msg)?;
+            for (name, fanout) in [("webhooks:fanout", true), ("webhooks:delivery", false)] {
+                let (d, stop) = (dispatcher.clone(), shutdown.clone());
+                tasks.spawn(part(
+                    name,
+                    supervise(name, liveness.clone(), stop.clone(), move || {
+                        let (d, stop) = (d.clone(), stop.clone());
+                        async move { if fanout { d.run_fanout(stop).await } else { d.run_delivery(stop).await } }
+                    }),
+                ));
+            }
         }
         if roles.contains(&Role::Notifier) {
             let notifier_pool = database::connect(&url, config.notifier.pool_size.max(2)).await?;
@@ -230,6 +246,10 @@ fn app_state(config: &Config, pool: PgPool, payments: Checkout, ops: Ops, feed: 
         ops,
         feed,
         reconciliation: config.reconciliation_config(),
+        webhooks: gavel_api::routes::webhook_endpoints::WebhookSettings {
+            allow_private_targets: config.webhooks.allow_private_targets,
+            rotation_overlap: std::time::Duration::from_secs(config.webhooks.rotation_overlap_seconds),
+        },
     }))
 }
 

@@ -44,6 +44,9 @@ pub struct Config {
     pub admin: Admin,
     #[serde(default)]
     pub faults: Faults,
+    /// Merchant webhooks (`[webhooks]`).
+    #[serde(default)]
+    pub webhooks: Webhooks,
     #[serde(default)]
     pub reconciliation: Reconciliation,
 }
@@ -215,6 +218,52 @@ pub struct Notifier {
     /// Non-critical pushes per buyer per `push_limit_window_seconds`, across processes (0: no limit).
     pub push_limit: u32,
     pub push_limit_window_seconds: u64,
+}
+
+/// Merchant webhooks (`[webhooks]`): the dispatcher in the workers role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Webhooks {
+    /// The delay before each attempt, in seconds (fractions allowed); one attempt per element.
+    pub retry_schedule_seconds: Vec<f64>,
+    /// Allow private, loopback and link-local targets (tests and the demo only).
+    pub allow_private_targets: bool,
+    /// One attempt's whole budget (connect, send, answer).
+    pub timeout_ms: u64,
+    /// Sends in flight per process.
+    pub concurrency: usize,
+    /// Sends in flight per endpoint.
+    pub per_endpoint_concurrency: i64,
+    pub fanout_batch: i64,
+    pub poll_interval_ms: u64,
+    pub lease_seconds: u64,
+    /// An endpoint whose every attempt failed for this long is disabled (Svix: 5 days).
+    pub disable_after_seconds: f64,
+    /// After a rotation, the old secret also signs for this long.
+    pub rotation_overlap_seconds: u64,
+    /// A receiver answering 429/502/504 without `Retry-After` gets nothing for this long.
+    pub throttle_ms: u64,
+    /// The dispatcher's own connections.
+    pub pool_size: u32,
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Self {
+            retry_schedule_seconds: vec![0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+            allow_private_targets: false,
+            timeout_ms: 15_000,
+            concurrency: 512,
+            per_endpoint_concurrency: 16,
+            fanout_batch: 500,
+            poll_interval_ms: 100,
+            lease_seconds: 60,
+            disable_after_seconds: 5.0 * 86_400.0,
+            rotation_overlap_seconds: 86_400,
+            throttle_ms: 5_000,
+            pool_size: 8,
+        }
+    }
 }
 
 /// Crash-test hooks; empty in production.
@@ -422,6 +471,34 @@ impl Config {
             stuck_pending_after: Duration::from_secs(self.reconciliation.stuck_pending_after_seconds),
             page_size: self.reconciliation.page_size.clamp(1, 100),
         }
+    }
+
+    /// The webhook dispatcher's settings, refusing a bad schedule (naming the setting).
+    pub fn webhook_dispatch(&self, owner: String) -> Result<gavel_workers::webhooks::DispatchConfig, String> {
+        let w = &self.webhooks;
+        let mut delays = Vec::new();
+        for s in &w.retry_schedule_seconds {
+            if !s.is_finite() || *s < 0.0 || *s > 7.0 * 86_400.0 {
+                return Err(format!("webhooks.retry_schedule_seconds: {s} is not a delay of 0 to 604800 seconds"));
+            }
+            delays.push(Duration::from_secs_f64(*s));
+        }
+        if !w.disable_after_seconds.is_finite() || w.disable_after_seconds <= 0.0 {
+            return Err("webhooks.disable_after_seconds must be a positive number of seconds".into());
+        }
+        Ok(gavel_workers::webhooks::DispatchConfig {
+            schedule: gavel_workers::webhooks::schedule::Schedule::new(delays),
+            allow_private_targets: w.allow_private_targets,
+            timeout: Duration::from_millis(w.timeout_ms.max(1)),
+            concurrency: w.concurrency.max(1),
+            per_endpoint: w.per_endpoint_concurrency.max(1),
+            fanout_batch: w.fanout_batch.max(1),
+            poll: Duration::from_millis(w.poll_interval_ms.max(5)),
+            lease: Duration::from_secs(w.lease_seconds.max(1)).max(Duration::from_millis(w.timeout_ms) * 2),
+            disable_after: Duration::from_secs_f64(w.disable_after_seconds),
+            throttle: Duration::from_millis(w.throttle_ms),
+            owner,
+        })
     }
 
     pub fn checkout_config(&self) -> CheckoutConfig {

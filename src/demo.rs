@@ -128,8 +128,24 @@ pub async fn demo_devices(pool: &PgPool, config: &Config, buyer: gavel_domain::i
     Ok(())
 }
 
-pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyhow::Result<serde_json::Value> {
-    let merchant = merchants::create(pool, "Demo Merchant", None).await?;
+/// Runs the webhook receiver stand-in in this process, printing each webhook
+/// it gets, and allows private targets (it listens on 127.0.0.1). Returns the
+/// URL the demo merchant's endpoint points at.
+pub async fn webhook_receiver(config: &mut Config) -> anyhow::Result<String> {
+    use gavel_standins::webhook_receiver::WebhookReceiver;
+    let receiver = WebhookReceiver::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), true).await?;
+    config.webhooks.allow_private_targets = true;
+    Ok(receiver.url("/demo-merchant/webhooks"))
+}
+
+pub async fn seed(
+    pool: &PgPool,
+    config: &Config,
+    stripe: Option<&str>,
+    webhook_url: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
+    let allow_private = config.webhooks.allow_private_targets;
+    let merchant = merchants::create_with(pool, "Demo Merchant", webhook_url, allow_private).await?;
     let product = products::create(pool, merchant.id, "Limited sneakers", Some("The demo drop")).await?;
     let starts_at = Utc::now() + Duration::seconds(20);
     let sale = gavel_workflows::sale_lifecycle::create_sale(
@@ -176,7 +192,8 @@ pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyho
     Ok(json!({
         "api": base,
         "docs": format!("{base}/docs"),
-        "merchant": { "id": merchant.id, "api_key": merchant.api_key },
+        "merchant": { "id": merchant.id, "api_key": merchant.api_key, "webhook_secret": merchant.webhook_secret },
+        "webhooks": { "receiver": webhook_url, "printed": "each webhook the receiver gets is printed below as `webhook <id> <path> → <status>: <body>`" },
         "buyer": { "id": buyer, "email": email, "password": "demo-password", "token": signer.issue(buyer, Utc::now()) },
         "product_id": product.id,
         "sale": { "id": sale.id, "starts_at": sale.starts_at, "inventory": sale.inventory },
@@ -199,7 +216,7 @@ pub async fn seed(pool: &PgPool, config: &Config, stripe: Option<&str>) -> anyho
             format!("curl -sN {base}/v1/auctions/{}/events", auction.id),
             format!("curl -sN {base}/v1/sales/{}/events", sale.id),
             format!("gavel auctions verify {}", auction.id),
+            format!("curl -s {base}/v1/webhook_deliveries -H 'Authorization: Bearer {}'", merchant.api_key),
         ],
-        "not_yet": "merchant webhooks arrive with their issue (README, Roadmap)",
     }))
 }

@@ -56,7 +56,7 @@ enum Command {
         #[arg(long)]
         csv: Option<std::path::PathBuf>,
     },
-    /// The dead-letter queue: deliveries (and, later, webhooks and jobs) that exhausted their retries.
+    /// The dead-letter queue: notification and webhook deliveries and jobs that exhausted their retries.
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
@@ -146,6 +146,24 @@ enum DevCommand {
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
     },
+    /// A merchant's webhook receiver stand-in: prints and records every webhook
+    /// (control: GET/DELETE /_control/received, GET/POST /_control/faults).
+    WebhookReceiver {
+        #[arg(long, default_value = "127.0.0.1:12114")]
+        addr: std::net::SocketAddr,
+        /// The status every webhook is answered with (e.g. 500, 410, 429).
+        #[arg(long, default_value_t = 200)]
+        status: u16,
+        /// Sent as `Retry-After` (seconds) with the status.
+        #[arg(long)]
+        retry_after: Option<u64>,
+        /// Never answer.
+        #[arg(long)]
+        hang: bool,
+        /// Wait this long before answering, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
     /// An SMTP stand-in that records messages (control: GET/DELETE /messages, GET/POST /faults).
     Smtp {
         #[arg(long, default_value = "127.0.0.1:2525")]
@@ -231,7 +249,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merchants { command: MerchantCommand::Create { name, webhook_url } } => {
             let pool = connect(&config).await?;
             database::migrate(&pool).await?;
-            let merchant = gavel_domain::merchants::create(&pool, &name, webhook_url.as_deref()).await?;
+            let allow_private = config.webhooks.allow_private_targets;
+            let merchant =
+                gavel_domain::merchants::create_with(&pool, &name, webhook_url.as_deref(), allow_private).await?;
             println!("{}", serde_json::to_string_pretty(&merchant)?);
             Ok(())
         }
@@ -258,9 +278,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             demo::secrets(&mut config);
             let stripe = demo::stripe(&mut config).await?;
             let notifications = demo::notifier(&mut config).await?;
+            let receiver = demo::webhook_receiver(&mut config).await?;
             let pool = connect(&config).await?;
             database::migrate(&pool).await?;
-            let mut seeded = demo::seed(&pool, &config, stripe.as_deref()).await?;
+            let mut seeded = demo::seed(&pool, &config, stripe.as_deref(), Some(&receiver)).await?;
             seeded["notifications"] = notifications;
             println!("{}", serde_json::to_string_pretty(&seeded)?);
             serve(config, &[Role::Api, Role::Workers, Role::Notifier]).await
@@ -351,6 +372,18 @@ async fn dev(provider: DevCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DevCommand::SeedPayments { .. } => Ok(()),
+        DevCommand::WebhookReceiver { addr, status, retry_after, hang, latency_ms } => {
+            use gavel_standins::webhook_receiver::{ReceiverFaults, WebhookReceiver};
+            let receiver = WebhookReceiver::start(addr, true).await.with_context(|| format!("binding {addr}"))?;
+            receiver.set_faults(ReceiverFaults { status, retry_after, latency_ms, hang });
+            println!(
+                "webhook receiver stand-in listening on {base} (webhooks: POST {base}/ANY/PATH; \
+                 received: GET|DELETE {base}/_control/received, faults: GET|POST {base}/_control/faults)",
+                base = receiver.base()
+            );
+            shutdown_signal().await;
+            Ok(())
+        }
         DevCommand::Smtp { addr, control_addr, latency_ms } => {
             use gavel_standins::smtp::{SmtpFaults, SmtpStandIn};
             let smtp = SmtpStandIn::start(addr, control_addr)

@@ -34,7 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use problem::{ErrorCode, Problem};
 use routes::{
     auctions, bids, buyers, claims, dead_letters, devices, feed, health, orders, preferences, products, sales,
-    stripe_webhook, watches,
+    stripe_webhook, watches, webhook_deliveries, webhook_endpoints,
 };
 pub use state::AppState;
 
@@ -57,6 +57,8 @@ pub fn api(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::Open
         .merge(health::router())
         .merge(dead_letters::router())
         .merge(routes::reconciliation_runs::router(state))
+        .merge(webhook_endpoints::router(state))
+        .merge(webhook_deliveries::router(state))
         .split_for_parts()
 }
 

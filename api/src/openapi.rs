@@ -63,6 +63,8 @@ impl Modify for Introduction {
         (name = "notifications", description = "A buyer's devices (push tokens), notification preferences and \
             watched products."),
         (name = "providers", description = "Events from payment providers."),
+        (name = "webhooks", description = "A merchant's webhook endpoints and their deliveries, signed per \
+            Standard Webhooks."),
         (name = "operations", description = "Probes and metrics."),
     ),
     // `Envelope`: the body of every outbox event, as merchant webhooks will

@@ -136,6 +136,8 @@ error_codes! {
     InvalidSignature = ("invalid_signature", BAD_REQUEST, "Invalid signature",
         "`Stripe-Signature` is missing, wrong or outside the ±300 s tolerance."),
     InvalidEvent = ("invalid_event", BAD_REQUEST, "Invalid event", "The Stripe event body is not UTF-8."),
+    InvalidWebhookUrl = ("invalid_webhook_url", UNPROCESSABLE_ENTITY, "Invalid webhook URL",
+        "The webhook URL is not an http(s) URL, or names a private, loopback, link-local or unspecified address."),
     InternalError = ("internal_error", INTERNAL_SERVER_ERROR, "Internal error",
         "Something went wrong on Gavel's side (logged); retrying may help."),
 }

@@ -55,4 +55,6 @@ pub struct Shared {
     pub feed: FeedHub,
     /// How reconciliation runs judge (`[reconciliation]`).
     pub reconciliation: gavel_workflows::reconciliation::ReconciliationConfig,
+    /// Merchant webhooks' settings the API needs.
+    pub webhooks: crate::routes::webhook_endpoints::WebhookSettings,
 }

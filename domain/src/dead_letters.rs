@@ -175,11 +175,14 @@ pub async fn open_counts(pool: &PgPool) -> Result<Vec<(String, i64)>> {
 /// Replays an open entry once: a notification's delivery goes back to
 /// `pending`, due now, with a fresh retry budget (its earlier attempts stay
 /// in its log). An entry that is not open is answered as it stands and
-/// nothing is re-queued. Entries of other kinds cannot be replayed yet.
+/// nothing is re-queued. A webhook entry re-sends its delivery once; job entries cannot be replayed yet.
 pub async fn retry(pool: &PgPool, id: DeadLetterId) -> Result<DeadLetter> {
     let entry = get(pool, id).await?;
     if entry.kind == Kind::Job.as_str() {
         return retry_job(pool, entry).await;
+    }
+    if entry.kind == Kind::Webhook.as_str() {
+        return retry_webhook(pool, id).await;
     }
     if entry.kind != Kind::Notification.as_str() {
         return Err(Invalid::new("id", format!("{} entries cannot be replayed yet", entry.kind)).into());
@@ -226,6 +229,35 @@ async fn retry_job(pool: &PgPool, entry: DeadLetter) -> Result<DeadLetter> {
     }
     tx.commit().await?;
     get(pool, entry.id).await
+}
+
+/// Replays an open webhook entry once: its delivery goes back to `pending`
+/// for one more attempt with the same `webhook-id` (even to a disabled
+/// endpoint), guarded on the entry being `open`.
+async fn retry_webhook(pool: &PgPool, id: DeadLetterId) -> Result<DeadLetter> {
+    let mut tx = pool.begin().await?;
+    let flipped = sqlx::query_scalar!(
+        "UPDATE dead_letters SET status = 'retried', resolved_at = now()
+         WHERE id = $1 AND status = 'open' AND kind = 'webhook' RETURNING subject",
+        id as DeadLetterId,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(subject) = flipped {
+        let delivery = subject
+            .parse::<crate::ids::WebhookDeliveryId>()
+            .map_err(|_| Error::Internal(format!("dead letter {id} names no webhook delivery: {subject}")))?;
+        sqlx::query!(
+            "UPDATE webhook_deliveries
+             SET status = 'pending', once = true, next_attempt_at = now(), lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND status = 'failed'",
+            delivery as crate::ids::WebhookDeliveryId,
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    get(pool, id).await
 }
 
 /// Discards an open entry (nothing is sent); another state is answered as it stands.

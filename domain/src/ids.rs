@@ -132,6 +132,12 @@ prefixed_id!(/// An entry of the dead-letter queue (a delivery or job that exhau
     DeadLetterId, "dlq");
 prefixed_id!(/// A finance reconciliation run (Gavel's ledger against the provider's records for a period).
     ReconciliationRunId, "rcr");
+prefixed_id!(/// A merchant's webhook endpoint (a URL, its events and its signing secret).
+    WebhookEndpointId, "we");
+prefixed_id!(/// One event to one webhook endpoint, with its attempts.
+    WebhookDeliveryId, "wd");
+prefixed_id!(/// One HTTP attempt of a webhook delivery.
+    WebhookAttemptId, "wa");
 
 impl BuyerId {
     /// The buyer as the public sees them: the first and last characters of

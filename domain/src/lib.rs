@@ -31,6 +31,7 @@ mod status;
 pub mod stripe_events;
 pub mod text;
 pub mod watches;
+pub mod webhooks;
 
 pub use error::{Error, Invalid, Result};
 

@@ -6,6 +6,8 @@ use sqlx::PgPool;
 use crate::auth::{api_key_hash, random_secret};
 use crate::error::{Invalid, Result};
 use crate::ids::MerchantId;
+use crate::webhooks::target::WebhookUrl;
+use crate::webhooks::{EventTypes, endpoints, signing};
 
 /// What the operator CLI prints once: the only time the API key is visible.
 #[derive(Debug, Serialize)]
@@ -16,18 +18,32 @@ pub struct NewMerchant {
 }
 
 pub async fn create(pool: &PgPool, name: &str, webhook_url: Option<&str>) -> Result<NewMerchant> {
+    create_with(pool, name, webhook_url, false).await
+}
+
+/// Creates a merchant; a `webhook_url` becomes its first webhook endpoint
+/// (every event), signing with the printed `webhook_secret`.
+/// `allow_private_targets`: `webhooks.allow_private_targets`.
+pub async fn create_with(
+    pool: &PgPool,
+    name: &str,
+    webhook_url: Option<&str>,
+    allow_private_targets: bool,
+) -> Result<NewMerchant> {
     let name = name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(Invalid::new("name", "must be 1 to 200 characters").into());
     }
-    if let Some(url) = webhook_url
-        && !(url.starts_with("https://") || url.starts_with("http://"))
-    {
-        return Err(Invalid::new("webhook_url", "must be an http(s) URL").into());
-    }
+    let endpoint_url = webhook_url
+        .map(|url| WebhookUrl::parse(url, allow_private_targets))
+        .transpose()
+        .map_err(|e| Invalid::new("webhook_url", e.0))?;
     let id = MerchantId::new();
     let api_key = random_secret("sk");
-    let webhook_secret = random_secret("whsec");
+    // Standard Webhooks' form (`whsec_` + standard base64): the secret of the
+    // first endpoint, and the merchant's.
+    let webhook_secret = signing::new_secret();
+    let mut tx = pool.begin().await?;
     sqlx::query!(
         "INSERT INTO merchants (id, name, api_key_hash, webhook_url, webhook_secret)
          VALUES ($1, $2, $3, $4, $5)",
@@ -37,8 +53,12 @@ pub async fn create(pool: &PgPool, name: &str, webhook_url: Option<&str>) -> Res
         webhook_url,
         webhook_secret,
     )
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    if let Some(url) = &endpoint_url {
+        endpoints::create(&mut tx, id, url, &EventTypes::all(), Some(webhook_secret.clone())).await?;
+    }
+    tx.commit().await?;
     Ok(NewMerchant { id, api_key, webhook_secret })
 }
 

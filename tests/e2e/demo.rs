@@ -9,7 +9,7 @@ use crate::helpers::{TestApp, fresh_database, test_config};
 async fn the_demo_seeds_a_merchant_a_buyer_a_sale_and_an_auction_that_answer() {
     let db = fresh_database().await;
     let app = TestApp::spawn_on(&db, &[gavel::Role::Api], |_| {}).await;
-    let seeded = gavel::demo::seed(&app.pool, &test_config(&db), None).await.expect("the demo seeds");
+    let seeded = gavel::demo::seed(&app.pool, &test_config(&db), None, None).await.expect("the demo seeds");
     let key = seeded["merchant"]["api_key"].as_str().expect("a merchant key").to_owned();
     let token = seeded["buyer"]["token"].as_str().expect("a buyer token").to_owned();
 

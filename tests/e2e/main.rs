@@ -43,3 +43,4 @@ mod sse;
 mod staying_up;
 mod stripe_standin;
 mod stripe_webhooks;
+mod webhooks;

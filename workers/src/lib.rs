@@ -6,6 +6,8 @@
 //! supervised part: it is restarted with backoff whatever ends it.
 #![forbid(unsafe_code)]
 
+pub mod webhooks;
+
 use std::future::Future;
 use std::time::Duration;
 

@@ -18,6 +18,8 @@ pub mod reconciliation_runs;
 pub mod sales;
 pub mod stripe_webhook;
 pub mod watches;
+pub mod webhook_deliveries;
+pub mod webhook_endpoints;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

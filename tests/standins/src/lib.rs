@@ -11,3 +11,4 @@ pub mod keys;
 mod serve;
 pub mod smtp;
 pub mod stripe;
+pub mod webhook_receiver;

@@ -1,0 +1,287 @@
+//! The webhook dispatcher (issue 12): two supervised loops in the workers
+//! role. The fan-out takes outbox events (`events.dispatched_at IS NULL`, its
+//! own mark) and makes one delivery per subscribed endpoint in the same
+//! transaction that marks them. The delivery loop claims due deliveries with a
+//! lease — at most `per_endpoint` in flight per endpoint, `concurrency` in all —
+//! and sends each in its own task, so a slow or dead endpoint holds only its
+//! own slots and never delays another's deliveries. Each attempt is signed per
+//! Standard Webhooks, bounded by `timeout`, logged with its status code and
+//! latency, and settled in one transaction ([`deliveries::finish`]).
+
+pub mod http;
+pub mod schedule;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::Utc;
+use gavel_domain::webhooks::deliveries::{self, Attempt, Claimed, EndpointAfter, Next};
+use gavel_domain::webhooks::signing;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, StatusCode, header};
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use self::http::WebhookClient;
+use self::schedule::Schedule;
+
+/// The dispatcher's settings (`[webhooks]`).
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    pub schedule: Schedule,
+    /// Connect to private, loopback and link-local addresses (tests, the demo).
+    pub allow_private_targets: bool,
+    /// One attempt's whole budget: connect, send, answer (15 s).
+    pub timeout: Duration,
+    /// Sends in flight in this process.
+    pub concurrency: usize,
+    /// Sends in flight per endpoint (across processes, counted in the database).
+    pub per_endpoint: i64,
+    /// Events fanned out per transaction.
+    pub fanout_batch: i64,
+    /// How often idle loops look for work.
+    pub poll: Duration,
+    /// A claimed delivery is this process's for this long.
+    pub lease: Duration,
+    /// An endpoint all of whose attempts failed for this long is disabled (5 days).
+    pub disable_after: Duration,
+    /// A receiver asking to slow down (429/502/504) without `Retry-After` is left alone this long.
+    pub throttle: Duration,
+    /// A name unique to this process (the lease owner).
+    pub owner: String,
+}
+
+/// The two loops over one pool and one HTTP client.
+#[derive(Clone)]
+pub struct Dispatcher {
+    pool: PgPool,
+    client: WebhookClient,
+    config: Arc<DispatchConfig>,
+    permits: Arc<Semaphore>,
+}
+
+impl Dispatcher {
+    pub fn new(pool: PgPool, config: DispatchConfig) -> Result<Self, String> {
+        let connect = config.timeout.min(Duration::from_secs(10));
+        let client = http::client(config.allow_private_targets, connect).map_err(|e| format!("webhook TLS: {e}"))?;
+        let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        Ok(Self { pool, client, config: Arc::new(config), permits })
+    }
+
+    /// The fan-out loop, until stopped or the database fails (the supervisor restarts it).
+    pub async fn run_fanout(self, stop: CancellationToken) -> Result<(), String> {
+        loop {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            let first = self.config.schedule.first();
+            match deliveries::fan_out(&self.pool, self.config.fanout_batch.max(1), first).await {
+                Ok(done) if done.events == 0 => idle(&stop, self.config.poll).await,
+                Ok(done) => {
+                    metrics::counter!("gavel_webhook_deliveries_created_total").increment(done.deliveries as u64);
+                }
+                Err(err) => return Err(format!("webhook fan-out: {err}")),
+            }
+        }
+    }
+
+    /// The delivery loop: claims what is due while permits are free, sends
+    /// each in its own task. Sends in flight when it stops are abandoned
+    /// (their leases run out and another process takes them).
+    pub async fn run_delivery(self, stop: CancellationToken) -> Result<(), String> {
+        let mut sends = JoinSet::new();
+        loop {
+            while sends.try_join_next().is_some() {}
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            let free = self.permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = sends.join_next() => {}
+                }
+                continue;
+            }
+            let claimed = deliveries::claim_due(
+                &self.pool,
+                &self.config.owner,
+                self.config.lease,
+                free as i64,
+                self.config.per_endpoint.max(1),
+            )
+            .await
+            .map_err(|e| format!("claiming webhook deliveries: {e}"))?;
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(self.config.poll) => {}
+                    Some(_) = sends.join_next() => {}
+                }
+                continue;
+            }
+            for delivery in claimed {
+                let Ok(permit) = self.permits.clone().try_acquire_owned() else { break };
+                let this = self.clone();
+                sends.spawn(async move {
+                    this.deliver(delivery).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    /// One attempt, logged and settled.
+    async fn deliver(&self, delivery: Claimed) {
+        let started = Instant::now();
+        let answer = self.send(&delivery).await;
+        let duration = started.elapsed();
+        let attempt = self.judge(&delivery, answer, duration);
+        let outcome = match &attempt.next {
+            Next::Delivered => "delivered",
+            Next::Retry { counts: false, .. } => "throttled",
+            Next::Retry { .. } => "retry",
+            Next::GiveUp => "failed",
+            Next::Gone => "gone",
+        };
+        metrics::counter!("gavel_webhook_attempts_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("gavel_webhook_attempt_seconds").record(duration.as_secs_f64());
+        match deliveries::finish(&self.pool, &delivery, &self.config.owner, &attempt, self.config.disable_after).await {
+            Ok(Some(EndpointAfter::Disabled)) => {
+                metrics::counter!("gavel_webhook_endpoints_disabled_total").increment(1);
+                tracing::warn!(endpoint = %delivery.endpoint_id, url = %delivery.url,
+                    "webhook endpoint disabled: {}", attempt.error.as_deref().unwrap_or("410 Gone"));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::warn!(delivery = %delivery.id, "webhook delivery's lease was lost; its attempt is not recorded")
+            }
+            // The lease runs out and the delivery is sent again: at least once.
+            Err(err) => tracing::warn!(delivery = %delivery.id, error = %err, "recording a webhook attempt failed"),
+        }
+    }
+
+    /// Sends the signed body; the status and `Retry-After`, or why no answer came.
+    async fn send(&self, delivery: &Claimed) -> Result<(StatusCode, Option<Duration>), String> {
+        let url = url::Url::parse(&delivery.url).map_err(|e| format!("bad URL: {e}"))?;
+        http::check_literal(&url, self.config.allow_private_targets)?;
+        let body = delivery.body();
+        let now = Utc::now();
+        let id = delivery.event_id.to_string();
+        let signature = signing::header(&delivery.secrets(now), &id, now.timestamp(), &body);
+        let request = Request::post(url.as_str())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::USER_AGENT, "Gavel-Webhooks/1")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", now.timestamp().to_string())
+            .header("webhook-signature", signature)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("building the request: {e}"))?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| error_chain(&e))?;
+            let status = response.status();
+            let retry_after =
+                response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+            // Read (at most 64 KiB of) the answer so the connection can be reused; its content is not used.
+            let _ = Limited::new(response.into_body(), 64 * 1024).collect().await;
+            Ok((status, retry_after))
+        };
+        match tokio::time::timeout(self.config.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {:?}", self.config.timeout)),
+        }
+    }
+
+    /// What an answer means for the delivery.
+    fn judge(
+        &self,
+        delivery: &Claimed,
+        answer: Result<(StatusCode, Option<Duration>), String>,
+        duration: Duration,
+    ) -> Attempt {
+        let (status_code, error, retry_after, throttled) = match answer {
+            Ok((status, _)) if status.is_success() => {
+                return Attempt { status_code: Some(status.as_u16()), duration, error: None, next: Next::Delivered };
+            }
+            Ok((StatusCode::GONE, _)) => {
+                return Attempt {
+                    status_code: Some(410),
+                    duration,
+                    error: Some("410 Gone: the endpoint is disabled".into()),
+                    next: Next::Gone,
+                };
+            }
+            Ok((status, retry_after)) => {
+                let throttled = matches!(status.as_u16(), 429 | 502 | 504);
+                let error = if status.is_redirection() {
+                    format!("{status}: redirects are not followed")
+                } else {
+                    status.to_string()
+                };
+                (Some(status.as_u16()), error, retry_after, throttled)
+            }
+            Err(error) => (None, error, None, false),
+        };
+        let next = if delivery.once {
+            Next::GiveUp
+        } else if throttled {
+            // Slow this endpoint down; the attempt does not spend the budget.
+            let pause = retry_after.unwrap_or(self.config.throttle).max(self.config.throttle);
+            Next::Retry { after: pause, counts: false, pause: Some(pause) }
+        } else {
+            let failures = u32::try_from(delivery.failures).unwrap_or(0) + 1;
+            match self.config.schedule.after(failures, retry_after) {
+                Some(after) => Next::Retry { after, counts: true, pause: None },
+                None => Next::GiveUp,
+            }
+        };
+        Attempt { status_code, duration, error: Some(error), next }
+    }
+}
+
+/// `Retry-After`: seconds, or an HTTP date; at most a day.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            (at.with_timezone(&Utc) - Utc::now()).to_std().unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(Duration::from_secs(86_400)))
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+async fn idle(stop: &CancellationToken, poll: Duration) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(poll) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date_and_bounded() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("9999999"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
