@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::checkout::Shop;
 use crate::helpers::{OPERATOR_TOKEN, TestApp, eventually, fresh_database};
+use crate::notify_push::record;
 
 async fn smtp() -> SmtpStandIn {
     SmtpStandIn::start(([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into()).await.expect("smtp stand-in")
@@ -48,18 +49,6 @@ fn paid(buyer: BuyerId) -> DomainEvent {
         payment_id: PaymentId::new(),
         amount: Money::new(4250, "usd".parse().expect("usd")),
     })
-}
-
-/// Records `event` in a committed transaction; returns the event row's id.
-async fn record(pool: &PgPool, merchant: MerchantId, event: &DomainEvent) -> Uuid {
-    let mut tx = pool.begin().await.expect("begin");
-    assert!(events::record(&mut tx, merchant, event).await.expect("record"), "a new event");
-    tx.commit().await.expect("commit");
-    sqlx::query_scalar("SELECT id FROM events WHERE dedupe_key = $1")
-        .bind(event.dedupe_key())
-        .fetch_one(pool)
-        .await
-        .expect("the event row")
 }
 
 /// The event's deliveries once it is fanned out: (status, attempts, attempt_log).
