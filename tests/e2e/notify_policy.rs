@@ -35,7 +35,7 @@ async fn five_outbids_on_one_auction_within_the_window_are_one_push_with_the_lat
     assert!(body.contains("120.00 USD"), "the latest price: {body}");
     assert!(sent.iter().any(|d| d.collapse_id.as_deref() == Some(&format!("outbid:{other}"))));
     let rows: Vec<(String, Value)> =
-        sqlx::query_as("SELECT status, attempt_log FROM deliveries WHERE collapse_key = $1 ORDER BY created_at")
+        sqlx::query_as("SELECT status, attempt_log FROM deliveries WHERE collapse_key = $1 ORDER BY created_at, id")
             .bind(format!("outbid:{auction}"))
             .fetch_all(&app.pool)
             .await
