@@ -82,7 +82,7 @@ impl Application {
                 feed_stock_flush: std::time::Duration::from_millis(config.feed.stock_flush_ms),
                 retention: gavel_workflows::maintenance::Retention { feed_days: config.feed.retention_days },
                 reconciliation: config.reconciliation_config(),
-                daily_reconciliation: config.reconciliation.daily,
+                daily_reconciliation: config.reconciliation.daily_offset()?,
             };
             let run = gavel_workers::run(jobs_pool, worker_config, payments, liveness.clone(), shutdown.clone());
             tasks.spawn(part("workers", run));

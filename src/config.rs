@@ -61,11 +61,29 @@ pub struct Reconciliation {
     pub page_size: u8,
     /// The daily platform run over yesterday (UTC), queued once across processes.
     pub daily: bool,
+    /// When the daily run is queued: `HH:MM` (or `HH:MM:SS`) after midnight UTC.
+    pub daily_at: String,
+}
+
+impl Reconciliation {
+    /// How long after midnight UTC the daily run is queued, or `None` when it is off.
+    pub fn daily_offset(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        if !self.daily {
+            return Ok(None);
+        }
+        let at = chrono::NaiveTime::parse_from_str(&self.daily_at, "%H:%M")
+            .or_else(|_| chrono::NaiveTime::parse_from_str(&self.daily_at, "%H:%M:%S"))
+            .map_err(|_| {
+                anyhow::anyhow!("reconciliation.daily_at: {:?} is not a time of day as HH:MM[:SS] (UTC)", self.daily_at)
+            })?;
+        let seconds = chrono::Timelike::num_seconds_from_midnight(&at);
+        Ok(Some(std::time::Duration::from_secs(u64::from(seconds))))
+    }
 }
 
 impl Default for Reconciliation {
     fn default() -> Self {
-        Self { stuck_pending_after_seconds: 3600, page_size: 100, daily: true }
+        Self { stuck_pending_after_seconds: 3600, page_size: 100, daily: true, daily_at: "00:10".into() }
     }
 }
 

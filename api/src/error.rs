@@ -44,6 +44,10 @@ impl From<Error> for Problem {
             Error::OrderNotPayable { status } => {
                 Self::new(C::OrderNotPayable, format!("the order is {status} and cannot be paid")).order_status(status)
             }
+            Error::OrderNotCancellable { status, reason } => {
+                Self::new(C::OrderNotCancellable, format!("the order cannot be cancelled: {reason}"))
+                    .order_status(status)
+            }
             Error::PaymentWindowClosed => Self::new(C::PaymentWindowClosed, "the order's payment deadline has passed"),
             Error::SecondChanceUnavailable { reason } => {
                 Self::new(C::SecondChanceUnavailable, format!("no second-chance offer: {reason}"))

@@ -45,6 +45,9 @@ pub enum Error {
     CheckoutInProgress,
     #[error("the order cannot be paid: it is {status}")]
     OrderNotPayable { status: &'static str },
+    /// Only an auction's order that is unpaid, with no payment in flight, can be cancelled.
+    #[error("the order cannot be cancelled: {reason}")]
+    OrderNotCancellable { status: &'static str, reason: &'static str },
     #[error("the order's payment window has closed")]
     PaymentWindowClosed,
     /// A second-chance offer is made only after the winner's order lapsed.

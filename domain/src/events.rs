@@ -72,6 +72,9 @@ pub enum DomainEvent {
     /// An auction's order was not paid by its deadline.
     #[serde(rename = "order.lapsed")]
     OrderLapsed(OrderLapsed),
+    /// A merchant cancelled an auction's unpaid order.
+    #[serde(rename = "order.cancelled")]
+    OrderCancelled(OrderCancelled),
     /// A buyer's hold runs out soon and is still held (a reminder to its buyer).
     #[serde(rename = "claim.expiring")]
     ClaimExpiring(ClaimExpiring),
@@ -205,6 +208,16 @@ pub struct OrderLapsed {
     pub payment_due_at: DateTime<Utc>,
 }
 
+/// `order.cancelled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderCancelled {
+    pub order_id: OrderId,
+    pub auction_id: AuctionId,
+    pub buyer_id: BuyerId,
+    pub amount: Money,
+}
+
 /// `sale.started`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -274,6 +287,7 @@ impl DomainEvent {
             Self::BidOutbid(_) => "bid.outbid",
             Self::OrderPaymentDue(_) => "order.payment_due",
             Self::OrderLapsed(_) => "order.lapsed",
+            Self::OrderCancelled(_) => "order.cancelled",
             Self::ClaimExpiring(_) => "claim.expiring",
             Self::AuctionEndingSoon(_) => "auction.ending_soon",
         }
@@ -292,6 +306,7 @@ impl DomainEvent {
             Self::BidOutbid(e) => e.auction_id.to_string(),
             Self::OrderPaymentDue(e) => e.order_id.to_string(),
             Self::OrderLapsed(e) => e.order_id.to_string(),
+            Self::OrderCancelled(e) => e.order_id.to_string(),
             Self::ClaimExpiring(e) => e.claim_id.to_string(),
             Self::AuctionEndingSoon(e) => e.auction_id.to_string(),
         }
@@ -314,6 +329,7 @@ impl DomainEvent {
             Self::BidOutbid(e) => format!("{}:{}:{}", self.kind(), e.auction_id, e.sequence),
             Self::OrderPaymentDue(e) => format!("{}:{}:{}", self.kind(), e.order_id, e.lead_seconds),
             Self::OrderLapsed(e) => format!("{}:{}", self.kind(), e.order_id),
+            Self::OrderCancelled(e) => format!("{}:{}", self.kind(), e.order_id),
             Self::ClaimExpiring(e) => format!("{}:{}", self.kind(), e.claim_id),
             Self::AuctionEndingSoon(e) => format!(
                 "{}:{}:{}:{}:{}",
@@ -535,6 +551,12 @@ mod tests {
                 buyer_id: BuyerId::new(),
                 amount: Money::new(1500, usd),
                 payment_due_at: due,
+            }),
+            DomainEvent::OrderCancelled(OrderCancelled {
+                order_id: OrderId::new(),
+                auction_id: auction,
+                buyer_id: BuyerId::new(),
+                amount: Money::new(1500, usd),
             }),
             DomainEvent::ClaimExpiring(ClaimExpiring {
                 claim_id: ClaimId::new(),

@@ -26,6 +26,8 @@ status_enum!(
         Refunded => "refunded",
         /// An auction's order not paid by its deadline; final.
         Lapsed => "lapsed",
+        /// An auction's unpaid order cancelled by its merchant; final.
+        Cancelled => "cancelled",
     }
 );
 
@@ -35,13 +37,14 @@ impl OrderStatus {
     /// gone), `Paid → Refunded`, and `PaymentFailed → PendingVerification`
     /// (an auction's winner tries another card within the window; a sale's
     /// order is never paid again, which `POST /v1/orders/{id}/pay` enforces),
-    /// and `AwaitingPayment | PaymentFailed → Lapsed` (an auction's order not
-    /// paid by its deadline; nothing leaves `Lapsed`).
+    /// and `AwaitingPayment | PaymentFailed → Lapsed | Cancelled` (an auction's
+    /// order not paid by its deadline, or cancelled by its merchant; nothing
+    /// leaves either).
     pub fn can_become(self, to: Self) -> bool {
         use OrderStatus::*;
         matches!(
             (self, to),
-            (AwaitingPayment | PaymentFailed, PendingVerification | Lapsed)
+            (AwaitingPayment | PaymentFailed, PendingVerification | Lapsed | Cancelled)
                 | (PendingVerification, Paid | PaymentFailed | Refunded)
                 | (Paid, Refunded)
         )

@@ -94,7 +94,15 @@ mod tests {
         check(&[C::Held, C::CheckingOut, C::CheckedOut, C::Expired, C::Released], C::as_str);
         use OrderStatus as O;
         check(
-            &[O::AwaitingPayment, O::PendingVerification, O::Paid, O::PaymentFailed, O::Refunded, O::Lapsed],
+            &[
+                O::AwaitingPayment,
+                O::PendingVerification,
+                O::Paid,
+                O::PaymentFailed,
+                O::Refunded,
+                O::Lapsed,
+                O::Cancelled,
+            ],
             O::as_str,
         );
         use PaymentStatus as P;

@@ -307,7 +307,8 @@ fn target(event: &DomainEvent) -> Option<Target> {
         | DomainEvent::AuctionStarted(_)
         | DomainEvent::AuctionEnded(_)
         | DomainEvent::AuctionCancelled(_)
-        | DomainEvent::AuctionExtended(_) => return None,
+        | DomainEvent::AuctionExtended(_)
+        | DomainEvent::OrderCancelled(_) => return None,
     })
 }
 

@@ -206,7 +206,7 @@ pub(crate) async fn jobs_of_order(pool: &PgPool, order: &str) -> Vec<(String, Op
 
 /// Makes the order's jobs of `kind` due now, each queued a second time under
 /// another key (so each runs twice), and waits until they are done.
-async fn run_twice(pool: &PgPool, order: &str, kind: &str) {
+pub(crate) async fn run_twice(pool: &PgPool, order: &str, kind: &str) {
     macro_rules! filter {
         () => {
             "job_type = $1 AND convert_from(job, 'UTF8')::jsonb ->> 'order_id' = $2
@@ -251,7 +251,7 @@ async fn run_twice(pool: &PgPool, order: &str, kind: &str) {
 }
 
 /// Moves the order's deadline into the past (the window has run out).
-async fn deadline_passes(pool: &PgPool, order: &str) {
+pub(crate) async fn deadline_passes(pool: &PgPool, order: &str) {
     sqlx::query("UPDATE orders SET payment_due_at = now() - interval '1 second' WHERE id = $1")
         .bind(uuid_of(order))
         .execute(pool)
@@ -259,7 +259,7 @@ async fn deadline_passes(pool: &PgPool, order: &str) {
         .expect("move the deadline");
 }
 
-async fn pay(app: &TestApp, token: &str, order: &str) -> Response {
+pub(crate) async fn pay(app: &TestApp, token: &str, order: &str) -> Response {
     send(
         client()
             .post(format!("{}/v1/orders/{order}/pay", app.base))
@@ -269,7 +269,7 @@ async fn pay(app: &TestApp, token: &str, order: &str) -> Response {
     .await
 }
 
-async fn second_chance(app: &TestApp, key: &str, idempotency_key: Option<&str>, auction: &str) -> Response {
+pub(crate) async fn second_chance(app: &TestApp, key: &str, idempotency_key: Option<&str>, auction: &str) -> Response {
     let mut req = client().post(format!("{}/v1/auctions/{auction}/second_chance", app.base)).bearer_auth(key);
     if let Some(k) = idempotency_key {
         req = req.header("Idempotency-Key", k);

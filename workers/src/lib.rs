@@ -6,6 +6,7 @@
 //! supervised part: it is restarted with backoff whatever ends it.
 #![forbid(unsafe_code)]
 
+pub mod cron;
 pub mod webhooks;
 
 use std::future::Future;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
 use gavel_domain::health::{Liveness, supervise};
-use gavel_domain::jobs::{self, AuctionJob, MaintenanceJob, PaymentJob, ReconciliationJob, SaleJob, queues};
+use gavel_domain::jobs::{AuctionJob, MaintenanceJob, PaymentJob, ReconciliationJob, SaleJob, queues};
 use gavel_workflows::auction_close::PaymentReminders;
 use gavel_workflows::checkout::Checkout;
 use gavel_workflows::maintenance::Retention;
@@ -39,8 +40,9 @@ pub struct WorkerConfig {
     pub retention: Retention,
     /// How reconciliation runs judge.
     pub reconciliation: ReconciliationConfig,
-    /// Whether the daily platform reconciliation is queued.
-    pub daily_reconciliation: bool,
+    /// When (after midnight UTC) the daily platform reconciliation of the
+    /// day before is queued; `None`: it is not.
+    pub daily_reconciliation: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,24 +193,29 @@ pub fn run(
     }));
 
     let (name, live, stop) = part("tick:reconciliation");
-    let (p0, s, daily) = (pool.clone(), shutdown.clone(), config.daily_reconciliation);
+    let s = shutdown.clone();
     parts.spawn(supervise(name, live, stop, move || {
-        let (p, r, s) = (p0.clone(), reconciler.clone(), s.clone());
+        let (r, s) = (reconciler.clone(), s.clone());
         async move {
-            tick_reconciliation(p, r, daily, s).await;
+            tick_reconciliation(r, s).await;
             Ok(())
         }
     }));
 
-    let (name, live, stop) = part("tick:maintenance");
-    let (p, s) = (pool.clone(), shutdown.clone());
-    parts.spawn(supervise(name, live, stop, move || {
-        let (p, s) = (p.clone(), s.clone());
-        async move {
-            tick_maintenance(p, s).await;
-            Ok(())
-        }
-    }));
+    // Periodic jobs (apalis-cron): each tick queues one job, once across processes.
+    let day = Duration::from_secs(86_400);
+    let mut periodic =
+        vec![("cron:maintenance", cron::Periodic::Maintenance, cron::Every::new(MAINTENANCE_EVERY, Duration::ZERO))];
+    if let Some(at) = config.daily_reconciliation {
+        periodic.push(("cron:daily_reconciliation", cron::Periodic::DailyReconciliation, cron::Every::new(day, at)));
+    }
+    for (name, job, schedule) in periodic {
+        let (live, stop) = (liveness.clone(), shutdown.clone());
+        let (p, s, instance) = (pool.clone(), shutdown.clone(), config.instance.clone());
+        parts.spawn(supervise(name, live, stop, move || {
+            cron::run(format!("{instance}:{name}"), job, schedule, p.clone(), stopped(s.clone()))
+        }));
+    }
 
     let (name, live, stop) = part("tick:feed_stock");
     let (p, s, every) = (pool.clone(), shutdown.clone(), config.feed_stock_flush);
@@ -244,41 +251,13 @@ async fn until(run: impl Future<Output = Result<(), WorkerError>> + Send + 'stat
     run.await.map_err(|e| e.to_string())
 }
 
-/// Every process ticks; the job's idempotency key (`cron:prune:<tick>`) makes
-/// each tick one job however many processes run, and a tick missed while all
-/// were down is simply the next one.
-async fn tick_maintenance(pool: PgPool, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(MAINTENANCE_EVERY);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        let now = chrono::Utc::now();
-        let tick = now.timestamp() / MAINTENANCE_EVERY.as_secs() as i64;
-        let job = MaintenanceJob::Prune { tick };
-        let queued = match pool.acquire().await {
-            Ok(mut conn) => {
-                jobs::enqueue(&mut conn, queues::MAINTENANCE, &job, now, &format!("cron:prune:{tick}")).await
-            }
-            Err(e) => Err(e.into()),
-        };
-        if let Err(err) = queued {
-            tracing::warn!(error = %err, "could not queue the maintenance job");
-        }
-    }
-}
-
-/// How often the reconciliation tick looks at the clock and for unfinished runs.
+/// How often a workers process looks for reconciliation runs left unfinished.
 const RECONCILIATION_EVERY: Duration = Duration::from_secs(60);
 
-/// The daily reconciliation "cron": every workers process ticks each minute;
-/// once a UTC day has ended, the tick queues `Daily { day }` under the key
-/// `cron:reconcile:<day>` (apalis's unique `(job_type, idempotency_key)`), so
-/// the day is reconciled exactly once however many processes tick, and the
-/// run itself is unique per period in its table. Runs left unfinished (their
-/// process died) are queued again to continue from their cursor.
-async fn tick_reconciliation(pool: PgPool, reconciler: Reconciler, daily: bool, shutdown: CancellationToken) {
+/// Runs left unfinished (their process died) are queued again to continue
+/// from their cursor; the tick number in the key makes each look one job
+/// across processes.
+async fn tick_reconciliation(reconciler: Reconciler, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(RECONCILIATION_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -286,20 +265,7 @@ async fn tick_reconciliation(pool: PgPool, reconciler: Reconciler, daily: bool, 
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let now = chrono::Utc::now();
-        if daily && let Some(day) = now.date_naive().pred_opt() {
-            let job = ReconciliationJob::Daily { day };
-            let queued = match pool.acquire().await {
-                Ok(mut conn) => {
-                    jobs::enqueue(&mut conn, queues::RECONCILIATION, &job, now, &format!("cron:reconcile:{day}")).await
-                }
-                Err(e) => Err(e.into()),
-            };
-            if let Err(err) = queued {
-                tracing::warn!(error = %err, "could not queue the daily reconciliation");
-            }
-        }
-        let tick = now.timestamp() / RECONCILIATION_EVERY.as_secs() as i64;
+        let tick = chrono::Utc::now().timestamp() / RECONCILIATION_EVERY.as_secs() as i64;
         if let Err(err) = reconciler.resume_unfinished(tick).await {
             tracing::warn!(error = %err, "could not look for unfinished reconciliation runs");
         }

@@ -14,7 +14,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use gavel_domain::auctions::results::{self, Outcome};
 use gavel_domain::auctions::{self, Auction, AuctionStatus, Closing, trail};
-use gavel_domain::events::{self, AuctionWon, DomainEvent, OrderLapsed, OrderPaymentDue};
+use gavel_domain::events::{self, AuctionWon, DomainEvent, OrderCancelled, OrderLapsed, OrderPaymentDue};
 use gavel_domain::feed::{self, AuctionFeed, AuctionResult, Entry, Topic};
 use gavel_domain::ids::{AuctionId, BuyerId, MerchantId, OrderId};
 use gavel_domain::jobs::{self, AuctionJob, queues};
@@ -240,6 +240,46 @@ pub async fn lapse(pool: &PgPool, order_id: OrderId) -> Result<Lapse> {
     Ok(Lapse::Lapsed)
 }
 
+/// A merchant cancels an auction's order that is unpaid with no payment in
+/// flight (`awaiting_payment` or `payment_failed`): it becomes `cancelled`,
+/// with `order.cancelled`, in one transaction under the order's lock; its
+/// reminder and lapse jobs then find it settled and do nothing, and the lot
+/// may be offered to the runner-up ([`second_chance`]). Cancelling a
+/// cancelled order answers it again (a retry is safe); another merchant's
+/// order is not found. The caller commits `conn`'s transaction.
+pub async fn cancel(conn: &mut PgConnection, merchant: MerchantId, order_id: OrderId) -> Result<Order> {
+    let order = match orders::lock(&mut *conn, order_id).await? {
+        Some(order) if order.merchant_id == merchant => order,
+        _ => return Err(Error::NotFound("order")),
+    };
+    let OrderSubject::Auction { auction: auction_id } = order.subject else {
+        return Err(Error::OrderNotCancellable {
+            status: order.status.as_str(),
+            reason: "only an auction's order can be cancelled (a sale's order is paid at its checkout)",
+        });
+    };
+    match order.status {
+        OrderStatus::Cancelled => return Ok(order),
+        OrderStatus::AwaitingPayment | OrderStatus::PaymentFailed => {}
+        OrderStatus::PendingVerification => {
+            return Err(Error::OrderNotCancellable {
+                status: order.status.as_str(),
+                reason: "a payment is in flight; fetch the order again once it settles",
+            });
+        }
+        OrderStatus::Paid | OrderStatus::Refunded | OrderStatus::Lapsed => {
+            return Err(Error::OrderNotCancellable { status: order.status.as_str(), reason: "it is settled" });
+        }
+    }
+    let cancelled = orders::transition(&mut *conn, order_id, order.status, OrderStatus::Cancelled)
+        .await?
+        .ok_or_else(|| Error::Internal(format!("order {order_id} moved under its lock")))?;
+    let event = OrderCancelled { order_id, auction_id, buyer_id: cancelled.buyer_id, amount: cancelled.amount };
+    events::record(&mut *conn, cancelled.merchant_id, &DomainEvent::OrderCancelled(event)).await?;
+    tracing::info!(%order_id, %auction_id, "auction order cancelled by its merchant");
+    Ok(cancelled)
+}
+
 /// The runner-up's order, made by [`second_chance`].
 #[derive(Debug, Clone)]
 pub struct SecondChance {
@@ -248,7 +288,8 @@ pub struct SecondChance {
     pub created: bool,
 }
 
-/// Offers the lot to the runner-up once the winner's order has lapsed: a new
+/// Offers the lot to the runner-up once the winner's order has lapsed (or
+/// its merchant cancelled it): a new
 /// order at the runner-up's highest maximum, with its own window, reminders
 /// and lapse. Made once per auction; asked again, it answers the same order.
 pub async fn second_chance(
@@ -274,8 +315,10 @@ pub async fn second_chance(
         return Err(Error::SecondChanceUnavailable { reason: "the auction has no winner" });
     };
     let status = orders::by_id(&mut *conn, winners_order).await?.map(|o| o.status);
-    if status != Some(OrderStatus::Lapsed) {
-        return Err(Error::SecondChanceUnavailable { reason: "the winner's order has not lapsed" });
+    if !matches!(status, Some(OrderStatus::Lapsed | OrderStatus::Cancelled)) {
+        return Err(Error::SecondChanceUnavailable {
+            reason: "the winner's order has neither lapsed nor been cancelled",
+        });
     }
     let Some((buyer, max)) = results::runner_up(&mut *conn, auction_id, winner).await? else {
         return Err(Error::NoRunnerUp);

@@ -12,8 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiResult;
-use crate::extract::{Buyer, Caller, Json, Path, Query};
-use crate::idempotency::{self, IdempotencyKey, Mode};
+use crate::extract::{Buyer, Caller, Json, Merchant, Path, Query};
+use crate::idempotency::{self, Effect, IdempotencyKey, Mode};
 use crate::pagination::PageParams;
 use crate::problem::{AUTHENTICATED, DATABASE, EDGE, JSON_BODY, KEYED, problems};
 use crate::routes::api_enum;
@@ -23,6 +23,7 @@ pub fn router(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(idempotency::keyed(state, Mode::Outcome, routes!(checkout)))
         .routes(idempotency::keyed(state, Mode::Outcome, routes!(pay)))
+        .routes(idempotency::keyed(state, Mode::Effect, routes!(cancel)))
         .routes(routes!(get))
         .routes(routes!(list))
 }
@@ -38,8 +39,8 @@ pub struct PayRequest {
 api_enum!(
     /// `awaiting_payment` (auction orders) → `pending_verification` → `paid` | `payment_failed`;
     /// `refunded` when paid for a unit that was gone; `lapsed` when an auction's order was not
-    /// paid by its `payment_due_at`.
-    OrderStatusBody from OrderStatus { AwaitingPayment, PendingVerification, Paid, PaymentFailed, Refunded, Lapsed }
+    /// paid by its `payment_due_at`; `cancelled` when its merchant cancelled it unpaid.
+    OrderStatusBody from OrderStatus { AwaitingPayment, PendingVerification, Paid, PaymentFailed, Refunded, Lapsed, Cancelled }
 );
 
 api_enum!(
@@ -162,6 +163,30 @@ pub async fn pay(
 ) -> ApiResult<axum::Json<OrderBody>> {
     let method = PaymentMethod::parse(&body.payment_method)?;
     Ok(axum::Json(OrderBody::from(&state.payments.pay(buyer, order, &method).await?)))
+}
+
+problems!(CancelOrderErrors: NotFound, OrderNotCancellable; AUTHENTICATED, KEYED, DATABASE, EDGE);
+
+/// Cancel an auction's order that is not paid and has no payment in flight
+/// (`awaiting_payment` or `payment_failed`): it becomes `cancelled` (final),
+/// `order.cancelled` goes to the merchant's webhooks, its reminders and lapse
+/// stop, and the lot may be offered to the runner-up
+/// (`POST /v1/auctions/{id}/second_chance`). Cancelling a cancelled order
+/// answers it again. A sale's order, a paid or lapsed one, or one whose
+/// payment is being verified is `409 order_not_cancellable` with `order_status`.
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", operation_id = "cancel_order",
+    security(("merchant_key" = [])),
+    params(("id" = String, Path, description = "The order's id (`ord_…`)."), IdempotencyKey),
+    responses((status = 200, description = "The order, `cancelled`.", body = OrderBody), CancelOrderErrors))]
+pub async fn cancel(
+    Merchant(merchant): Merchant,
+    effect: Effect,
+    Path(id): Path<OrderId>,
+) -> ApiResult<axum::Json<OrderBody>> {
+    let mut tx = effect.begin().await?;
+    let order = gavel_workflows::auction_close::cancel(&mut tx, merchant, id).await?;
+    tx.commit().await?;
+    Ok(axum::Json(OrderBody::from(&OrderView { order, payment: None })))
 }
 
 problems!(GetOrderErrors: NotFound; AUTHENTICATED, DATABASE, EDGE);
