@@ -38,6 +38,24 @@ fn cursor_of(at: DateTime<Utc>, id: Uuid) -> String {
     format!("{}|{id}", at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
 
+/// Where a ledger phase goes after a page: on from the page's last row
+/// (`key`: its time and id) while pages come full, else to `then`.
+fn after_ledger_page<T>(
+    rows: &[T],
+    limit: i64,
+    phase: Phase,
+    then: Phase,
+    key: impl Fn(&T) -> (DateTime<Utc>, Uuid),
+) -> (Phase, Option<String>) {
+    match rows.last() {
+        Some(last) if rows.len() as i64 == limit => {
+            let (at, id) = key(last);
+            (phase, Some(cursor_of(at, id)))
+        }
+        _ => (then, None),
+    }
+}
+
 impl Reconciler {
     /// Does one page of the run's phase; returns where the run goes next.
     pub(super) async fn step(&self, run: &Run) -> Result<(Phase, Option<String>)> {
@@ -224,12 +242,8 @@ impl Reconciler {
             };
             f.found.extend(compare::payment_alone(&judge, l, pi.as_ref()));
         }
-        let next = match rows.last() {
-            Some(last) if rows.len() as i64 == limit => {
-                (Phase::LedgerPayments, Some(cursor_of(last.created_at, last.id)))
-            }
-            _ => (Phase::LedgerRefunds, None),
-        };
+        let next =
+            after_ledger_page(&rows, limit, Phase::LedgerPayments, Phase::LedgerRefunds, |l| (l.created_at, l.id));
         Ok((f, next))
     }
 
@@ -254,12 +268,7 @@ impl Reconciler {
             };
             f.found.extend(compare::refund_alone(&judge, r, pr.as_ref()));
         }
-        let next = match rows.last() {
-            Some(last) if rows.len() as i64 == limit => {
-                (Phase::LedgerRefunds, Some(cursor_of(last.created_at, last.id)))
-            }
-            _ => (Phase::Settle, None),
-        };
+        let next = after_ledger_page(&rows, limit, Phase::LedgerRefunds, Phase::Settle, |r| (r.created_at, r.id));
         Ok((f, next))
     }
 }
