@@ -14,6 +14,7 @@
 #   bench/webhooks.sh                 # N=20000 (2,000 per endpoint in phase 2)
 #   N=50000 bench/webhooks.sh
 #   SKIP_BUILD=1 bench/webhooks.sh    # use the release binary as it is
+# The dispatcher's log goes to $LOG (default /tmp/gavel-bench-webhooks.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +29,7 @@ OPS=${BENCH_OPS:-127.0.0.1:18293}
 SERVER=${DATABASE_SERVER:-postgres://postgres@127.0.0.1:5432}
 
 if [ -z "${SKIP_BUILD:-}" ]; then cargo build --release -q -p gavel; fi
-GAVEL=target/release/gavel
+GAVEL=${GAVEL_BIN:-target/release/gavel}   # GAVEL_BIN=target/debug/gavel SKIP_BUILD=1: a smoke run
 
 pids=()
 stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -38,12 +39,14 @@ export GAVEL_ENV=bench GAVEL_LOG=warn GAVEL_OPS_ADDR=$OPS GAVEL_HTTP_ADDR=$OPS \
   GAVEL_WEBHOOKS__ALLOW_PRIVATE_TARGETS=true GAVEL_WEBHOOKS__TIMEOUT_MS=15000 \
   GAVEL_WEBHOOKS__POLL_INTERVAL_MS=${POLL_MS:-20} GAVEL_WEBHOOKS__CONCURRENCY=${CONCURRENCY:-512} \
   GAVEL_WEBHOOKS__PER_ENDPOINT_CONCURRENCY=${PER_ENDPOINT:-32} GAVEL_WEBHOOKS__FANOUT_BATCH=${FANOUT_BATCH:-1000} \
-  GAVEL_WEBHOOKS__POOL_SIZE=${POOL:-8}
+  GAVEL_WEBHOOKS__POOL_SIZE=${POOL:-8} GAVEL_RECONCILIATION__DAILY=false
+LOG=${LOG:-/tmp/gavel-bench-webhooks.log}
+: >"$LOG"
 
 $GAVEL dev webhook-receiver --quiet --addr "$RECEIVER" >/dev/null & pids+=($!)
 $GAVEL dev webhook-receiver --quiet --hang --addr "$HANGING" >/dev/null & pids+=($!)
 
-echo "build: release; machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB," \
+echo "binary: $GAVEL; machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB," \
   "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 
 # run PHASE PER_ENDPOINT FIRST_URL: a fresh database, ten merchants, the dispatcher, the flood.
@@ -57,7 +60,7 @@ run() {
     if [ "$i" = 0 ]; then url=$first; fi
     $GAVEL merchants create --name "bench $i" --webhook-url "$url" >/dev/null
   done
-  $GAVEL serve --role workers & dispatcher=$!
+  $GAVEL serve --role workers >>"$LOG" 2>&1 & dispatcher=$!
   pids+=($dispatcher)
   for _ in $(seq 100); do curl -sf "http://$OPS/readyz" >/dev/null && break; sleep 0.1; done
   psql -q "$DATABASE_URL" -c "
