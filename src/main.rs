@@ -163,6 +163,9 @@ enum DevCommand {
         /// Wait this long before answering, in milliseconds.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        /// Record without printing a line per webhook (benchmarks).
+        #[arg(long)]
+        quiet: bool,
     },
     /// An SMTP stand-in that records messages (control: GET/DELETE /messages, GET/POST /faults).
     Smtp {
@@ -372,9 +375,9 @@ async fn dev(provider: DevCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DevCommand::SeedPayments { .. } => Ok(()),
-        DevCommand::WebhookReceiver { addr, status, retry_after, hang, latency_ms } => {
+        DevCommand::WebhookReceiver { addr, status, retry_after, hang, latency_ms, quiet } => {
             use gavel_standins::webhook_receiver::{ReceiverFaults, WebhookReceiver};
-            let receiver = WebhookReceiver::start(addr, true).await.with_context(|| format!("binding {addr}"))?;
+            let receiver = WebhookReceiver::start(addr, !quiet).await.with_context(|| format!("binding {addr}"))?;
             receiver.set_faults(ReceiverFaults { status, retry_after, latency_ms, hang });
             println!(
                 "webhook receiver stand-in listening on {base} (webhooks: POST {base}/ANY/PATH; \

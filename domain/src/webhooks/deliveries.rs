@@ -109,9 +109,11 @@ impl Claimed {
 }
 
 /// Claims up to `batch` due deliveries for `owner` for `lease`, at most
-/// `per_endpoint` in flight per endpoint (counting those already sending):
-/// an endpoint at its cap is skipped, so its backlog never blocks another's.
-/// A `sending` row whose lease ran out (a crashed sender) is due again.
+/// `per_endpoint` in flight per endpoint (counting those already sending, in
+/// any process): an endpoint at its cap is skipped, so its backlog never
+/// blocks another's. The in-flight counts are one aggregate over the
+/// `sending` rows (bounded by the senders' concurrency), not a count per
+/// candidate. Rows whose lease ran out are made due again by [`reclaim_expired`].
 pub async fn claim_due(
     pool: &PgPool,
     owner: &str,
@@ -121,23 +123,22 @@ pub async fn claim_due(
 ) -> Result<Vec<Claimed>> {
     Ok(sqlx::query_as!(
         Claimed,
-        r#"WITH candidates AS (
+        r#"WITH busy AS (
+               SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
+               WHERE status = 'sending' AND lease_until >= now() GROUP BY endpoint_id
+           ), candidates AS (
                SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
                JOIN webhook_endpoints w ON w.id = d.endpoint_id
-               WHERE ((d.status = 'pending' AND d.next_attempt_at <= now())
-                      OR (d.status = 'sending' AND d.lease_until < now()))
+               WHERE d.status = 'pending' AND d.next_attempt_at <= now()
                  AND (w.enabled OR d.once) AND w.deleted_at IS NULL
                  AND (w.paused_until IS NULL OR w.paused_until <= now())
-                 AND (SELECT count(*) FROM webhook_deliveries s
-                      WHERE s.endpoint_id = d.endpoint_id AND s.status = 'sending' AND s.lease_until >= now())
-                     < $4
+                 AND d.endpoint_id NOT IN (SELECT endpoint_id FROM busy WHERE n >= $4)
                ORDER BY d.next_attempt_at LIMIT $3::int8 * 4
                FOR UPDATE OF d SKIP LOCKED
            ), ranked AS (
                SELECT c.id, row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at) AS rank,
-                      (SELECT count(*) FROM webhook_deliveries s
-                       WHERE s.endpoint_id = c.endpoint_id AND s.status = 'sending' AND s.lease_until >= now()) AS busy
-               FROM candidates c
+                      COALESCE(b.n, 0) AS busy
+               FROM candidates c LEFT JOIN busy b ON b.endpoint_id = c.endpoint_id
            ), chosen AS (
                SELECT id FROM ranked WHERE rank + busy <= $4 LIMIT $3
            )
@@ -156,6 +157,19 @@ pub async fn claim_due(
     )
     .fetch_all(pool)
     .await?)
+}
+
+/// Makes due again every `sending` delivery whose lease ran out (its sender
+/// crashed or lost the database before settling it): at least once. Their
+/// `next_attempt_at` is already past, so they go first.
+pub async fn reclaim_expired(pool: &PgPool) -> Result<u64> {
+    Ok(sqlx::query!(
+        "UPDATE webhook_deliveries SET status = 'pending', lease_owner = NULL, lease_until = NULL
+         WHERE status = 'sending' AND lease_until < now()"
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
 }
 
 /// How one attempt went, and what follows from it.

@@ -6,6 +6,7 @@
 
 pub mod deliveries;
 pub mod endpoints;
+pub mod settle;
 pub mod signing;
 pub mod target;
 

@@ -243,3 +243,55 @@ async fn a_hanging_endpoint_does_not_delay_another_endpoints_deliveries() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_delivery_whose_sender_died_mid_send_is_sent_again_once_its_lease_runs_out() {
+    let receiver = receiver().await;
+    let app = app(|_| {}).await;
+    let merchant = app.merchant().await;
+    let (endpoint_id, _) = endpoint(&app, &merchant, &receiver.url("/crash"), Value::Null).await;
+    // An event already fanned out, whose delivery a crashed sender had claimed
+    // (its lease ran out a second ago; its attempt was never recorded).
+    let (event, delivery) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO events (id, merchant_id, type, subject_id, dedupe_key, payload, dispatched_at)
+         SELECT $1, merchant_id, 'order.paid', 'ord_crash', 'crash:' || $1, '{\"order_id\": \"ord_crash\"}', now()
+         FROM webhook_endpoints WHERE id = $2",
+    )
+    .bind(event)
+    .bind(crate::helpers::uuid_of(&endpoint_id))
+    .execute(&app.pool)
+    .await
+    .expect("the event");
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, merchant_id, event_id, event_type, resource_version,
+                                         status, lease_owner, lease_until, next_attempt_at)
+         SELECT $1, id, merchant_id, $2, 'order.paid', 1, 'sending', 'a-crashed-sender',
+                now() - interval '1 second', now() - interval '6 seconds'
+         FROM webhook_endpoints WHERE id = $3",
+    )
+    .bind(delivery)
+    .bind(event)
+    .bind(crate::helpers::uuid_of(&endpoint_id))
+    .execute(&app.pool)
+    .await
+    .expect("the delivery");
+
+    let got = received_ok(&receiver, 1, Duration::from_secs(10)).await;
+    assert_eq!(body_of(&got[0])["id"], format!("evt_{}", event.simple()).as_str(), "{got:?}");
+    let (status, attempts): (String, i64) = eventually("the delivery is settled", Duration::from_secs(5), || async {
+        let row: (String, i64) = sqlx::query_as(
+            "SELECT status, (SELECT count(*) FROM webhook_attempts WHERE delivery_id = d.id)
+             FROM webhook_deliveries d WHERE id = $1",
+        )
+        .bind(delivery)
+        .fetch_one(&app.pool)
+        .await
+        .expect("the delivery");
+        (row.0 == "delivered").then_some(row)
+    })
+    .await;
+    assert_eq!((status.as_str(), attempts), ("delivered", 1), "one attempt logged");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1, "sent once");
+}

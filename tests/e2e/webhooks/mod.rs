@@ -3,7 +3,6 @@
 //! Standard Webhooks verifier written here from the specification (not
 //! Gavel's signing code).
 
-mod bench;
 mod delivery;
 mod endpoints;
 mod signatures;

@@ -8,6 +8,7 @@
 //! `DELETE /received`, `GET|POST /faults` (`{"status":500,"retry_after":null,
 //! "latency_ms":0,"hang":false}`). Every other `POST` path is a webhook.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,7 +59,7 @@ pub struct Received {
 #[derive(Default)]
 struct Shared {
     faults: Mutex<ReceiverFaults>,
-    received: Mutex<Vec<Received>>,
+    received: Mutex<VecDeque<Received>>,
     print: bool,
 }
 
@@ -107,7 +108,7 @@ impl WebhookReceiver {
     }
 
     pub fn received(&self) -> Vec<Received> {
-        lock(&self.shared.received).clone()
+        lock(&self.shared.received).iter().cloned().collect()
     }
 
     pub fn clear(&self) {
@@ -148,9 +149,9 @@ async fn webhook(State(shared): State<Arc<Shared>>, uri: axum::http::Uri, header
     {
         let mut all = lock(&shared.received);
         if all.len() >= KEEP {
-            all.remove(0);
+            all.pop_front();
         }
-        all.push(received);
+        all.push_back(received);
     }
     if faults.hang {
         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -169,7 +170,7 @@ async fn webhook(State(shared): State<Arc<Shared>>, uri: axum::http::Uri, header
 }
 
 async fn list(State(shared): State<Arc<Shared>>) -> axum::Json<Vec<Received>> {
-    axum::Json(lock(&shared.received).clone())
+    axum::Json(lock(&shared.received).iter().cloned().collect())
 }
 
 async fn clear(State(shared): State<Arc<Shared>>) -> StatusCode {

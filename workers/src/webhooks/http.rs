@@ -70,7 +70,13 @@ pub fn check_literal(url: &url::Url, allow_private: bool) -> Result<(), String> 
     if allow_private || is_public(ip) { Ok(()) } else { Err(format!("{ip} is not a public address")) }
 }
 
-pub fn client(allow_private: bool, connect_timeout: Duration) -> Result<WebhookClient, rustls::Error> {
+/// `idle_per_host`: connections kept alive per host (the senders' concurrency,
+/// so a busy receiver's connections are reused, not reopened per request).
+pub fn client(
+    allow_private: bool,
+    connect_timeout: Duration,
+    idle_per_host: usize,
+) -> Result<WebhookClient, rustls::Error> {
     let mut http = HttpConnector::new_with_resolver(CheckedResolver { allow_private });
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -86,6 +92,6 @@ pub fn client(allow_private: bool, connect_timeout: Duration) -> Result<WebhookC
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(64);
+        .pool_max_idle_per_host(idle_per_host);
     Ok(builder.build(connector))
 }

@@ -6,7 +6,10 @@
 //! and sends each in its own task, so a slow or dead endpoint holds only its
 //! own slots and never delays another's deliveries. Each attempt is signed per
 //! Standard Webhooks, bounded by `timeout`, logged with its status code and
-//! latency, and settled in one transaction ([`deliveries::finish`]).
+//! latency, and settled: 2xx attempts by a settler that records many per
+//! statement ([`settle::delivered`]), the others one per transaction
+//! ([`deliveries::finish`]); either way the attempt row commits with the
+//! delivery's new state.
 
 pub mod http;
 pub mod schedule;
@@ -17,11 +20,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::Utc;
 use gavel_domain::webhooks::deliveries::{self, Attempt, Claimed, EndpointAfter, Next};
+use gavel_domain::webhooks::settle::{self, DeliveredAttempt};
 use gavel_domain::webhooks::signing;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, StatusCode, header};
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -61,14 +65,25 @@ pub struct Dispatcher {
     client: WebhookClient,
     config: Arc<DispatchConfig>,
     permits: Arc<Semaphore>,
+    /// Signalled when an attempt is settled (a slot, maybe an endpoint's, is free).
+    freed: Arc<Notify>,
 }
+
+/// A 2xx attempt handed to the settler, with the send's permit.
+type ToSettle = (DeliveredAttempt, OwnedSemaphorePermit);
+
+/// Attempts settled per statement, at most.
+const SETTLE_BATCH: usize = 512;
+/// Settling statements in flight at once.
+const SETTLERS: usize = 2;
 
 impl Dispatcher {
     pub fn new(pool: PgPool, config: DispatchConfig) -> Result<Self, String> {
         let connect = config.timeout.min(Duration::from_secs(10));
-        let client = http::client(config.allow_private_targets, connect).map_err(|e| format!("webhook TLS: {e}"))?;
+        let client = http::client(config.allow_private_targets, connect, config.concurrency.max(1))
+            .map_err(|e| format!("webhook TLS: {e}"))?;
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
-        Ok(Self { pool, client, config: Arc::new(config), permits })
+        Ok(Self { pool, client, config: Arc::new(config), permits, freed: Arc::new(Notify::new()) })
     }
 
     /// The fan-out loop, until stopped or the database fails (the supervisor restarts it).
@@ -89,53 +104,107 @@ impl Dispatcher {
     }
 
     /// The delivery loop: claims what is due while permits are free, sends
-    /// each in its own task. Sends in flight when it stops are abandoned
-    /// (their leases run out and another process takes them).
+    /// each in its own task; 2xx attempts are settled in batches by the
+    /// settler ([`settle::delivered`]), the others one by one
+    /// ([`deliveries::finish`]). A permit is held from the claim until the
+    /// attempt is settled. Sends in flight when it stops are abandoned (their
+    /// leases run out and another process takes them).
     pub async fn run_delivery(self, stop: CancellationToken) -> Result<(), String> {
+        let (settle_tx, settle_rx) = mpsc::channel(self.config.concurrency.max(1));
+        let settler = tokio::spawn(self.clone().run_settler(settle_rx));
+        let claimed = self.claim_loop(&stop, settle_tx).await;
+        // The sends were aborted with the claim loop, so the channel is closed:
+        // the settler records what it was handed, then ends.
+        let _ = settler.await;
+        claimed
+    }
+
+    async fn claim_loop(&self, stop: &CancellationToken, settle_tx: mpsc::Sender<ToSettle>) -> Result<(), String> {
         let mut sends = JoinSet::new();
+        let reclaim_every = (self.config.lease / 2).max(Duration::from_secs(1));
+        let mut reclaimed_at: Option<Instant> = None;
         loop {
             while sends.try_join_next().is_some() {}
             if stop.is_cancelled() {
                 return Ok(());
             }
-            let free = self.permits.available_permits();
-            if free == 0 {
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    _ = sends.join_next() => {}
-                }
-                continue;
+            if reclaimed_at.is_none_or(|at| at.elapsed() >= reclaim_every) {
+                deliveries::reclaim_expired(&self.pool)
+                    .await
+                    .map_err(|e| format!("reclaiming expired webhook leases: {e}"))?;
+                reclaimed_at = Some(Instant::now());
+            }
+            let first = tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                permit = self.permits.clone().acquire_owned() => permit.map_err(|e| e.to_string())?,
+            };
+            let mut permits = vec![first];
+            while let Ok(p) = self.permits.clone().try_acquire_owned() {
+                permits.push(p);
             }
             let claimed = deliveries::claim_due(
                 &self.pool,
                 &self.config.owner,
                 self.config.lease,
-                free as i64,
+                permits.len() as i64,
                 self.config.per_endpoint.max(1),
             )
             .await
             .map_err(|e| format!("claiming webhook deliveries: {e}"))?;
             if claimed.is_empty() {
+                drop(permits);
                 tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(self.config.poll) => {}
-                    Some(_) = sends.join_next() => {}
+                    _ = self.freed.notified() => {}
                 }
                 continue;
             }
-            for delivery in claimed {
-                let Ok(permit) = self.permits.clone().try_acquire_owned() else { break };
+            for (delivery, permit) in claimed.into_iter().zip(permits) {
                 let this = self.clone();
-                sends.spawn(async move {
-                    this.deliver(delivery).await;
-                    drop(permit);
-                });
+                let settle_tx = settle_tx.clone();
+                sends.spawn(async move { this.deliver(delivery, permit, settle_tx).await });
             }
         }
     }
 
-    /// One attempt, logged and settled.
-    async fn deliver(&self, delivery: Claimed) {
+    /// Settles handed-over 2xx attempts, many per statement, a few
+    /// statements at a time; frees their permits once committed.
+    async fn run_settler(self, mut rx: mpsc::Receiver<ToSettle>) {
+        let mut settling = JoinSet::new();
+        let mut batch = Vec::with_capacity(SETTLE_BATCH);
+        loop {
+            if rx.recv_many(&mut batch, SETTLE_BATCH).await == 0 {
+                break;
+            }
+            while settling.len() >= SETTLERS {
+                settling.join_next().await;
+            }
+            let this = self.clone();
+            let items = std::mem::replace(&mut batch, Vec::with_capacity(SETTLE_BATCH));
+            settling.spawn(async move { this.settle_delivered(items).await });
+        }
+        while settling.join_next().await.is_some() {}
+    }
+
+    async fn settle_delivered(&self, items: Vec<ToSettle>) {
+        let attempts: Vec<DeliveredAttempt> = items.iter().map(|(a, _)| *a).collect();
+        match settle::delivered(&self.pool, &self.config.owner, &attempts).await {
+            Ok(settled) => {
+                for lost in settle::unsettled(&attempts, &settled) {
+                    tracing::warn!(delivery = %lost, "webhook delivery's lease was lost; its attempt is not recorded");
+                }
+            }
+            // The leases run out and the deliveries are sent again: at least once.
+            Err(err) => tracing::warn!(deliveries = attempts.len(), error = %err, "recording webhook attempts failed"),
+        }
+        drop(items);
+        self.freed.notify_one();
+    }
+
+    /// One attempt, logged and settled: a 2xx is handed to the settler
+    /// (with the permit), anything else is settled here.
+    async fn deliver(&self, delivery: Claimed, permit: OwnedSemaphorePermit, settle_tx: mpsc::Sender<ToSettle>) {
         let started = Instant::now();
         let answer = self.send(&delivery).await;
         let duration = started.elapsed();
@@ -149,7 +218,19 @@ impl Dispatcher {
         };
         metrics::counter!("gavel_webhook_attempts_total", "outcome" => outcome).increment(1);
         metrics::histogram!("gavel_webhook_attempt_seconds").record(duration.as_secs_f64());
-        match deliveries::finish(&self.pool, &delivery, &self.config.owner, &attempt, self.config.disable_after).await {
+        if let (Next::Delivered, Some(code)) = (&attempt.next, attempt.status_code) {
+            let handed = DeliveredAttempt { delivery: delivery.id, status_code: code, duration };
+            match settle_tx.send((handed, permit)).await {
+                Ok(()) => return,
+                // The settler is gone (stopping): settle it here.
+                Err(mpsc::error::SendError((_, permit))) => return self.finish(&delivery, &attempt, permit).await,
+            }
+        }
+        self.finish(&delivery, &attempt, permit).await;
+    }
+
+    async fn finish(&self, delivery: &Claimed, attempt: &Attempt, permit: OwnedSemaphorePermit) {
+        match deliveries::finish(&self.pool, delivery, &self.config.owner, attempt, self.config.disable_after).await {
             Ok(Some(EndpointAfter::Disabled)) => {
                 metrics::counter!("gavel_webhook_endpoints_disabled_total").increment(1);
                 tracing::warn!(endpoint = %delivery.endpoint_id, url = %delivery.url,
@@ -162,6 +243,8 @@ impl Dispatcher {
             // The lease runs out and the delivery is sent again: at least once.
             Err(err) => tracing::warn!(delivery = %delivery.id, error = %err, "recording a webhook attempt failed"),
         }
+        drop(permit);
+        self.freed.notify_one();
     }
 
     /// Sends the signed body; the status and `Retry-After`, or why no answer came.
