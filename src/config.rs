@@ -146,6 +146,8 @@ pub struct Auctions {
     pub bid_strategy: Strategy,
     /// Most bids placed in one transaction.
     pub bid_max_batch: usize,
+    /// Longest a lane holds a batch open for the bidders it answered last (ms; 0: no wait).
+    pub bid_gather_ms: u64,
     /// Attempts one buyer may make on one auction in 60 s; more are `429 rate_limited`.
     pub bids_per_minute: u32,
 }
@@ -413,6 +415,7 @@ impl Config {
         BidConfig {
             strategy: self.auctions.bid_strategy,
             max_batch: self.auctions.bid_max_batch.max(1),
+            gather: Duration::from_millis(self.auctions.bid_gather_ms),
             bids_per_minute: self.auctions.bids_per_minute,
             reminders: self.payment_reminders(),
             ..BidConfig::default()

@@ -38,6 +38,9 @@ pub struct BidConfig {
     pub strategy: Strategy,
     /// Most attempts placed in one transaction.
     pub max_batch: usize,
+    /// Longest a lane holds a batch open for the rest of the bidders it
+    /// answered last time (see [`run_lane`]); zero takes what is queued.
+    pub gather: Duration,
     /// `auctions.bids_per_minute`: attempts per bidder and auction in 60 s.
     pub bids_per_minute: u32,
     pub retry: RetryBudget,
@@ -50,6 +53,7 @@ impl Default for BidConfig {
         Self {
             strategy: Strategy::Batched,
             max_batch: 512,
+            gather: Duration::from_millis(2),
             bids_per_minute: 10,
             retry: RetryBudget::default(),
             reminders: PaymentReminders::default(),
@@ -225,15 +229,31 @@ fn lock_timeout_is_contention(err: Error) -> Error {
     }
 }
 
-/// The lane's task: drain what is queued, place it in one transaction,
-/// answer, repeat; exit after `LANE_IDLE` without work.
+/// The lane's task: gather a batch, place it in one transaction, answer,
+/// repeat; exit after `LANE_IDLE` without work.
+///
+/// Gathering: the bidders a batch answers come back together a moment later
+/// (their next attempt), but not all at once. Taking only what is queued the
+/// instant the previous batch ends splits them: a batch of the first few,
+/// then one of the rest that waited a whole cycle behind it — measured on the
+/// bid benchmark at 64 connections, every other batch held 1–10 attempts. So
+/// a lane waits, at most `gather`, until about three quarters of the last
+/// batch's number are queued. With fewer bidders in flight the next batch is
+/// small and the wait after it disappears; the wait is bounded, so a quiet
+/// auction's bid waits at most `gather` once after a burst.
 async fn run_lane(inner: Arc<Inner>, auction: AuctionId, lane_id: u64, mut rx: mpsc::Receiver<Request>) {
     let max = inner.config.max_batch;
+    let gather = inner.config.gather;
     let mut batch: Vec<Request> = Vec::with_capacity(max);
+    let mut last = 0usize;
     loop {
         match tokio::time::timeout(LANE_IDLE, rx.recv_many(&mut batch, max)).await {
             Ok(0) => return,
-            Ok(_) => serve(&inner, auction, &mut batch).await,
+            Ok(_) => {
+                gather_more(&mut rx, &mut batch, max, (last * 3 / 4).min(max), gather).await;
+                last = batch.len();
+                serve(&inner, auction, &mut batch).await;
+            }
             Err(_) => {
                 retire_lane(&inner, auction, lane_id);
                 rx.close();
@@ -242,6 +262,26 @@ async fn run_lane(inner: Arc<Inner>, auction: AuctionId, lane_id: u64, mut rx: m
                 }
                 return;
             }
+        }
+    }
+}
+
+/// Adds queued attempts to `batch` until it holds `want` (or `max`), for at most `wait`.
+async fn gather_more(
+    rx: &mut mpsc::Receiver<Request>,
+    batch: &mut Vec<Request>,
+    max: usize,
+    want: usize,
+    wait: Duration,
+) {
+    if batch.len() >= want || wait.is_zero() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    while batch.len() < want.min(max) {
+        match tokio::time::timeout_at(deadline, rx.recv_many(batch, max - batch.len())).await {
+            Ok(0) | Err(_) => return, // closed (the batch in hand is still served) or out of time
+            Ok(_) => {}
         }
     }
 }
@@ -290,5 +330,56 @@ fn replicate(err: &Error) -> Error {
         Error::Overloaded { retry_after } => Error::Overloaded { retry_after: *retry_after },
         Error::DatabaseUnavailable => Error::DatabaseUnavailable,
         _ => Error::Internal("bid batch failed".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gavel_domain::ids::BuyerId;
+
+    use super::*;
+
+    fn request() -> Request {
+        let attempt =
+            Attempt { bidder: BuyerId::new(), amount: 1000, max_amount: None, currency: None, idempotency_key: None };
+        Request { attempt, reply: oneshot::channel().0 }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_waits_for_the_rest_of_its_last_batch_then_serves_at_once() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut batch = vec![request()];
+        let started = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_micros(300)).await;
+                let _ = tx.send(request()).await;
+            }
+        });
+        gather_more(&mut rx, &mut batch, 16, 4, Duration::from_millis(50)).await;
+        assert_eq!(batch.len(), 4, "the three stragglers join the batch");
+        assert!(started.elapsed() < Duration::from_millis(50), "it does not wait once it has enough");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_waits_no_longer_than_gather_and_not_at_all_when_enough_is_queued() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut batch = vec![request()];
+        let started = tokio::time::Instant::now();
+        gather_more(&mut rx, &mut batch, 16, 10, Duration::from_millis(2)).await;
+        assert_eq!(batch.len(), 1);
+        assert_eq!(started.elapsed(), Duration::from_millis(2), "bounded by the gather time");
+
+        let _ = tx.send(request()).await;
+        let started = tokio::time::Instant::now();
+        gather_more(&mut rx, &mut batch, 16, 1, Duration::from_millis(2)).await;
+        assert_eq!(batch.len(), 1, "already had what it wanted: nothing more taken");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+
+        gather_more(&mut rx, &mut batch, 2, 10, Duration::from_millis(2)).await;
+        assert_eq!(batch.len(), 2, "never past max_batch");
+        drop(tx);
+        gather_more(&mut rx, &mut batch, 16, 10, Duration::from_millis(2)).await;
+        assert_eq!(batch.len(), 2, "a closed queue ends the wait");
     }
 }
