@@ -138,7 +138,13 @@ impl SaleStart {
             return Ok(0);
         }
         let existing: HashMap<String, String> =
-            sqlx::query!("SELECT dedupe_key, status FROM deliveries WHERE sale_id = $1", sale.uuid(),)
+            // Before the start every row of the sale is held or skipped (a
+            // sale this late in starting has rows in no other state that a
+            // pass could change; the insert skips any key that exists).
+            sqlx::query!(
+                "SELECT dedupe_key, status FROM deliveries WHERE sale_id = $1 AND status IN ('held', 'skipped')",
+                sale.uuid(),
+            )
                 .fetch_all(&mut *tx)
                 .await?
                 .into_iter()
@@ -382,8 +388,14 @@ impl SaleStart {
             .rows_affected();
         }
         let pushes: Vec<_> = plan.push.iter().filter(|p| !existing.contains_key(&p.0)).collect();
+        // The message carries its collapse key (`sale:<sale>`, so a device
+        // shows one notice per sale); the row's `collapse_key` column, which
+        // makes a coalescing group of the delivery policy (policy.rs), stays
+        // NULL: the dedupe key already allows one row per (sale, device), so
+        // there is never a newer message to wait for — and waiting
+        // `notifier.coalesce_seconds` after the preparation held the first
+        // pushes back after the start.
         let payload = plan.push_payload.clone().unwrap_or(serde_json::Value::Null);
-        let collapse = format!("sale:{}", sale.id);
         for chunk in pushes.chunks(CHUNK) {
             let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
             let keys: Vec<String> = chunk.iter().map(|p| p.0.clone()).collect();
@@ -392,8 +404,8 @@ impl SaleStart {
             let devices: Vec<Uuid> = chunk.iter().map(|p| p.3).collect();
             written += sqlx::query!(
                 "INSERT INTO deliveries (id, dedupe_key, kind, buyer_id, channel, device_id, payload,
-                                         collapse_key, sale_id, status)
-                 SELECT u.id, u.key, $6, u.buyer, u.channel, u.device, $7, $8, $9, 'held'
+                                         sale_id, status)
+                 SELECT u.id, u.key, $6, u.buyer, u.channel, u.device, $7, $8, 'held'
                  FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::uuid[])
                       AS u(id, key, buyer, channel, device)
                  ON CONFLICT (dedupe_key) DO NOTHING",
@@ -404,7 +416,6 @@ impl SaleStart {
                 &devices,
                 KIND,
                 payload,
-                collapse,
                 sale.id.uuid(),
             )
             .execute(&mut *tx)
