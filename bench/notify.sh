@@ -86,16 +86,26 @@ pg_ticks() { local t=0 p; for p in $(pgrep -x postgres); do t=$((t + $(ticks "$p
 cpu_now() { echo "$(ticks "$NOTIFIER_PID") $(ticks "$API_PID") $(ticks "$APNS_PID") $(ticks "$FCM_PID") $(ticks "$SMTP_PID") $(pg_ticks)"; }
 cpu_start=""
 for _ in $(seq $((LEAD * 10 + 600))); do
-  status=$(psql -tA "$DATABASE_URL" -c "SELECT count(*) FILTER (WHERE status IN ('pending','sending')) || ' ' ||
-      count(*) FILTER (WHERE status = 'sent') || ' ' || count(*) FILTER (WHERE status = 'held') || ' ' ||
-      (SELECT count(*) FROM events WHERE type = 'sale.started')
-    FROM deliveries WHERE sale_id = '$SALE_UUID'")
-  read -r open sent held started <<<"$status"
-  if [ "$started" = 1 ] && [ -z "$cpu_start" ]; then cpu_start=$(cpu_now); fi
-  if [ "$started" = 1 ] && [ "$open" = 0 ] && [ "$held" = 0 ] && [ "$sent" -gt 0 ]; then break; fi
+  # Cheap probes only (the partial indexes of held, pending and sending
+  # rows): a count over the whole sale every half second would be a scan of
+  # 110,000 rows competing with the deliveries it measures.
+  status=$(psql -tA "$DATABASE_URL" -c "SELECT
+      (EXISTS (SELECT 1 FROM deliveries WHERE sale_id = '$SALE_UUID' AND status = 'pending')
+       OR EXISTS (SELECT 1 FROM deliveries WHERE sale_id = '$SALE_UUID' AND status = 'sending'))::int || ' ' ||
+      (SELECT count(*) FROM sale_notice_preparations WHERE sale_id = '$SALE_UUID' AND prepared_at IS NOT NULL) || ' ' ||
+      EXISTS (SELECT 1 FROM deliveries WHERE sale_id = '$SALE_UUID' AND status = 'held')::int || ' ' ||
+      (SELECT count(*) FROM events WHERE type = 'sale.started')")
+  read -r open prepared held started <<<"$status"
+  if [ "$started" = 1 ] && [ -z "$cpu_start" ]; then
+    cpu_start=$(cpu_now)
+    # PERF=FILE: a system-wide CPU profile of the delivery (perf report -i FILE --sort comm,dso,sym).
+    if [ -n "${PERF:-}" ]; then perf record -q -e cpu-clock -F 499 -a -g -o "$PERF" >/dev/null 2>&1 & PERF_PID=$!; fi
+  fi
+  if [ "$started" = 1 ] && [ "$prepared" = 1 ] && [ "$open" = 0 ] && [ "$held" = 0 ]; then break; fi
   sleep 0.5
 done
 cpu_end=$(cpu_now)
+if [ -n "${PERF_PID:-}" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; fi
 
 echo "build: $PROFILE; machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB (shared with other work: figures are indicative)"
 psql "$DATABASE_URL" <<SQL
