@@ -36,21 +36,21 @@ $GAVEL migrate >/dev/null 2>&1
 KEY=$($GAVEL merchants create --name bench | grep -o '"api_key": *"[^"]*"' | cut -d'"' -f4)
 
 # The stand-ins, each its own process.
-$GAVEL dev apns --addr 127.0.0.1:18112 --key-file "$WORK/apns.p8" >"$WORK/apns.log" 2>&1 & pids+=($!)
-$GAVEL dev fcm --addr 127.0.0.1:18113 --service-account-out "$WORK/fcm.json" >"$WORK/fcm.log" 2>&1 & pids+=($!)
-$GAVEL dev smtp --addr 127.0.0.1:18125 --control-addr 127.0.0.1:18126 >"$WORK/smtp.log" 2>&1 & pids+=($!)
+$GAVEL dev apns --addr 127.0.0.1:18112 --key-file "$WORK/apns.p8" >"$WORK/apns.log" 2>&1 & pids+=($!); APNS_PID=$!
+$GAVEL dev fcm --addr 127.0.0.1:18113 --service-account-out "$WORK/fcm.json" >"$WORK/fcm.log" 2>&1 & pids+=($!); FCM_PID=$!
+$GAVEL dev smtp --addr 127.0.0.1:18125 --control-addr 127.0.0.1:18126 >"$WORK/smtp.log" 2>&1 & pids+=($!); SMTP_PID=$!
 for _ in $(seq 100); do [ -s "$WORK/apns.p8" ] && [ -s "$WORK/fcm.json" ] && break; sleep 0.1; done
 export APNS_KEY_FILE="$WORK/apns.p8" APNS_KEY_ID=STANDINKEY APNS_TEAM_ID=STANDINTEAM APNS_TOPIC=dev.gavel.app \
   APNS_ENDPOINT=http://127.0.0.1:18112 FCM_PROJECT_ID=gavel-dev FCM_SERVICE_ACCOUNT_FILE="$WORK/fcm.json" \
   FCM_API_BASE=http://127.0.0.1:18113 SMTP_URL=smtp://127.0.0.1:18125
 
 # API + workers (they start the sale), and the notifier as its own process.
-GAVEL_HTTP_ADDR=$ADDR GAVEL_OPS_ADDR=$OPS $GAVEL serve --role api --role workers & pids+=($!)
+GAVEL_HTTP_ADDR=$ADDR GAVEL_OPS_ADDR=$OPS $GAVEL serve --role api --role workers & pids+=($!); API_PID=$!
 GAVEL_HTTP_ADDR=$NOTIFIER_OPS GAVEL_OPS_ADDR=$NOTIFIER_OPS \
   GAVEL_NOTIFIER__DELIVERY_BATCH=${DELIVERY_BATCH:-1000} GAVEL_NOTIFIER__CONCURRENCY=${CONCURRENCY:-512} \
   GAVEL_NOTIFIER__DELIVERY_WORKERS=${WORKERS:-4} GAVEL_NOTIFIER__POOL_SIZE=${POOL:-12} \
   GAVEL_NOTIFIER__SMTP_POOL_SIZE=${SMTP_POOL:-16} GAVEL_NOTIFIER__POLL_INTERVAL_MS=${POLL_MS:-50} \
-  $GAVEL serve --role notifier & pids+=($!)
+  $GAVEL serve --role notifier & pids+=($!); NOTIFIER_PID=$!
 for _ in $(seq 100); do curl -sf "http://$ADDR/readyz" >/dev/null && break; sleep 0.1; done
 
 api() { curl -sf -X POST "http://$ADDR$1" -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \
@@ -79,15 +79,33 @@ SALE=$(api /v1/sales "{\"product_id\":\"$PRODUCT\",\"price\":1999,\"currency\":\
   | grep -o '"id": *"[^"]*"' | head -1 | cut -d'"' -f4)
 SALE_UUID=${SALE#sale_}
 echo "sale $SALE starts at $STARTS; preparing…"
+# CPU time (user + system, clock ticks) of each process from the start to the
+# last delivery: what the stand-ins cost beside Gavel and PostgreSQL.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() { local t=0 p; for p in $(pgrep -x postgres); do t=$((t + $(ticks "$p"))); done; echo "$t"; }
+cpu_now() { echo "$(ticks "$NOTIFIER_PID") $(ticks "$API_PID") $(ticks "$APNS_PID") $(ticks "$FCM_PID") $(ticks "$SMTP_PID") $(pg_ticks)"; }
+cpu_start=""
 for _ in $(seq $((LEAD * 10 + 600))); do
-  status=$(psql -tA "$DATABASE_URL" -c "SELECT count(*) FILTER (WHERE status IN ('pending','sending')) || ' ' ||
-      count(*) FILTER (WHERE status = 'sent') || ' ' || count(*) FILTER (WHERE status = 'held') || ' ' ||
-      (SELECT count(*) FROM events WHERE type = 'sale.started')
-    FROM deliveries WHERE sale_id = '$SALE_UUID'")
-  read -r open sent held started <<<"$status"
-  if [ "$started" = 1 ] && [ "$open" = 0 ] && [ "$held" = 0 ] && [ "$sent" -gt 0 ]; then break; fi
+  # Cheap probes only (the partial indexes of held, pending and sending
+  # rows): a count over the whole sale every half second would be a scan of
+  # 110,000 rows competing with the deliveries it measures.
+  status=$(psql -tA "$DATABASE_URL" -c "SELECT
+      (EXISTS (SELECT 1 FROM deliveries WHERE sale_id = '$SALE_UUID' AND status = 'pending')
+       OR EXISTS (SELECT 1 FROM deliveries WHERE sale_id = '$SALE_UUID' AND status = 'sending'))::int || ' ' ||
+      (SELECT count(*) FROM sale_notice_preparations WHERE sale_id = '$SALE_UUID' AND prepared_at IS NOT NULL) || ' ' ||
+      EXISTS (SELECT 1 FROM deliveries WHERE sale_id = '$SALE_UUID' AND status = 'held')::int || ' ' ||
+      (SELECT count(*) FROM events WHERE type = 'sale.started')")
+  read -r open prepared held started <<<"$status"
+  if [ "$started" = 1 ] && [ -z "$cpu_start" ]; then
+    cpu_start=$(cpu_now)
+    # PERF=FILE: a system-wide CPU profile of the delivery (perf report -i FILE --sort comm,dso,sym).
+    if [ -n "${PERF:-}" ]; then perf record -q -e cpu-clock -F 499 -a -g -o "$PERF" >/dev/null 2>&1 & PERF_PID=$!; fi
+  fi
+  if [ "$started" = 1 ] && [ "$prepared" = 1 ] && [ "$open" = 0 ] && [ "$held" = 0 ]; then break; fi
   sleep 0.5
 done
+cpu_end=$(cpu_now)
+if [ -n "${PERF_PID:-}" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; fi
 
 echo "build: $PROFILE; machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB (shared with other work: figures are indicative)"
 psql "$DATABASE_URL" <<SQL
@@ -103,6 +121,10 @@ WHERE d.sale_id = '$SALE_UUID' AND d.status = 'sent' AND e.type = 'sale.started'
 GROUP BY d.channel, e.created_at ORDER BY d.channel;
 SELECT status, count(*) FROM deliveries WHERE sale_id = '$SALE_UUID' GROUP BY status;
 SQL
+read -r -a c0 <<<"$cpu_start"; read -r -a c1 <<<"$cpu_end"
+hz=$(getconf CLK_TCK); names=(notifier api+workers apns-standin fcm-standin smtp-standin postgres)
+echo -n "CPU seconds from the start (first seen) to the last delivery:"
+for i in "${!names[@]}"; do printf ' %s %.1f' "${names[$i]}" "$(echo "(${c1[$i]} - ${c0[$i]}) / $hz" | bc -l)"; done; echo
 echo "stand-ins received: apns $(curl -s http://127.0.0.1:18112/_control/deliveries | grep -o '"apns_id"' | wc -l)," \
   "fcm $(curl -s http://127.0.0.1:18113/_control/messages | grep -o '"received_at"' | wc -l)," \
   "smtp $(curl -s http://127.0.0.1:18126/messages | grep -o '"received_at"' | wc -l)"

@@ -137,11 +137,22 @@ impl Deliverer {
     }
 
     /// Claims one batch and delivers it; returns how many were claimed.
+    pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
+        self.run_batch(self.inner.config.batch).await
+    }
+
+    /// The configured batch size ([`DeliveryConfig::batch`]).
+    pub fn batch(&self) -> i64 {
+        self.inner.config.batch.max(1)
+    }
+
+    /// Claims up to `limit` deliveries (per arm of the claim, at most the
+    /// configured batch) and delivers them; returns how many were claimed.
     /// `sent` outcomes (the bulk) are written in batches, one statement per
     /// [`SENT_FLUSH`] rows or [`SENT_FLUSH_EVERY`], whichever comes first;
     /// any other outcome is recorded on its own as it comes.
-    pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
-        let mut claimed = self.claim().await?;
+    pub async fn run_batch(&self, limit: i64) -> Result<usize, sqlx::Error> {
+        let mut claimed = self.claim(limit.clamp(1, self.batch())).await?;
         let n = claimed.len();
         // The delivery policy (policy.rs): coalescing and rate limits may hold
         // some back (already recorded) or merge newer messages into them.
@@ -213,7 +224,7 @@ impl Deliverer {
         Ok(())
     }
 
-    async fn claim(&self) -> Result<Vec<Claimed>, sqlx::Error> {
+    async fn claim(&self, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
         let c = &self.inner.config;
         let channels: Vec<&str> = self.inner.providers.keys().map(|k| k.as_str()).collect();
         sqlx::query_as::<_, Claimed>(
@@ -253,7 +264,7 @@ impl Deliverer {
              FROM taken t JOIN buyers b ON b.id = t.buyer_id LEFT JOIN devices dv ON dv.id = t.device_id",
         )
         .bind(&channels)
-        .bind(c.batch.max(1))
+        .bind(limit)
         .bind(&c.owner)
         .bind(c.lease.as_millis() as f64)
         .fetch_all(&self.inner.pool)

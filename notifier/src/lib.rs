@@ -91,8 +91,15 @@ impl Notifier {
         futures::future::try_join_all(loops).await.map(|_| ())
     }
 
+    /// One delivery loop. Coming out of idle it claims a small batch
+    /// ([`FIRST_BATCH`]) and doubles it each busy round up to the configured
+    /// size: the first messages of a burst (a sale's start) go out as soon
+    /// as a few rows are claimed, not after a whole batch's claim and
+    /// policy round, and the bulk still moves in full batches.
     async fn delivery_loop(self, stop: CancellationToken, gauge: bool) -> Result<(), String> {
         let mut gauge_at = tokio::time::Instant::now();
+        let full = self.deliverer.batch();
+        let mut batch = FIRST_BATCH.min(full);
         loop {
             if stop.is_cancelled() {
                 return Ok(());
@@ -101,9 +108,12 @@ impl Notifier {
                 self.report_dead_letters().await;
                 gauge_at = tokio::time::Instant::now() + Duration::from_secs(10);
             }
-            match self.deliverer.run_once().await {
-                Ok(0) => idle(&stop, self.poll).await,
-                Ok(_) => {}
+            match self.deliverer.run_batch(batch).await {
+                Ok(0) => {
+                    batch = FIRST_BATCH.min(full);
+                    idle(&stop, self.poll).await;
+                }
+                Ok(_) => batch = (batch * 2).min(full),
                 Err(err) => return Err(format!("delivery: {err}")),
             }
         }
@@ -137,6 +147,9 @@ impl Notifier {
         }
     }
 }
+
+/// Deliveries a loop claims in its first round after idling.
+const FIRST_BATCH: i64 = 50;
 
 async fn idle(stop: &CancellationToken, poll: Duration) {
     tokio::select! {

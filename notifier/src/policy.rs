@@ -15,14 +15,14 @@
 //!   also keeps only the last.
 //! - **Rate limit**: at most `push_limit` non-critical push messages per
 //!   buyer per `push_window`, counted in PostgreSQL (`notify_rate_admits`,
-//!   admitted by `notify_rate_admit()` under a per-buyer advisory lock), so
+//!   admitted a claimed batch at a time under per-buyer advisory locks), so
 //!   every notifier process shares one budget. A message sent to two devices
-//!   counts once. A delivery over the limit is `skipped` ("rate limited"):
+//!   counts once (its event, or its sale for a sale-start notice). A delivery over the limit is `skipped` ("rate limited"):
 //!   a late reminder or outbid is worth less than a quiet phone.
 //!
 //! Email is not limited or coalesced here (its rows carry no collapse key).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -81,6 +81,9 @@ struct Row {
     channel: String,
     device_id: Option<Uuid>,
     collapse_key: Option<String>,
+    /// The message, as the rate limit counts it: its event, the sale for a
+    /// sale-start notice, else the delivery (one per device otherwise).
+    message_key: String,
     created_at: DateTime<Utc>,
     now: DateTime<Utc>,
 }
@@ -101,6 +104,7 @@ pub async fn screen(
     let rows = sqlx::query_as!(
         Row,
         r#"SELECT id AS "id: DeliveryId", buyer_id AS "buyer_id: BuyerId", channel, device_id, collapse_key,
+                  coalesce(event_id::text, 'sale:' || sale_id::text, id::text) AS "message_key!",
                   created_at, now() AS "now!"
            FROM deliveries
            WHERE id = ANY($1) AND NOT critical AND channel <> 'email' AND status = 'sending' AND lease_owner = $2"#,
@@ -212,30 +216,73 @@ async fn coalesce(
     Ok(Some((Verdict::SendInstead(payload), merged.into_iter().map(|m| m.id).collect())))
 }
 
-/// Takes a slot of each buyer's budget for each message (in buyer order, one
-/// statement); returns the deliveries over the limit, recorded `skipped`.
+/// Takes a slot of each buyer's budget for each message, for the whole
+/// batch at once; returns the deliveries over the limit, recorded `skipped`.
+///
+/// One transaction of three statements whatever the batch's size: the
+/// buyers' advisory locks (the same locks as `notify_rate_admit()`, taken in
+/// buyer order, so no two callers wait on each other in a cycle), the
+/// buyers' admits older than the window pruned, then every message not yet
+/// admitted takes a slot while its buyer has one (messages of one buyer in
+/// key order). A message already admitted (its other devices) passes again.
 async fn rate_limit(
     pool: &PgPool,
     config: &PolicyConfig,
     owner: &str,
     rows: &[Row],
 ) -> Result<Vec<DeliveryId>, sqlx::Error> {
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id.uuid()).collect();
-    let limit = i32::try_from(config.push_limit).unwrap_or(i32::MAX);
+    let limit = i64::from(config.push_limit);
     let window_ms = config.push_window.as_millis() as f64;
-    let answers = sqlx::query!(
-        r#"SELECT s.id AS "id!: DeliveryId",
-                  notify_rate_admit(s.buyer_id, s.msg, $2, $3 * interval '1 millisecond') AS "admitted!"
-           FROM (SELECT id, buyer_id, coalesce(event_id::text, id::text) AS msg FROM deliveries
-                 WHERE id = ANY($1) ORDER BY buyer_id, msg OFFSET 0) s"#,
-        &ids[..],
-        limit,
+    let mut buyers: Vec<Uuid> = rows.iter().map(|r| r.buyer_id.uuid()).collect();
+    buyers.sort_unstable();
+    buyers.dedup();
+    let row_buyers: Vec<Uuid> = rows.iter().map(|r| r.buyer_id.uuid()).collect();
+    let row_keys: Vec<String> = rows.iter().map(|r| r.message_key.clone()).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query_scalar!(
+        r#"SELECT count(pg_advisory_xact_lock(hashtextextended('notify_rate:' || b::text, 0))) AS "locked!"
+           FROM (SELECT b FROM UNNEST($1::uuid[]) AS b ORDER BY b OFFSET 0) s"#,
+        &buyers[..],
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM notify_rate_admits
+         WHERE buyer_id = ANY($1) AND admitted_at <= now() - $2 * interval '1 millisecond'",
+        &buyers[..],
         window_ms,
     )
-    .fetch_all(pool)
+    .execute(&mut *tx)
     .await?;
-    let refused: Vec<DeliveryId> = answers.into_iter().filter(|a| !a.admitted).map(|a| a.id).collect();
+    let admitted = sqlx::query!(
+        r#"WITH m AS (SELECT DISTINCT u.buyer, u.msg FROM UNNEST($1::uuid[], $2::text[]) AS u(buyer, msg)),
+                known AS (SELECT m.buyer, m.msg FROM m
+                          JOIN notify_rate_admits a ON a.buyer_id = m.buyer AND a.message_key = m.msg),
+                used AS (SELECT buyer_id, count(*) AS n FROM notify_rate_admits
+                         WHERE buyer_id = ANY($1) GROUP BY buyer_id),
+                fresh AS (SELECT m.buyer, m.msg,
+                                 coalesce(used.n, 0) + row_number() OVER (PARTITION BY m.buyer ORDER BY m.msg) AS nth
+                          FROM m LEFT JOIN used ON used.buyer_id = m.buyer
+                          WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.buyer = m.buyer AND k.msg = m.msg)),
+                taken AS (INSERT INTO notify_rate_admits (buyer_id, message_key)
+                          SELECT buyer, msg FROM fresh WHERE nth <= $3
+                          RETURNING buyer_id, message_key)
+           SELECT buyer_id AS "buyer!", message_key AS "msg!" FROM taken
+           UNION ALL SELECT buyer, msg FROM known"#,
+        &row_buyers[..],
+        &row_keys[..],
+        limit,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let admitted: HashSet<(Uuid, &str)> = admitted.iter().map(|a| (a.buyer, a.msg.as_str())).collect();
+    let refused: Vec<DeliveryId> = rows
+        .iter()
+        .filter(|r| !admitted.contains(&(r.buyer_id.uuid(), r.message_key.as_str())))
+        .map(|r| r.id)
+        .collect();
     if refused.is_empty() {
+        tx.commit().await?;
         return Ok(refused);
     }
     let why = format!("rate limited: over {} pushes per {} s", config.push_limit, config.push_window.as_secs());
@@ -249,8 +296,9 @@ async fn rate_limit(
         owner,
         why,
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     for channel in &skipped {
         metrics::counter!("gavel_notifier_deliveries_total", "channel" => label(channel), "outcome" => "rate_limited")
             .increment(1);

@@ -46,7 +46,7 @@ pub const LEAD: Duration = Duration::from_secs(10 * 60);
 /// How often a prepared sale is refreshed until it starts.
 pub const REFRESH: Duration = Duration::from_secs(30);
 /// Rows per insert statement.
-const CHUNK: usize = 5_000;
+const CHUNK: usize = 1_000;
 /// Sales prepared per pass.
 const SALES_PER_PASS: i64 = 8;
 const KIND: &str = "sale.started";
@@ -138,7 +138,13 @@ impl SaleStart {
             return Ok(0);
         }
         let existing: HashMap<String, String> =
-            sqlx::query!("SELECT dedupe_key, status FROM deliveries WHERE sale_id = $1", sale.uuid(),)
+            // Before the start every row of the sale is held or skipped (a
+            // sale this late in starting has rows in no other state that a
+            // pass could change; the insert skips any key that exists).
+            sqlx::query!(
+                "SELECT dedupe_key, status FROM deliveries WHERE sale_id = $1 AND status IN ('held', 'skipped')",
+                sale.uuid(),
+            )
                 .fetch_all(&mut *tx)
                 .await?
                 .into_iter()
@@ -350,7 +356,12 @@ impl SaleStart {
     }
 
     /// Inserts the plan's rows not in `existing` as `held`, in chunks of one
-    /// statement each (due as soon as the sale is released).
+    /// statement each (due as soon as the sale is released), push and email
+    /// chunks in turn, a push chunk first: the delivery loop claims a
+    /// released sale's held rows in the order of `deliveries_held`, which is
+    /// (for one sale) the rows' insertion order, so every channel starts at
+    /// the start — before, every email row came first, and the first push
+    /// waited for 10,000 emails to be sent.
     async fn write(
         &self,
         tx: &mut PgConnection,
@@ -360,56 +371,68 @@ impl SaleStart {
     ) -> Result<u64, sqlx::Error> {
         let mut written = 0;
         let emails: Vec<_> = plan.email.iter().filter(|e| !existing.contains_key(&e.0)).collect();
-        for chunk in emails.chunks(CHUNK) {
-            let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
-            let keys: Vec<String> = chunk.iter().map(|e| e.0.clone()).collect();
-            let buyers: Vec<Uuid> = chunk.iter().map(|e| e.1.uuid()).collect();
-            let payloads: Vec<serde_json::Value> = chunk.iter().map(|e| e.2.clone()).collect();
-            written += sqlx::query!(
-                "INSERT INTO deliveries (id, dedupe_key, kind, buyer_id, channel, payload, sale_id, status)
-                 SELECT u.id, u.key, $5, u.buyer, 'email', u.payload, $6, 'held'
-                 FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[]) AS u(id, key, buyer, payload)
-                 ON CONFLICT (dedupe_key) DO NOTHING",
-                &ids,
-                &keys,
-                &buyers,
-                &payloads,
-                KIND,
-                sale.id.uuid(),
-            )
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
         let pushes: Vec<_> = plan.push.iter().filter(|p| !existing.contains_key(&p.0)).collect();
+        // The message carries its collapse key (`sale:<sale>`, so a device
+        // shows one notice per sale); the row's `collapse_key` column, which
+        // makes a coalescing group of the delivery policy (policy.rs), stays
+        // NULL: the dedupe key already allows one row per (sale, device), so
+        // there is never a newer message to wait for — and waiting
+        // `notifier.coalesce_seconds` after the preparation held the first
+        // pushes back after the start.
         let payload = plan.push_payload.clone().unwrap_or(serde_json::Value::Null);
-        let collapse = format!("sale:{}", sale.id);
-        for chunk in pushes.chunks(CHUNK) {
-            let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
-            let keys: Vec<String> = chunk.iter().map(|p| p.0.clone()).collect();
-            let buyers: Vec<Uuid> = chunk.iter().map(|p| p.1.uuid()).collect();
-            let chans: Vec<String> = chunk.iter().map(|p| p.2.as_str().to_owned()).collect();
-            let devices: Vec<Uuid> = chunk.iter().map(|p| p.3).collect();
-            written += sqlx::query!(
-                "INSERT INTO deliveries (id, dedupe_key, kind, buyer_id, channel, device_id, payload,
-                                         collapse_key, sale_id, status)
-                 SELECT u.id, u.key, $6, u.buyer, u.channel, u.device, $7, $8, $9, 'held'
-                 FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::uuid[])
-                      AS u(id, key, buyer, channel, device)
-                 ON CONFLICT (dedupe_key) DO NOTHING",
-                &ids,
-                &keys,
-                &buyers,
-                &chans,
-                &devices,
-                KIND,
-                payload,
-                collapse,
-                sale.id.uuid(),
-            )
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        // As many rounds for either channel, each at most CHUNK rows.
+        let rounds = emails.len().div_ceil(CHUNK).max(pushes.len().div_ceil(CHUNK)).max(1);
+        let (email_chunk, push_chunk) = (emails.len().div_ceil(rounds).max(1), pushes.len().div_ceil(rounds).max(1));
+        let mut email_chunks = emails.chunks(email_chunk);
+        let mut push_chunks = pushes.chunks(push_chunk);
+        for _ in 0..rounds {
+            if let Some(chunk) = push_chunks.next() {
+                let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
+                let keys: Vec<String> = chunk.iter().map(|p| p.0.clone()).collect();
+                let buyers: Vec<Uuid> = chunk.iter().map(|p| p.1.uuid()).collect();
+                let chans: Vec<String> = chunk.iter().map(|p| p.2.as_str().to_owned()).collect();
+                let devices: Vec<Uuid> = chunk.iter().map(|p| p.3).collect();
+                written += sqlx::query!(
+                    "INSERT INTO deliveries (id, dedupe_key, kind, buyer_id, channel, device_id, payload,
+                                             sale_id, status)
+                     SELECT u.id, u.key, $6, u.buyer, u.channel, u.device, $7, $8, 'held'
+                     FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::uuid[])
+                          AS u(id, key, buyer, channel, device)
+                     ON CONFLICT (dedupe_key) DO NOTHING",
+                    &ids,
+                    &keys,
+                    &buyers,
+                    &chans,
+                    &devices,
+                    KIND,
+                    payload,
+                    sale.id.uuid(),
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            if let Some(chunk) = email_chunks.next() {
+                let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
+                let keys: Vec<String> = chunk.iter().map(|e| e.0.clone()).collect();
+                let buyers: Vec<Uuid> = chunk.iter().map(|e| e.1.uuid()).collect();
+                let payloads: Vec<serde_json::Value> = chunk.iter().map(|e| e.2.clone()).collect();
+                written += sqlx::query!(
+                    "INSERT INTO deliveries (id, dedupe_key, kind, buyer_id, channel, payload, sale_id, status)
+                     SELECT u.id, u.key, $5, u.buyer, 'email', u.payload, $6, 'held'
+                     FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[]) AS u(id, key, buyer, payload)
+                     ON CONFLICT (dedupe_key) DO NOTHING",
+                    &ids,
+                    &keys,
+                    &buyers,
+                    &payloads,
+                    KIND,
+                    sale.id.uuid(),
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
         }
         Ok(written)
     }
