@@ -6,6 +6,9 @@ use clap::{Parser, Subcommand};
 use gavel::{Application, Config, Role, database, demo};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "gavel", version, about = "Flash sales and auctions with durable workflows")]
 struct Cli {

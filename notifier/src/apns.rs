@@ -171,12 +171,19 @@ impl ApnsChannel {
         }
     }
 
-    fn request(&self, token: &str, message: &Message, jwt: &str) -> Result<Request<Full<Bytes>>, SendError> {
+    fn request(&self, to: &Address, message: &Message, jwt: &str) -> Result<Request<Full<Bytes>>, SendError> {
+        let token = to.to.as_str();
         let Message::Push { title, body, data, collapse_key, critical, ttl_seconds } = message else {
             return Err(SendError::Rejected { reason: "APNs sends push messages only".into() });
         };
         // Apple caps the collapse id at 64 bytes: a longer key is hashed (stable, so it still collapses).
-        let collapse = collapse_key.as_deref().map(|k| if k.len() <= 64 { k.to_owned() } else { short_hash(k) });
+        // Without a key, the delivery's own: a repeat of this delivery replaces it on the device.
+        let collapse = match collapse_key.as_deref() {
+            Some(k) if k.len() <= 64 => k.to_owned(),
+            Some(k) => short_hash(k),
+            None => to.own_collapse_id(),
+        };
+        let apns_id = to.delivery.hyphenated().to_string();
         let expiration = match ttl_seconds {
             0 => 0,
             ttl => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + u64::from(*ttl),
@@ -186,12 +193,10 @@ impl ApnsChannel {
             apns_priority: Some(if *critical { Priority::High } else { Priority::Normal }),
             apns_expiration: Some(expiration),
             apns_topic: Some(&self.topic),
-            apns_collapse_id: collapse
-                .as_deref()
-                .map(CollapseId::new)
-                .transpose()
-                .map_err(|e| SendError::Rejected { reason: e.to_string() })?,
-            apns_id: None,
+            apns_collapse_id: Some(
+                CollapseId::new(&collapse).map_err(|e| SendError::Rejected { reason: e.to_string() })?,
+            ),
+            apns_id: Some(&apns_id),
         };
         let mut payload = DefaultNotificationBuilder::new()
             .set_title(title)
@@ -225,6 +230,9 @@ impl ApnsChannel {
         if let Some(collapse) = &options.apns_collapse_id {
             builder = builder.header("apns-collapse-id", collapse.value);
         }
+        if let Some(id) = options.apns_id {
+            builder = builder.header("apns-id", id);
+        }
         builder.body(Full::new(Bytes::from(json))).map_err(|e| SendError::Rejected { reason: format!("request: {e}") })
     }
 
@@ -234,7 +242,7 @@ impl ApnsChannel {
             return Err(SendError::DeadAddress { reason: "not an APNs device token".into() });
         }
         let jwt = self.provider_token()?;
-        let request = self.request(&to.to, message, &jwt)?;
+        let request = self.request(to, message, &jwt)?;
         let answer = http::send(&self.client, request, self.request_timeout).await.map_err(|e| match e {
             NoAnswer::Timeout(_) | NoAnswer::Connection(_) => {
                 SendError::Retry { reason: format!("APNs: {e}"), retry_after: None, throttled: false }

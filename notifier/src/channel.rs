@@ -62,6 +62,20 @@ pub struct Address {
     pub to: String,
     /// The buyer's name, for the email's `To:` display name.
     pub name: Option<String>,
+    /// The delivery's id: its stable identity at the provider (`apns-id`
+    /// and, without a collapse key, `apns-collapse-id`; FCM's notification
+    /// `tag`; the email's `Message-ID`), so that a repeat after a crash
+    /// (sent, but the worker died before recording it) replaces the first
+    /// on the device and is one message in the mailbox.
+    pub delivery: uuid::Uuid,
+}
+
+impl Address {
+    /// A collapse id for a message without a collapse key: the delivery's
+    /// own, so that only a repeat of this delivery collapses into it.
+    pub fn own_collapse_id(&self) -> String {
+        format!("dlv_{}", self.delivery.simple())
+    }
 }
 
 /// The provider accepted the message.

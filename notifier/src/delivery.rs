@@ -2,11 +2,15 @@
 //! channel, and records the outcome.
 //!
 //! - **Claim**: one statement takes up to a batch of due `pending` rows
-//!   (critical first, then oldest due), up to a batch of `sending` rows whose
-//!   lease ran out (their worker crashed), and up to a batch of `held` rows of
-//!   started sales ([`crate::sale_start`]) — with `FOR UPDATE SKIP LOCKED`, marks them
-//!   `sending` with this worker's lease (`lease_owner`, `lease_until`) and
-//!   counts the attempt. No row lock is held while a provider is called.
+//!   (critical first, then oldest due) and up to a batch of `sending` rows
+//!   whose lease ran out (their worker crashed) — with `FOR UPDATE SKIP
+//!   LOCKED`, marks them `sending` with this worker's lease (`lease_owner`,
+//!   `lease_until`) and counts the attempt. A second takes one chunk of a
+//!   started sale's `held` rows ([`crate::sale_start`]) by its lease row in
+//!   `sale_notice_chunks`: those rows are not written until their outcome is
+//!   (`held` → `sent`, guarded on the chunk's lease), so a sale-start
+//!   delivery costs one row write. No row lock is held while a provider is
+//!   called.
 //! - **Send**: through the channel, bounded per provider (a semaphore) and by
 //!   a timeout; the provider's circuit breaker, when open, postpones the
 //!   delivery (the attempt is not counted) instead of failing it.
@@ -18,10 +22,13 @@
 //!   address → `skipped` (and the device retired).
 //!
 //! **At-least-once window**: if a worker dies after the provider accepted a
-//! message but before `sent` was recorded, the lease runs out and another
-//! worker sends it again. The dedupe key guarantees one row (one decision)
-//! per (event, recipient, channel[, device]), not that the provider never
-//! sees a message twice; the window is one send timeout plus one UPDATE.
+//! message but before `sent` was recorded, the lease (the row's or its
+//! chunk's) runs out and another worker sends it again. The dedupe key
+//! guarantees one row (one decision) per (event, recipient, channel[,
+//! device]); the window is one send plus one batched UPDATE. A repeat goes
+//! out under the same identity as the first (the delivery's id as `apns-id`
+//! and collapse id, FCM notification tag, email `Message-ID`), so the device
+//! replaces it and the mailbox keeps one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +37,7 @@ use std::time::Duration;
 use gavel_domain::breaker::Breaker;
 use gavel_domain::dead_letters::{self, Kind, NewDeadLetter};
 use gavel_domain::ids::DeliveryId;
+use serde::Deserialize;
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -83,10 +91,40 @@ struct Inner {
     config: DeliveryConfig,
 }
 
+/// The two kinds of a sale's chunks: a chunk's rows are all push (APNs and
+/// FCM) or all email.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkKind {
+    Push,
+    Email,
+}
+
+impl ChunkKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// How this worker holds a claimed delivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum Lease {
+    /// The row's own lease: `sending`, `lease_owner`, `lease_until`.
+    #[default]
+    Row,
+    /// Its sale's chunk lease (`sale_notice_chunks`): the row stays `held`
+    /// until its outcome is recorded.
+    Chunk { sale: Uuid, chunk: i32 },
+}
+
 /// A claimed delivery with its address.
 #[derive(Debug, sqlx::FromRow)]
 struct Claimed {
     id: DeliveryId,
+    #[sqlx(skip)]
+    lease: Lease,
     channel: String,
     device_id: Option<Uuid>,
     payload: serde_json::Value,
@@ -152,8 +190,20 @@ impl Deliverer {
     /// [`SENT_FLUSH`] rows or [`SENT_FLUSH_EVERY`], whichever comes first;
     /// any other outcome is recorded on its own as it comes.
     pub async fn run_batch(&self, limit: i64) -> Result<usize, sqlx::Error> {
+        self.run_batch_preferring(limit, ChunkKind::Push).await
+    }
+
+    /// [`Self::run_batch`], taking a sale's chunk of the kind `prefer` if one
+    /// is free, else of the other kind.
+    pub async fn run_batch_preferring(&self, limit: i64, prefer: ChunkKind) -> Result<usize, sqlx::Error> {
         let mut claimed = self.claim(limit.clamp(1, self.batch())).await?;
-        let n = claimed.len();
+        // A chunk taken counts as work even if none of its rows is left (it
+        // is finished below), so that the loop goes on to the next one.
+        let chunk = self.claim_chunk(prefer).await?.map(|(lease, rows)| {
+            claimed.extend(rows);
+            lease
+        });
+        let n = claimed.len().max(usize::from(chunk.is_some()));
         // The delivery policy (policy.rs): coalescing and rate limits may hold
         // some back (already recorded) or merge newer messages into them.
         let ids: Vec<DeliveryId> = claimed.iter().map(|c| c.id).collect();
@@ -165,22 +215,36 @@ impl Deliverer {
             let this = self.clone();
             sends.spawn(async move {
                 let outcome = this.attempt(&row).await;
-                metrics::counter!("gavel_notifier_deliveries_total", "channel" => channel_label(&row.channel),
-                    "outcome" => outcome.label())
-                .increment(1);
-                match outcome {
-                    Outcome::Sent(provider_id) => Ok(Some((row.id, provider_id))),
-                    other => this.record(&row, other).await.map(|()| None),
-                }
+                let counted = (channel_label(&row.channel), outcome.label());
+                let recorded = match outcome {
+                    Outcome::Sent(provider_id) => Ok(Some((row.id, provider_id, row.lease))),
+                    other => this.record_other(row, other).await.map(|()| None),
+                };
+                (counted, recorded)
             });
         }
+        // Outcomes per (channel, outcome), added to the metric once per batch.
+        let mut counts: HashMap<(&'static str, &'static str), u64> = HashMap::new();
+        // Sent by row lease, and by the chunk's lease.
         let mut sent: Vec<(DeliveryId, Option<String>)> = Vec::new();
+        let mut sent_held: Vec<(DeliveryId, Option<String>)> = Vec::new();
         let mut flush_at = tokio::time::Instant::now() + SENT_FLUSH_EVERY;
         loop {
             let next = tokio::time::timeout_at(flush_at, sends.join_next()).await;
+            let next = next.map(|joined| {
+                joined.map(|task| {
+                    task.map(|(counted, recorded)| {
+                        *counts.entry(counted).or_insert(0) += 1;
+                        recorded
+                    })
+                })
+            });
             match next {
                 Ok(None) => break,
-                Ok(Some(Ok(Ok(Some(done))))) => sent.push(done),
+                Ok(Some(Ok(Ok(Some((id, provider_id, lease)))))) => match lease {
+                    Lease::Row => sent.push((id, provider_id)),
+                    Lease::Chunk { .. } => sent_held.push((id, provider_id)),
+                },
                 Ok(Some(Ok(Ok(None)))) => {}
                 Ok(Some(Ok(Err(err)))) => {
                     tracing::warn!(error = %err, "recording a delivery failed; its lease will run out");
@@ -188,15 +252,29 @@ impl Deliverer {
                 Ok(Some(Err(err))) => tracing::error!(error = %err, "a delivery task panicked; its lease will run out"),
                 Err(_) => {}
             }
-            if sent.len() >= SENT_FLUSH || (tokio::time::Instant::now() >= flush_at && !sent.is_empty()) {
+            let due = tokio::time::Instant::now() >= flush_at;
+            if sent.len() >= SENT_FLUSH || (due && !sent.is_empty()) {
                 self.record_sent(std::mem::take(&mut sent)).await?;
             }
-            if tokio::time::Instant::now() >= flush_at {
+            if sent_held.len() >= SENT_FLUSH || (due && !sent_held.is_empty()) {
+                self.record_sent_held(chunk, std::mem::take(&mut sent_held)).await?;
+            }
+            if due {
                 flush_at = tokio::time::Instant::now() + SENT_FLUSH_EVERY;
             }
         }
+        for ((channel, outcome), n) in counts {
+            metrics::counter!("gavel_notifier_deliveries_total", "channel" => channel, "outcome" => outcome)
+                .increment(n);
+        }
         if !sent.is_empty() {
             self.record_sent(sent).await?;
+        }
+        if !sent_held.is_empty() {
+            self.record_sent_held(chunk, sent_held).await?;
+        }
+        if chunk.is_some() {
+            self.finish_chunk(chunk).await?;
         }
         Ok(n)
     }
@@ -204,8 +282,7 @@ impl Deliverer {
     /// `sent` for many deliveries in one statement, each guarded on this
     /// worker still holding its lease.
     async fn record_sent(&self, sent: Vec<(DeliveryId, Option<String>)>) -> Result<(), sqlx::Error> {
-        let ids: Vec<Uuid> = sent.iter().map(|(id, _)| id.uuid()).collect();
-        let provider_ids: Vec<String> = sent.iter().map(|(_, p)| p.clone().unwrap_or_default()).collect();
+        let (ids, provider_ids) = split(&sent);
         let done = sqlx::query!(
             "UPDATE deliveries d SET status = 'sent', provider_id = NULLIF(u.provider_id, ''), sent_at = now(),
                     lease_owner = NULL, lease_until = NULL
@@ -217,11 +294,121 @@ impl Deliverer {
         )
         .execute(&self.inner.pool)
         .await?;
-        let lost = ids.len() as u64 - done.rows_affected().min(ids.len() as u64);
-        if lost > 0 {
-            tracing::warn!(lost, "deliveries' leases ran out before their outcome was recorded");
-        }
+        report_lost(ids.len(), done.rows_affected());
         Ok(())
+    }
+
+    /// `sent` for deliveries of this worker's chunk (still `held`): one
+    /// write per delivery in all, guarded on the chunk's lease.
+    async fn record_sent_held(
+        &self,
+        chunk: Option<Lease>,
+        sent: Vec<(DeliveryId, Option<String>)>,
+    ) -> Result<(), sqlx::Error> {
+        let Some(Lease::Chunk { sale, chunk }) = chunk else { return Ok(()) };
+        let (ids, provider_ids) = split(&sent);
+        let done = sqlx::query!(
+            "UPDATE deliveries d SET status = 'sent', provider_id = NULLIF(u.provider_id, ''), sent_at = now(),
+                    attempts = d.attempts + 1
+             FROM UNNEST($1::uuid[], $2::text[]) AS u(id, provider_id)
+             WHERE d.id = u.id AND d.status = 'held' AND d.sale_id = $3 AND d.chunk = $4
+               AND EXISTS (SELECT 1 FROM sale_notice_chunks k
+                           WHERE k.sale_id = $3 AND k.chunk = $4 AND k.lease_owner = $5)",
+            &ids,
+            &provider_ids,
+            sale,
+            chunk,
+            &self.inner.config.owner,
+        )
+        .execute(&self.inner.pool)
+        .await?;
+        report_lost(ids.len(), done.rows_affected());
+        Ok(())
+    }
+
+    /// Takes the next chunk of a released sale's held deliveries whose lease
+    /// is free (never taken, or its sender crashed), with its rows.
+    async fn claim_chunk(&self, prefer: ChunkKind) -> Result<Option<(Lease, Vec<Claimed>)>, sqlx::Error> {
+        let c = &self.inner.config;
+        let taken = sqlx::query!(
+            r#"WITH next AS (
+                   SELECT k.sale_id, k.chunk FROM sale_notice_chunks k
+                   JOIN sale_notice_preparations p ON p.sale_id = k.sale_id AND p.released_at IS NOT NULL
+                   WHERE k.finished_at IS NULL AND (k.lease_until IS NULL OR k.lease_until < now())
+                   ORDER BY k.kind = $3 DESC, p.released_at, k.sale_id, k.chunk
+                   LIMIT 1 FOR UPDATE OF k SKIP LOCKED)
+               UPDATE sale_notice_chunks k SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond'
+               FROM next WHERE k.sale_id = next.sale_id AND k.chunk = next.chunk
+               RETURNING k.sale_id, k.chunk"#,
+            &c.owner,
+            c.lease.as_millis() as f64,
+            prefer.as_str(),
+        )
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        let Some(taken) = taken else { return Ok(None) };
+        let lease = Lease::Chunk { sale: taken.sale_id, chunk: taken.chunk };
+        let mut rows = sqlx::query_as::<_, Claimed>(
+            "SELECT d.id, d.channel, d.device_id, d.payload, d.attempts, b.email, b.name,
+                    dv.token, dv.status AS device_status
+             FROM deliveries d JOIN buyers b ON b.id = d.buyer_id LEFT JOIN devices dv ON dv.id = d.device_id
+             WHERE d.sale_id = $1 AND d.chunk = $2 AND d.status = 'held'",
+        )
+        .bind(taken.sale_id)
+        .bind(taken.chunk)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        for row in &mut rows {
+            row.lease = lease;
+        }
+        Ok(Some((lease, rows)))
+    }
+
+    /// A chunk none of whose rows is `held` any more is finished; one that
+    /// still has some (an outcome not recorded) keeps its lease until it runs
+    /// out, and then is taken again for those.
+    async fn finish_chunk(&self, chunk: Option<Lease>) -> Result<(), sqlx::Error> {
+        let Some(Lease::Chunk { sale, chunk }) = chunk else { return Ok(()) };
+        sqlx::query!(
+            "UPDATE sale_notice_chunks SET finished_at = now(), lease_owner = NULL, lease_until = NULL
+             WHERE sale_id = $1 AND chunk = $2 AND lease_owner = $3
+               AND NOT EXISTS (SELECT 1 FROM deliveries WHERE sale_id = $1 AND chunk = $2 AND status = 'held')",
+            sale,
+            chunk,
+            &self.inner.config.owner,
+        )
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records an outcome other than `sent`. A chunk's delivery first takes
+    /// a lease of its own (`sending`, the attempt counted), as any claimed
+    /// row has, so that the rest of its life (retries, the dead-letter
+    /// queue) is the same as every delivery's.
+    async fn record_other(&self, mut row: Claimed, outcome: Outcome) -> Result<(), sqlx::Error> {
+        if let Lease::Chunk { sale, chunk } = row.lease {
+            let c = &self.inner.config;
+            let adopted = sqlx::query_scalar!(
+                "UPDATE deliveries d SET status = 'sending', lease_owner = $4,
+                        lease_until = now() + $5 * interval '1 millisecond', attempts = d.attempts + 1
+                 WHERE d.id = $1 AND d.status = 'held' AND d.sale_id = $2 AND d.chunk = $3
+                   AND EXISTS (SELECT 1 FROM sale_notice_chunks k
+                               WHERE k.sale_id = $2 AND k.chunk = $3 AND k.lease_owner = $4)
+                 RETURNING attempts",
+                row.id as DeliveryId,
+                sale,
+                chunk,
+                &c.owner,
+                c.lease.as_millis() as f64,
+            )
+            .fetch_optional(&self.inner.pool)
+            .await?;
+            let Some(attempts) = adopted else { return lease_kept(&row, 0) };
+            row.attempts = attempts;
+            row.lease = Lease::Row;
+        }
+        self.record(&row, outcome).await
     }
 
     async fn claim(&self, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
@@ -248,12 +435,7 @@ impl Deliverer {
                  WHERE status = 'sending' AND lease_until < now() AND channel = ANY($1)
                  ORDER BY lease_until
                  LIMIT $2 FOR UPDATE SKIP LOCKED),
-             released AS (
-                 SELECT d.id FROM deliveries d
-                 JOIN sale_notice_preparations p ON p.sale_id = d.sale_id AND p.released_at IS NOT NULL
-                 WHERE d.status = 'held' AND d.channel = ANY($1)
-                 LIMIT $2 FOR UPDATE OF d SKIP LOCKED),
-             picked AS (SELECT id FROM due UNION ALL SELECT id FROM stale UNION ALL SELECT id FROM released),
+             picked AS (SELECT id FROM due UNION ALL SELECT id FROM stale),
              taken AS (
                  UPDATE deliveries d SET status = 'sending', lease_owner = $3,
                         lease_until = now() + $4 * interval '1 millisecond', attempts = d.attempts + 1
@@ -275,14 +457,14 @@ impl Deliverer {
         let Some(provider) = ChannelKind::parse(&row.channel).and_then(|k| self.inner.providers.get(&k)) else {
             return Outcome::Postponed(Duration::from_secs(60));
         };
-        let message: Message = match serde_json::from_value(row.payload.clone()) {
+        let message = match Message::deserialize(&row.payload) {
             Ok(m) => m,
             Err(err) => return Outcome::Failed(format!("the stored message is unreadable: {err}")),
         };
         let to = match (row.device_id, &row.token) {
-            (None, _) => Address { to: row.email.clone(), name: row.name.clone() },
+            (None, _) => Address { to: row.email.clone(), name: row.name.clone(), delivery: row.id.uuid() },
             (Some(_), Some(token)) if row.device_status.as_deref() == Some("active") => {
-                Address { to: token.clone(), name: row.name.clone() }
+                Address { to: token.clone(), name: row.name.clone(), delivery: row.id.uuid() }
             }
             (Some(_), _) => return Outcome::Skipped("the device is retired".into()),
         };
@@ -442,6 +624,17 @@ impl Deliverer {
         tx.commit().await?;
         tracing::warn!(delivery = %row.id, channel = %row.channel, error, "delivery dead-lettered");
         Ok(())
+    }
+}
+
+fn split(sent: &[(DeliveryId, Option<String>)]) -> (Vec<Uuid>, Vec<String>) {
+    sent.iter().map(|(id, p)| (id.uuid(), p.clone().unwrap_or_default())).unzip()
+}
+
+fn report_lost(sent: usize, recorded: u64) {
+    let lost = (sent as u64).saturating_sub(recorded);
+    if lost > 0 {
+        tracing::warn!(lost, "deliveries' leases ran out before their outcome was recorded");
     }
 }
 

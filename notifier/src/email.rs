@@ -107,7 +107,11 @@ impl Channel for EmailChannel {
             };
             let address = to.to.parse().map_err(|e| SendError::DeadAddress { reason: format!("`{}`: {e}", to.to) })?;
             let recipient = Mailbox::new(to.name.clone(), address);
+            // The delivery's id as the Message-ID: a repeat after a crash is
+            // the same message to the mailbox (which keeps one per id).
+            let domain = self.from.email.domain();
             let email = lettre::Message::builder()
+                .message_id(Some(format!("<{}@{domain}>", to.delivery.simple())))
                 .from(self.from.clone())
                 .to(recipient)
                 .subject(subject)

@@ -224,19 +224,28 @@ impl FcmChannel {
         Ok(AccessToken { bearer: granted.access_token, refresh_at: Instant::now() + lifetime.saturating_sub(EARLY) })
     }
 
-    fn body(token: &str, message: &Message) -> Result<Value, SendError> {
+    fn body(to: &Address, message: &Message) -> Result<Value, SendError> {
+        let token = to.to.as_str();
         let Message::Push { title, body, data, collapse_key, critical, ttl_seconds } = message else {
             return Err(SendError::Rejected { reason: "FCM sends push messages only".into() });
         };
         let mut android =
             json!({ "priority": if *critical { "HIGH" } else { "NORMAL" }, "ttl": format!("{ttl_seconds}s") });
         let mut apns_headers = BTreeMap::from([("apns-priority", if *critical { "10" } else { "5" }.to_owned())]);
-        if let Some(key) = collapse_key {
-            android["collapse_key"] = json!(key);
-            if key.len() <= 64 {
-                apns_headers.insert("apns-collapse-id", key.clone());
+        // The notification's tag (and on iOS its collapse id) is the collapse
+        // key, or the delivery's own: a repeat of this delivery after a crash
+        // replaces it in the drawer instead of showing twice.
+        let tag = match collapse_key {
+            Some(key) => {
+                android["collapse_key"] = json!(key);
+                key.clone()
             }
+            None => to.own_collapse_id(),
+        };
+        if tag.len() <= 64 {
+            apns_headers.insert("apns-collapse-id", tag.clone());
         }
+        android["notification"] = json!({ "tag": tag });
         Ok(json!({ "message": {
             "token": token,
             "notification": { "title": title, "body": body },
@@ -260,7 +269,7 @@ impl FcmChannel {
     }
 
     async fn send_push(&self, to: &Address, message: &Message) -> Result<Sent, SendError> {
-        let body = Self::body(&to.to, message)?;
+        let body = Self::body(to, message)?;
         let bearer = self.access_token().await?;
         let mut answer = self.post(&bearer, &body).await?;
         if answer.status == StatusCode::UNAUTHORIZED && classify(&answer).is_none() {

@@ -35,7 +35,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::Channel;
-use crate::delivery::{Deliverer, DeliveryConfig};
+use crate::delivery::{ChunkKind, Deliverer, DeliveryConfig};
 use crate::fanout::{FanOut, FanOutConfig};
 use crate::templates::Templates;
 
@@ -87,7 +87,14 @@ impl Notifier {
     /// batches); the first also keeps the DLQ depth gauge current.
     pub async fn run_delivery(self, stop: CancellationToken) -> Result<(), String> {
         let workers = self.deliverer.workers().max(1);
-        let loops = (0..workers).map(|i| self.clone().delivery_loop(stop.clone(), i == 0));
+        // With two loops or more, the last prefers a started sale's email
+        // chunks and the rest its push chunks: email (slower per message)
+        // never holds the pushes back, and each kind helps the other when
+        // its own runs out.
+        let loops = (0..workers).map(|i| {
+            let prefer = if workers > 1 && i == workers - 1 { ChunkKind::Email } else { ChunkKind::Push };
+            self.clone().delivery_loop(stop.clone(), i == 0, prefer)
+        });
         futures::future::try_join_all(loops).await.map(|_| ())
     }
 
@@ -96,7 +103,7 @@ impl Notifier {
     /// size: the first messages of a burst (a sale's start) go out as soon
     /// as a few rows are claimed, not after a whole batch's claim and
     /// policy round, and the bulk still moves in full batches.
-    async fn delivery_loop(self, stop: CancellationToken, gauge: bool) -> Result<(), String> {
+    async fn delivery_loop(self, stop: CancellationToken, gauge: bool, prefer: ChunkKind) -> Result<(), String> {
         let mut gauge_at = tokio::time::Instant::now();
         let full = self.deliverer.batch();
         let mut batch = FIRST_BATCH.min(full);
@@ -108,7 +115,7 @@ impl Notifier {
                 self.report_dead_letters().await;
                 gauge_at = tokio::time::Instant::now() + Duration::from_secs(10);
             }
-            match self.deliverer.run_batch(batch).await {
+            match self.deliverer.run_batch_preferring(batch, prefer).await {
                 Ok(0) => {
                     batch = FIRST_BATCH.min(full);
                     idle(&stop, self.poll).await;

@@ -107,7 +107,10 @@ pub async fn screen(
                   coalesce(event_id::text, 'sale:' || sale_id::text, id::text) AS "message_key!",
                   created_at, now() AS "now!"
            FROM deliveries
-           WHERE id = ANY($1) AND NOT critical AND channel <> 'email' AND status = 'sending' AND lease_owner = $2"#,
+           WHERE id = ANY($1) AND NOT critical AND channel <> 'email'
+             AND ((status = 'sending' AND lease_owner = $2) OR (status = 'held' AND EXISTS (
+                  SELECT 1 FROM sale_notice_chunks k
+                  WHERE k.sale_id = deliveries.sale_id AND k.chunk = deliveries.chunk AND k.lease_owner = $2)))"#,
         &raw[..],
         owner,
     )
@@ -290,7 +293,10 @@ async fn rate_limit(
     let skipped = sqlx::query_scalar!(
         "UPDATE deliveries SET status = 'skipped', lease_owner = NULL, lease_until = NULL,
                 attempt_log = attempt_log || jsonb_build_array(jsonb_build_object('at', now(), 'error', $3::text))
-         WHERE id = ANY($1) AND status = 'sending' AND lease_owner = $2
+         WHERE id = ANY($1)
+           AND ((status = 'sending' AND lease_owner = $2) OR (status = 'held' AND EXISTS (
+                SELECT 1 FROM sale_notice_chunks k
+                WHERE k.sale_id = deliveries.sale_id AND k.chunk = deliveries.chunk AND k.lease_owner = $2)))
          RETURNING channel",
         &raw[..],
         owner,

@@ -177,11 +177,14 @@ impl SaleStart {
             .rows_affected();
         }
         if !revived.is_empty() {
+            // Back in a chunk of their own: their old one may be finished.
+            let chunk = take_chunks(&mut tx, sale, &["push"]).await?.start;
             changed += sqlx::query!(
-                "UPDATE deliveries SET status = 'held'
+                "UPDATE deliveries SET status = 'held', chunk = $3
                  WHERE sale_id = $1 AND status = 'skipped' AND attempts = 0 AND dedupe_key = ANY($2)",
                 sale.uuid(),
                 &revived,
+                chunk,
             )
             .execute(&mut *tx)
             .await?
@@ -385,8 +388,22 @@ impl SaleStart {
         let (email_chunk, push_chunk) = (emails.len().div_ceil(rounds).max(1), pushes.len().div_ceil(rounds).max(1));
         let mut email_chunks = emails.chunks(email_chunk);
         let mut push_chunks = pushes.chunks(push_chunk);
+        // Each statement's rows are one chunk, claimed as one by the delivery loop.
+        let (push_statements, email_statements) =
+            (pushes.len().div_ceil(push_chunk), emails.len().div_ceil(email_chunk));
+        let kinds: Vec<&str> = (0..rounds)
+            .flat_map(|round| {
+                [(round < push_statements).then_some("push"), (round < email_statements).then_some("email")]
+            })
+            .flatten()
+            .collect();
+        if kinds.is_empty() {
+            return Ok(0);
+        }
+        let mut number = take_chunks(&mut *tx, sale.id, &kinds).await?;
         for _ in 0..rounds {
             if let Some(chunk) = push_chunks.next() {
+                let n = number.next().unwrap_or_default();
                 let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
                 let keys: Vec<String> = chunk.iter().map(|p| p.0.clone()).collect();
                 let buyers: Vec<Uuid> = chunk.iter().map(|p| p.1.uuid()).collect();
@@ -394,8 +411,8 @@ impl SaleStart {
                 let devices: Vec<Uuid> = chunk.iter().map(|p| p.3).collect();
                 written += sqlx::query!(
                     "INSERT INTO deliveries (id, dedupe_key, kind, buyer_id, channel, device_id, payload,
-                                             sale_id, status)
-                     SELECT u.id, u.key, $6, u.buyer, u.channel, u.device, $7, $8, 'held'
+                                             sale_id, status, chunk)
+                     SELECT u.id, u.key, $6, u.buyer, u.channel, u.device, $7, $8, 'held', $9
                      FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::uuid[])
                           AS u(id, key, buyer, channel, device)
                      ON CONFLICT (dedupe_key) DO NOTHING",
@@ -407,19 +424,21 @@ impl SaleStart {
                     KIND,
                     payload,
                     sale.id.uuid(),
+                    n,
                 )
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
             }
             if let Some(chunk) = email_chunks.next() {
+                let n = number.next().unwrap_or_default();
                 let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
                 let keys: Vec<String> = chunk.iter().map(|e| e.0.clone()).collect();
                 let buyers: Vec<Uuid> = chunk.iter().map(|e| e.1.uuid()).collect();
                 let payloads: Vec<serde_json::Value> = chunk.iter().map(|e| e.2.clone()).collect();
                 written += sqlx::query!(
-                    "INSERT INTO deliveries (id, dedupe_key, kind, buyer_id, channel, payload, sale_id, status)
-                     SELECT u.id, u.key, $5, u.buyer, 'email', u.payload, $6, 'held'
+                    "INSERT INTO deliveries (id, dedupe_key, kind, buyer_id, channel, payload, sale_id, status, chunk)
+                     SELECT u.id, u.key, $5, u.buyer, 'email', u.payload, $6, 'held', $7
                      FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[]) AS u(id, key, buyer, payload)
                      ON CONFLICT (dedupe_key) DO NOTHING",
                     &ids,
@@ -428,6 +447,7 @@ impl SaleStart {
                     &payloads,
                     KIND,
                     sale.id.uuid(),
+                    n,
                 )
                 .execute(&mut *tx)
                 .await?
@@ -452,6 +472,31 @@ async fn lock(tx: &mut PgConnection, sale: SaleId) -> Result<(), sqlx::Error> {
         .fetch_one(&mut *tx)
         .await?;
     Ok(())
+}
+
+/// Numbers new chunks of `sale` (under its preparation lock), one per kind
+/// given (`push` or `email`, in order), each with its lease row; returns the
+/// first number and one past the last.
+async fn take_chunks(tx: &mut PgConnection, sale: SaleId, kinds: &[&str]) -> Result<std::ops::Range<i32>, sqlx::Error> {
+    let n = i32::try_from(kinds.len()).unwrap_or(i32::MAX);
+    let first = sqlx::query_scalar!(
+        r#"UPDATE sale_notice_preparations SET chunks = chunks + $2 WHERE sale_id = $1 RETURNING chunks - $2 AS "first!""#,
+        sale as SaleId,
+        n,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO sale_notice_chunks (sale_id, chunk, kind)
+         SELECT $1, $2::int + (k.n - 1)::int, k.kind FROM UNNEST($3::text[]) WITH ORDINALITY AS k(kind, n)
+         ON CONFLICT DO NOTHING",
+        sale as SaleId,
+        first,
+        &kinds.iter().map(|k| (*k).to_owned()).collect::<Vec<String>>(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(first..first + n)
 }
 
 fn push_message(sale: SaleId, title: String, body: String) -> Message {

@@ -34,7 +34,7 @@ fn push(critical: bool) -> Message {
 }
 
 fn to(token: &str) -> Address {
-    Address { to: token.to_owned(), name: None }
+    Address { to: token.to_owned(), name: None, delivery: uuid::Uuid::new_v4() }
 }
 
 fn apns_token(n: u8) -> String {

@@ -206,7 +206,15 @@ async fn an_order_paid_and_an_outbid_reach_apns_and_fcm_with_the_providers_heade
     let critical = apns.iter().find(|d| d.priority == "10").expect("the order's push at priority 10");
     assert_eq!((critical.token.as_str(), critical.topic.as_str()), (apns_token(1).as_str(), TOPIC));
     assert_eq!(critical.push_type, "alert");
-    assert_eq!(critical.collapse_id, None);
+    // The delivery's id is the push's identity: apns-id, and its collapse id
+    // (it has no collapse key), so a repeat after a crash replaces it.
+    let apns_ids: Vec<String> = sqlx::query_scalar("SELECT id::text FROM deliveries WHERE channel = 'apns'")
+        .fetch_all(&app.pool)
+        .await
+        .expect("the apns deliveries");
+    let delivery = critical.apns_id.to_lowercase();
+    assert!(apns_ids.contains(&delivery), "apns-id {delivery} is a delivery's id: {apns_ids:?}");
+    assert_eq!(critical.collapse_id, Some(format!("dlv_{}", delivery.replace('-', ""))));
     let expires: i64 = critical.expiration.as_deref().expect("apns-expiration").parse().expect("a number");
     assert!((now + 86_000..=now + 86_500).contains(&expires), "a critical push is kept a day: {expires}");
     assert_eq!(critical.payload["aps"]["alert"]["title"].as_str().map(|t| !t.is_empty()), Some(true));
@@ -229,9 +237,12 @@ async fn an_order_paid_and_an_outbid_reach_apns_and_fcm_with_the_providers_heade
     assert!(fcm.iter().all(|m| m.token == "fcm-token-1"));
     let high = fcm.iter().find(|m| m.message["android"]["priority"] == "HIGH").expect("the order's push, HIGH");
     assert_eq!(high.message["android"].get("collapse_key"), None);
+    let tag = high.message["android"]["notification"]["tag"].as_str().unwrap_or_default();
+    assert!(tag.starts_with("dlv_") && tag.len() == 36, "the delivery's own tag: {tag}");
     assert_eq!(high.message["data"]["order_id"], order_id.to_string());
     let normal = fcm.iter().find(|m| m.message["android"]["priority"] == "NORMAL").expect("the outbid, NORMAL");
     assert_eq!(normal.message["android"]["collapse_key"], format!("outbid:{auction}"));
+    assert_eq!(normal.message["android"]["notification"]["tag"], format!("outbid:{auction}"));
     assert_eq!(normal.message["data"]["kind"], "bid.outbid");
 
     let rows = deliveries(&app.pool).await;

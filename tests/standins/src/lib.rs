@@ -12,3 +12,16 @@ mod serve;
 pub mod smtp;
 pub mod stripe;
 pub mod webhook_receiver;
+
+/// Per address, how many distinct messages it shows, given each received
+/// message's (address, identity): repeats of one identity show as one.
+fn shown<'a>(received: impl Iterator<Item = (&'a str, &'a str)>) -> std::collections::HashMap<String, usize> {
+    let mut seen = std::collections::HashSet::new();
+    let mut counts = std::collections::HashMap::new();
+    for (to, identity) in received {
+        if seen.insert((to, identity)) {
+            *counts.entry(to.to_owned()).or_insert(0) += 1;
+        }
+    }
+    counts
+}

@@ -149,6 +149,16 @@ impl ApnsStandIn {
         self.shared.store().deliveries.clone()
     }
 
+    /// What the devices show: per token, the notifications as a user sees
+    /// them — one per `apns-collapse-id` (a later one replaces an earlier
+    /// one in place), else one per `apns-id`.
+    pub fn shown(&self) -> std::collections::HashMap<String, usize> {
+        let store = self.shared.store();
+        crate::shown(
+            store.deliveries.iter().map(|d| (d.token.as_str(), d.collapse_id.as_deref().unwrap_or(&d.apns_id))),
+        )
+    }
+
     pub fn requests(&self) -> Vec<ApnsRequest> {
         self.shared.store().requests.clone()
     }

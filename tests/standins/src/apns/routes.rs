@@ -165,6 +165,11 @@ fn check(
     if collapse_id.is_some_and(|c| c.len() > 64) {
         return Err(Refusal::new(S::BAD_REQUEST, "BadCollapseId"));
     }
+    // The sender's own id, if it names one (Apple echoes it), else a new one.
+    let apns_id = match header(headers, "apns-id") {
+        Some(id) => uuid::Uuid::parse_str(id).map_err(|_| Refusal::new(S::BAD_REQUEST, "BadMessageId"))?,
+        None => uuid::Uuid::new_v4(),
+    };
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Refusal::new(S::BAD_REQUEST, "BadDeviceToken"));
     }
@@ -176,7 +181,7 @@ fn check(
         return Err(Refusal::new(S::BAD_REQUEST, "PayloadEmpty"));
     }
     Ok(ApnsDelivery {
-        apns_id: uuid::Uuid::new_v4().hyphenated().to_string().to_uppercase(),
+        apns_id: apns_id.hyphenated().to_string().to_uppercase(),
         token: token.to_owned(),
         topic: topic.to_owned(),
         push_type: push_type.to_owned(),

@@ -175,6 +175,17 @@ impl FcmStandIn {
         self.shared.store().messages.clone()
     }
 
+    /// What the devices show: per token, one notification per Android
+    /// notification `tag` (a later one with the tag replaces the earlier in
+    /// the drawer), else one per message.
+    pub fn shown(&self) -> std::collections::HashMap<String, usize> {
+        let store = self.shared.store();
+        crate::shown(store.messages.iter().map(|m| {
+            let tag = m.message["android"]["notification"]["tag"].as_str();
+            (m.token.as_str(), tag.unwrap_or(&m.name))
+        }))
+    }
+
     pub fn sends(&self) -> Vec<FcmSend> {
         self.shared.store().sends.clone()
     }

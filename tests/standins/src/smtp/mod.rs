@@ -53,6 +53,17 @@ pub struct Received {
     pub received_at: chrono::DateTime<chrono::Utc>,
 }
 
+impl Received {
+    /// The `Message-ID:` header's value, if the message has one.
+    pub fn message_id(&self) -> Option<&str> {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or_default();
+        head.split("\r\n").find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim().eq_ignore_ascii_case("message-id").then(|| value.trim())
+        })
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) messages: Vec<Received>,
@@ -114,6 +125,17 @@ impl SmtpStandIn {
 
     pub fn messages(&self) -> Vec<Received> {
         self.shared.state().messages.clone()
+    }
+
+    /// What the mailboxes hold: per recipient, one message per
+    /// `Message-ID` (a mailbox keeps one copy of a message id), else one per
+    /// message received.
+    pub fn shown(&self) -> std::collections::HashMap<String, usize> {
+        let state = self.shared.state();
+        crate::shown(state.messages.iter().flat_map(|m| {
+            let id = m.message_id().unwrap_or(&m.id);
+            m.to.iter().map(move |to| (to.as_str(), id))
+        }))
     }
 
     pub fn clear(&self) {
