@@ -67,8 +67,8 @@ INSERT INTO notification_preferences (buyer_id, email, push, deals)
 SELECT id, (split_part(split_part(email, '@', 1), 'bench', 2)::int % $EMAIL_EVERY) = 0, true, true FROM buyers;
 INSERT INTO devices (id, buyer_id, platform, token)
 SELECT gen_random_uuid(), id,
-       CASE WHEN n % 2 = 0 THEN 'apns' ELSE 'fcm' END,
-       CASE WHEN n % 2 = 0 THEN lpad(to_hex(n), 64, '0') ELSE 'fcm-bench-' || n END
+       CASE WHEN n % ${APNS_EVERY:-2} = 0 THEN 'apns' ELSE 'fcm' END,
+       CASE WHEN n % ${APNS_EVERY:-2} = 0 THEN lpad(to_hex(n), 64, '0') ELSE 'fcm-bench-' || n END
 FROM (SELECT id, split_part(split_part(email, '@', 1), 'bench', 2)::int AS n FROM buyers) b;
 ANALYZE buyers; ANALYZE notification_preferences; ANALYZE devices;
 SQL
