@@ -27,8 +27,21 @@ pub struct FannedOut {
 /// Takes up to `batch` undispatched events, makes one delivery per
 /// subscribed, enabled endpoint of the event's merchant (due after `first`),
 /// and marks the events dispatched, in one statement.
+///
+/// The oldest undispatched events are read in `events_dispatch_pending`'s
+/// order. A burst is written faster than statistics follow (the planner takes
+/// the pending part for a few hundred rows), and the plan it then prefers — a
+/// bitmap scan of every pending event and a sort — costs the whole backlog on
+/// each batch; so bitmap scans and sorts are off for this transaction (the
+/// statement needs neither).
 pub async fn fan_out(pool: &PgPool, batch: i64, first: Duration) -> Result<FannedOut> {
     let types: Vec<String> = EVENT_TYPES.iter().map(|s| (*s).to_owned()).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "SELECT set_config('enable_bitmapscan', 'off', true) AS bitmapscan, set_config('enable_sort', 'off', true) AS sort"
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let row = sqlx::query!(
         r#"WITH taken AS (
                SELECT id, merchant_id, type, subject_id, created_at FROM events
@@ -54,8 +67,9 @@ pub async fn fan_out(pool: &PgPool, batch: i64, first: Duration) -> Result<Fanne
         &types,
         first.as_secs_f64(),
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(FannedOut { events: row.events, deliveries: row.deliveries })
 }
 
@@ -111,36 +125,61 @@ impl Claimed {
 /// Claims up to `batch` due deliveries for `owner` for `lease`, at most
 /// `per_endpoint` in flight per endpoint (counting those already sending, in
 /// any process): an endpoint at its cap is skipped, so its backlog never
-/// blocks another's. The in-flight counts are one aggregate over the
-/// `sending` rows (bounded by the senders' concurrency), not a count per
-/// candidate. Rows whose lease ran out are made due again by [`reclaim_expired`].
+/// blocks another's. `answered`: this process's deliveries whose attempt has
+/// its answer but is not settled yet (still `sending`, still leased — a crash
+/// before settling sends them again); they no longer hold their endpoint's
+/// slot. The in-flight counts are one aggregate over the `sending` rows
+/// (bounded by the senders' concurrency and the settling queue). The
+/// endpoints with pending deliveries are found by a skip scan over
+/// `webhook_deliveries_pending` (one probe per such endpoint), visited in a
+/// random order, and each gives its oldest due deliveries up to its free
+/// slots: the cost follows the deliveries claimed and the endpoints waiting,
+/// not the backlog's size. Bitmap scans are off for its transaction: the
+/// `sending` rows are read through `webhook_deliveries_sending` by an index
+/// scan, which marks the entries of rows settled since as dead as it goes (a
+/// bitmap scan never does, so it read every delivery ever sent, on each
+/// claim). Rows whose lease ran out are made due again by [`reclaim_expired`].
 pub async fn claim_due(
     pool: &PgPool,
     owner: &str,
     lease: Duration,
     batch: i64,
     per_endpoint: i64,
+    answered: &[WebhookDeliveryId],
 ) -> Result<Vec<Claimed>> {
-    Ok(sqlx::query_as!(
+    let answered: Vec<Uuid> = answered.iter().map(|id| id.uuid()).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query!("SELECT set_config('enable_bitmapscan', 'off', true) AS bitmapscan").fetch_one(&mut *tx).await?;
+    let claimed = sqlx::query_as!(
         Claimed,
-        r#"WITH busy AS (
+        r#"WITH RECURSIVE waiting AS (
+               (SELECT endpoint_id FROM webhook_deliveries WHERE status = 'pending' ORDER BY endpoint_id LIMIT 1)
+               UNION ALL
+               SELECT (SELECT d.endpoint_id FROM webhook_deliveries d
+                       WHERE d.status = 'pending' AND d.endpoint_id > waiting.endpoint_id
+                       ORDER BY d.endpoint_id LIMIT 1)
+               FROM waiting WHERE waiting.endpoint_id IS NOT NULL
+           ), busy AS (
                SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
-               WHERE status = 'sending' AND lease_until >= now() GROUP BY endpoint_id
-           ), candidates AS (
-               SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
-               JOIN webhook_endpoints w ON w.id = d.endpoint_id
-               WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-                 AND (w.enabled OR d.once) AND w.deleted_at IS NULL
-                 AND (w.paused_until IS NULL OR w.paused_until <= now())
-                 AND d.endpoint_id NOT IN (SELECT endpoint_id FROM busy WHERE n >= $4)
-               ORDER BY d.next_attempt_at LIMIT $3::int8 * 4
-               FOR UPDATE OF d SKIP LOCKED
-           ), ranked AS (
-               SELECT c.id, row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at) AS rank,
-                      COALESCE(b.n, 0) AS busy
-               FROM candidates c LEFT JOIN busy b ON b.endpoint_id = c.endpoint_id
+               WHERE status = 'sending' AND lease_until >= now()
+                 AND id NOT IN (SELECT unnest($5::uuid[]))
+               GROUP BY endpoint_id
+           ), open AS (
+               SELECT w.id, w.enabled, $4 - COALESCE(b.n, 0) AS free
+               FROM waiting JOIN webhook_endpoints w ON w.id = waiting.endpoint_id
+               LEFT JOIN busy b ON b.endpoint_id = w.id
+               WHERE w.deleted_at IS NULL AND (w.paused_until IS NULL OR w.paused_until <= now())
+                 AND COALESCE(b.n, 0) < $4
+               ORDER BY random()
            ), chosen AS (
-               SELECT id FROM ranked WHERE rank + busy <= $4 LIMIT $3
+               SELECT c.id FROM open o CROSS JOIN LATERAL (
+                   SELECT d.id FROM webhook_deliveries d
+                   WHERE d.endpoint_id = o.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+                     AND (o.enabled OR d.once)
+                   ORDER BY d.next_attempt_at LIMIT o.free
+                   FOR UPDATE SKIP LOCKED
+               ) c
+               LIMIT $3
            )
            UPDATE webhook_deliveries d
            SET status = 'sending', lease_owner = $1, lease_until = now() + make_interval(secs => $2)
@@ -154,9 +193,12 @@ pub async fn claim_due(
         lease.as_secs_f64(),
         batch,
         per_endpoint,
+        &answered,
     )
-    .fetch_all(pool)
-    .await?)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(claimed)
 }
 
 /// Makes due again every `sending` delivery whose lease ran out (its sender

@@ -3,6 +3,7 @@
 //! Standard Webhooks verifier written here from the specification (not
 //! Gavel's signing code).
 
+mod claim;
 mod delivery;
 mod endpoints;
 mod signatures;

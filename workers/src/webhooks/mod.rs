@@ -9,16 +9,20 @@
 //! latency, and settled: 2xx attempts by a settler that records many per
 //! statement ([`settle::delivered`]), the others one per transaction
 //! ([`deliveries::finish`]); either way the attempt row commits with the
-//! delivery's new state.
+//! delivery's new state. A 2xx answer frees its send's slot at once (the
+//! endpoint's and the process's): the delivery stays `sending` under its
+//! lease until the settler commits it, so a crash in between sends it again.
 
 pub mod http;
 pub mod schedule;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
+use gavel_domain::ids::WebhookDeliveryId;
 use gavel_domain::webhooks::deliveries::{self, Attempt, Claimed, EndpointAfter, Next};
 use gavel_domain::webhooks::settle::{self, DeliveredAttempt};
 use gavel_domain::webhooks::signing;
@@ -65,17 +69,25 @@ pub struct Dispatcher {
     client: WebhookClient,
     config: Arc<DispatchConfig>,
     permits: Arc<Semaphore>,
-    /// Signalled when an attempt is settled (a slot, maybe an endpoint's, is free).
+    /// Signalled when a send's slot is free (an answer handed to the settler,
+    /// or an attempt settled).
     freed: Arc<Notify>,
+    /// Deliveries answered 2xx and handed to the settler, not yet settled:
+    /// still `sending` in the database, but no longer holding their endpoint's slot.
+    answered: Arc<Mutex<HashSet<WebhookDeliveryId>>>,
 }
 
-/// A 2xx attempt handed to the settler, with the send's permit.
-type ToSettle = (DeliveredAttempt, OwnedSemaphorePermit);
+/// A 2xx attempt handed to the settler.
+type ToSettle = DeliveredAttempt;
 
 /// Attempts settled per statement, at most.
 const SETTLE_BATCH: usize = 512;
 /// Settling statements in flight at once.
 const SETTLERS: usize = 2;
+/// While claims find work, the next one waits this long after the last, so
+/// slots freed meanwhile are claimed together: a claim's cost is mostly per
+/// statement, and answered sends free their slots one at a time.
+const CLAIM_GAP: Duration = Duration::from_millis(10);
 
 impl Dispatcher {
     pub fn new(pool: PgPool, config: DispatchConfig) -> Result<Self, String> {
@@ -83,7 +95,14 @@ impl Dispatcher {
         let client = http::client(config.allow_private_targets, connect, config.concurrency.max(1))
             .map_err(|e| format!("webhook TLS: {e}"))?;
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
-        Ok(Self { pool, client, config: Arc::new(config), permits, freed: Arc::new(Notify::new()) })
+        Ok(Self {
+            pool,
+            client,
+            config: Arc::new(config),
+            permits,
+            freed: Arc::new(Notify::new()),
+            answered: Arc::default(),
+        })
     }
 
     /// The fan-out loop, until stopped or the database fails (the supervisor restarts it).
@@ -107,8 +126,9 @@ impl Dispatcher {
     /// each in its own task; 2xx attempts are settled in batches by the
     /// settler ([`settle::delivered`]), the others one by one
     /// ([`deliveries::finish`]). A permit is held from the claim until the
-    /// attempt is settled. Sends in flight when it stops are abandoned (their
-    /// leases run out and another process takes them).
+    /// answer is handed to the settler (a 2xx) or the attempt is settled (any
+    /// other). Sends in flight when it stops are abandoned (their leases run
+    /// out and another process takes them).
     pub async fn run_delivery(self, stop: CancellationToken) -> Result<(), String> {
         let (settle_tx, settle_rx) = mpsc::channel(self.config.concurrency.max(1));
         let settler = tokio::spawn(self.clone().run_settler(settle_rx));
@@ -123,6 +143,8 @@ impl Dispatcher {
         let mut sends = JoinSet::new();
         let reclaim_every = (self.config.lease / 2).max(Duration::from_secs(1));
         let mut reclaimed_at: Option<Instant> = None;
+        // When the last claim that found work was made.
+        let mut claimed_at: Option<Instant> = None;
         loop {
             while sends.try_join_next().is_some() {}
             if stop.is_cancelled() {
@@ -138,20 +160,29 @@ impl Dispatcher {
                 _ = stop.cancelled() => return Ok(()),
                 permit = self.permits.clone().acquire_owned() => permit.map_err(|e| e.to_string())?,
             };
+            if let Some(gap) = claimed_at.and_then(|at| CLAIM_GAP.checked_sub(at.elapsed())) {
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(gap) => {}
+                }
+            }
             let mut permits = vec![first];
             while let Ok(p) = self.permits.clone().try_acquire_owned() {
                 permits.push(p);
             }
+            let answered: Vec<WebhookDeliveryId> = lock(&self.answered).iter().copied().collect();
             let claimed = deliveries::claim_due(
                 &self.pool,
                 &self.config.owner,
                 self.config.lease,
                 permits.len() as i64,
                 self.config.per_endpoint.max(1),
+                &answered,
             )
             .await
             .map_err(|e| format!("claiming webhook deliveries: {e}"))?;
             if claimed.is_empty() {
+                claimed_at = None;
                 drop(permits);
                 tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
@@ -160,6 +191,7 @@ impl Dispatcher {
                 }
                 continue;
             }
+            claimed_at = Some(Instant::now());
             for (delivery, permit) in claimed.into_iter().zip(permits) {
                 let this = self.clone();
                 let settle_tx = settle_tx.clone();
@@ -169,7 +201,7 @@ impl Dispatcher {
     }
 
     /// Settles handed-over 2xx attempts, many per statement, a few
-    /// statements at a time; frees their permits once committed.
+    /// statements at a time.
     async fn run_settler(self, mut rx: mpsc::Receiver<ToSettle>) {
         let mut settling = JoinSet::new();
         let mut batch = Vec::with_capacity(SETTLE_BATCH);
@@ -187,8 +219,10 @@ impl Dispatcher {
         while settling.join_next().await.is_some() {}
     }
 
-    async fn settle_delivered(&self, items: Vec<ToSettle>) {
-        let attempts: Vec<DeliveredAttempt> = items.iter().map(|(a, _)| *a).collect();
+    /// Records the attempts; then they are no longer this process's answered
+    /// ones (settled, or — when recording failed — leased `sending` rows that
+    /// count against their endpoint until the lease runs out).
+    async fn settle_delivered(&self, attempts: Vec<ToSettle>) {
         match settle::delivered(&self.pool, &self.config.owner, &attempts).await {
             Ok(settled) => {
                 for lost in settle::unsettled(&attempts, &settled) {
@@ -198,12 +232,16 @@ impl Dispatcher {
             // The leases run out and the deliveries are sent again: at least once.
             Err(err) => tracing::warn!(deliveries = attempts.len(), error = %err, "recording webhook attempts failed"),
         }
-        drop(items);
+        let mut answered = lock(&self.answered);
+        for a in &attempts {
+            answered.remove(&a.delivery);
+        }
+        drop(answered);
         self.freed.notify_one();
     }
 
-    /// One attempt, logged and settled: a 2xx is handed to the settler
-    /// (with the permit), anything else is settled here.
+    /// One attempt, logged and settled: a 2xx is handed to the settler (and
+    /// the permit freed once it took it), anything else is settled here.
     async fn deliver(&self, delivery: Claimed, permit: OwnedSemaphorePermit, settle_tx: mpsc::Sender<ToSettle>) {
         let started = Instant::now();
         let answer = self.send(&delivery).await;
@@ -220,11 +258,15 @@ impl Dispatcher {
         metrics::histogram!("gavel_webhook_attempt_seconds").record(duration.as_secs_f64());
         if let (Next::Delivered, Some(code)) = (&attempt.next, attempt.status_code) {
             let handed = DeliveredAttempt { delivery: delivery.id, status_code: code, duration };
-            match settle_tx.send((handed, permit)).await {
-                Ok(()) => return,
-                // The settler is gone (stopping): settle it here.
-                Err(mpsc::error::SendError((_, permit))) => return self.finish(&delivery, &attempt, permit).await,
+            // Counted as answered before the settler can see it (and remove it).
+            lock(&self.answered).insert(delivery.id);
+            if settle_tx.send(handed).await.is_ok() {
+                drop(permit);
+                self.freed.notify_one();
+                return;
             }
+            // The settler is gone (stopping): settle it here.
+            lock(&self.answered).remove(&delivery.id);
         }
         self.finish(&delivery, &attempt, permit).await;
     }
@@ -347,6 +389,10 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 async fn idle(stop: &CancellationToken, poll: Duration) {
