@@ -31,7 +31,7 @@ stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/
 trap stop EXIT
 
 psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-export DATABASE_URL="$SERVER/$DB" GAVEL_ENV=bench GAVEL_LOG=warn
+export DATABASE_URL="$SERVER/$DB" GAVEL_ENV=bench GAVEL_LOG=warn GAVEL_RECONCILIATION__DAILY=false
 $GAVEL migrate >/dev/null 2>&1
 KEY=$($GAVEL merchants create --name bench | grep -o '"api_key": *"[^"]*"' | cut -d'"' -f4)
 

@@ -7,6 +7,9 @@
 //! account's own `token_uri` (a JWT-bearer assertion, RS256, signed by ring
 //! with the account's PKCS#8 RSA key; scope `firebase.messaging`), is cached
 //! until five minutes before it expires, and a `401` mints a new one once.
+//! Sends go over HTTP/2 (ALPN `h2` to Google, prior knowledge to a plain
+//! `http://` stand-in), many streams on one connection, as Google advises for
+//! high volume; the token endpoint is asked over whatever it negotiates.
 //!
 //! Construct with [`FcmChannel::from_config`] when [`FcmConfig::is_configured`].
 
@@ -100,7 +103,10 @@ struct AccessToken {
 
 /// The FCM channel.
 pub struct FcmChannel {
+    /// HTTP/2 only: the sends.
     client: HttpClient,
+    /// HTTP/1.1 or HTTP/2: the token endpoint.
+    token_client: HttpClient,
     send_url: String,
     account: ServiceAccount,
     key: RsaKeyPair,
@@ -134,7 +140,8 @@ impl FcmChannel {
             return Err(FcmSetupError::ApiBase(config.api_base.clone()));
         }
         Ok(Self {
-            client: http::client(Versions::Negotiated, Duration::from_millis(config.connect_timeout_ms))?,
+            client: http::client(Versions::Http2Only, Duration::from_millis(config.connect_timeout_ms))?,
+            token_client: http::client(Versions::Negotiated, Duration::from_millis(config.connect_timeout_ms))?,
             send_url: format!("{base}/v1/projects/{}/messages:send", config.project_id.trim()),
             account,
             key,
@@ -197,10 +204,8 @@ impl FcmChannel {
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Full::new(Bytes::from(form)))
             .map_err(|e| SendError::Rejected { reason: format!("token request: {e}") })?;
-        let answer = http::send(&self.client, request, self.request_timeout).await.map_err(|e| SendError::Retry {
-            reason: format!("FCM token endpoint: {e}"),
-            retry_after: None,
-            throttled: false,
+        let answer = http::send(&self.token_client, request, self.request_timeout).await.map_err(|e| {
+            SendError::Retry { reason: format!("FCM token endpoint: {e}"), retry_after: None, throttled: false }
         })?;
         #[derive(Deserialize)]
         struct Granted {

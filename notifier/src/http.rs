@@ -19,9 +19,9 @@ pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// Which HTTP versions a client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Versions {
-    /// HTTP/2 only: ALPN `h2` over TLS, prior knowledge over plain TCP (APNs).
+    /// HTTP/2 only: ALPN `h2` over TLS, prior knowledge over plain TCP (APNs, FCM sends).
     Http2Only,
-    /// HTTP/2 or HTTP/1.1 as TLS negotiates; HTTP/1.1 over plain TCP (FCM, OAuth).
+    /// HTTP/2 or HTTP/1.1 as TLS negotiates; HTTP/1.1 over plain TCP (FCM's OAuth token endpoint).
     Negotiated,
 }
 
