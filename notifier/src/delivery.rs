@@ -118,7 +118,21 @@ enum Lease {
     Row,
     /// Its sale's chunk lease (`sale_notice_chunks`): the row stays `held`
     /// until its outcome is recorded.
-    Chunk { sale: Uuid, chunk: i32 },
+    Chunk(ChunkLease),
+}
+
+/// One chunk of a sale's held deliveries, leased by this worker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ChunkLease {
+    sale: Uuid,
+    chunk: i32,
+}
+
+/// `sent` outcomes not written yet: by row lease, and by the chunk's lease.
+#[derive(Default)]
+struct SentOutcomes {
+    rows: Vec<(DeliveryId, Option<String>)>,
+    held: Vec<(DeliveryId, Option<String>)>,
 }
 
 /// A claimed delivery with its address.
@@ -215,70 +229,73 @@ impl Deliverer {
         let mut sends = JoinSet::new();
         for row in claimed {
             let this = self.clone();
-            sends.spawn(async move {
+            // Boxed: the task then holds a pointer, not the whole state of a
+            // send and a record, which every spawn, poll-to-completion and
+            // join would otherwise copy (a seventh of the notifier's CPU).
+            sends.spawn(Box::pin(async move {
                 let outcome = this.attempt(&row).await;
                 let counted = (channel_label(&row.channel), outcome.label());
                 let recorded = match outcome {
                     Outcome::Sent(provider_id) => Ok(Some((row.id, provider_id, row.lease))),
-                    other => this.record_other(row, other).await.map(|()| None),
+                    other => Box::pin(this.record_other(row, other)).await.map(|()| None),
                 };
                 (counted, recorded)
-            });
+            }));
         }
         // Outcomes per (channel, outcome), added to the metric once per batch.
         let mut counts: HashMap<(&'static str, &'static str), u64> = HashMap::new();
-        // Sent by row lease, and by the chunk's lease.
-        let mut sent: Vec<(DeliveryId, Option<String>)> = Vec::new();
-        let mut sent_held: Vec<(DeliveryId, Option<String>)> = Vec::new();
+        let mut sent = SentOutcomes::default();
         let mut flush_at = tokio::time::Instant::now() + SENT_FLUSH_EVERY;
         loop {
-            let next = tokio::time::timeout_at(flush_at, sends.join_next()).await;
-            let next = next.map(|joined| {
-                joined.map(|task| {
-                    task.map(|(counted, recorded)| {
-                        *counts.entry(counted).or_insert(0) += 1;
-                        recorded
-                    })
-                })
-            });
-            match next {
+            match tokio::time::timeout_at(flush_at, sends.join_next()).await {
                 Ok(None) => break,
-                Ok(Some(Ok(Ok(Some((id, provider_id, lease)))))) => match lease {
-                    Lease::Row => sent.push((id, provider_id)),
-                    Lease::Chunk { .. } => sent_held.push((id, provider_id)),
-                },
-                Ok(Some(Ok(Ok(None)))) => {}
-                Ok(Some(Ok(Err(err)))) => {
-                    tracing::warn!(error = %err, "recording a delivery failed; its lease will run out");
+                Ok(Some(Ok((counted, recorded)))) => {
+                    *counts.entry(counted).or_insert(0) += 1;
+                    match recorded {
+                        Ok(Some((id, provider_id, Lease::Row))) => sent.rows.push((id, provider_id)),
+                        Ok(Some((id, provider_id, Lease::Chunk(_)))) => sent.held.push((id, provider_id)),
+                        Ok(None) => {}
+                        Err(err) => tracing::warn!(error = %err, "recording a delivery failed; its lease will run out"),
+                    }
                 }
                 Ok(Some(Err(err))) => tracing::error!(error = %err, "a delivery task panicked; its lease will run out"),
-                Err(_) => {}
+                Err(_) => {} // time to write what was sent
             }
-            let due = tokio::time::Instant::now() >= flush_at;
-            if sent.len() >= SENT_FLUSH || (due && !sent.is_empty()) {
-                self.record_sent(std::mem::take(&mut sent)).await?;
-            }
-            if sent_held.len() >= SENT_FLUSH || (due && !sent_held.is_empty()) {
-                self.record_sent_held(chunk, std::mem::take(&mut sent_held)).await?;
-            }
-            if due {
+            if tokio::time::Instant::now() >= flush_at {
+                self.flush_sent(&mut sent, chunk, 1).await?;
                 flush_at = tokio::time::Instant::now() + SENT_FLUSH_EVERY;
+            } else {
+                self.flush_sent(&mut sent, chunk, SENT_FLUSH).await?;
             }
         }
         for ((channel, outcome), n) in counts {
             metrics::counter!("gavel_notifier_deliveries_total", "channel" => channel, "outcome" => outcome)
                 .increment(n);
         }
-        if !sent.is_empty() {
-            self.record_sent(sent).await?;
-        }
-        if !sent_held.is_empty() {
-            self.record_sent_held(chunk, sent_held).await?;
-        }
-        if chunk.is_some() {
+        self.flush_sent(&mut sent, chunk, 1).await?;
+        if let Some(chunk) = chunk {
             self.finish_chunk(chunk).await?;
         }
         Ok(n)
+    }
+
+    /// Writes each kind of `sent` outcome of which at least `min` wait.
+    async fn flush_sent(
+        &self,
+        sent: &mut SentOutcomes,
+        chunk: Option<ChunkLease>,
+        min: usize,
+    ) -> Result<(), sqlx::Error> {
+        let min = min.max(1);
+        if sent.rows.len() >= min {
+            self.record_sent(std::mem::take(&mut sent.rows)).await?;
+        }
+        if let Some(chunk) = chunk
+            && sent.held.len() >= min
+        {
+            self.record_sent_held(chunk, std::mem::take(&mut sent.held)).await?;
+        }
+        Ok(())
     }
 
     /// `sent` for many deliveries in one statement, each guarded on this

@@ -177,14 +177,15 @@ impl SaleStart {
             .rows_affected();
         }
         if !revived.is_empty() {
-            // Back in a chunk of their own: their old one may be finished.
-            let chunk = take_chunks(&mut tx, sale, &["push"]).await?.start;
+            // Back in chunks of their own (their old ones may be finished),
+            // one for push and one for email, as every chunk is one or the other.
+            let push = take_chunks(&mut tx, sale, &["push", "email"]).await?.start;
             changed += sqlx::query!(
-                "UPDATE deliveries SET status = 'held', chunk = $3
+                "UPDATE deliveries SET status = 'held', chunk = CASE WHEN channel = 'email' THEN $3 + 1 ELSE $3 END
                  WHERE sale_id = $1 AND status = 'skipped' AND attempts = 0 AND dedupe_key = ANY($2)",
                 sale.uuid(),
                 &revived,
-                chunk,
+                push,
             )
             .execute(&mut *tx)
             .await?

@@ -389,3 +389,85 @@ async fn a_cancelled_sale_sends_nothing_and_a_rescheduled_one_waits_for_its_new_
     assert_eq!(to, want, "one email each, the watcher who is also a subscriber included once");
     assert!(Utc::now() >= new_start, "sent at the new start, not the old one");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_who_opts_out_and_back_in_before_the_start_is_sent_the_notice_once() {
+    let smtp = SmtpStandIn::start(([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into()).await.expect("smtp");
+    let url = smtp.url();
+    let app = TestApp::spawn_on(&fresh_database().await, &[Role::Api, Role::Workers, Role::Notifier], |c| {
+        c.notifier.smtp_url = Some(url)
+    })
+    .await;
+    let merchant = app.merchant().await;
+    let product = app.product(&merchant).await;
+    let emails = subscribers(&app.pool, uuid_of(&product)).await;
+    let starts_at = Utc::now() + chrono::Duration::seconds(20);
+    let sale = app
+        .as_(&merchant.key)
+        .create_sale(json!({ "product_id": product, "price": 500, "currency": "usd", "inventory": 5,
+                             "starts_at": starts_at.to_rfc3339() }))
+        .await
+        .expect("a sale");
+    let sale_id = uuid_of(&sale.id);
+    // The subscriber who does not watch the product (subscribers()[1]).
+    let buyer: Uuid = sqlx::query_scalar("SELECT id FROM buyers WHERE email = $1")
+        .bind(&emails[1])
+        .fetch_one(&app.pool)
+        .await
+        .expect("the buyer");
+    let held_now = |n: i64| {
+        let pool = app.pool.clone();
+        async move {
+            eventually(&format!("{n} rows held"), Duration::from_secs(10), || async {
+                (statuses(&pool, sale_id).await.get("held") == Some(&n)).then_some(())
+            })
+            .await
+        }
+    };
+    // Deals off, then on again, each seen by a refresh of the preparation.
+    let deals_then_refresh = |on: bool| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query("UPDATE notification_preferences SET deals = $2 WHERE buyer_id = $1")
+                .bind(buyer)
+                .bind(on)
+                .execute(&pool)
+                .await
+                .expect("deals");
+            sqlx::query(
+                "UPDATE sale_notice_preparations SET prepared_at = now() - interval '1 hour' WHERE sale_id = $1",
+            )
+            .bind(sale_id)
+            .execute(&pool)
+            .await
+            .expect("due for a refresh");
+        }
+    };
+    held_now(3).await;
+    deals_then_refresh(false).await;
+    held_now(2).await;
+    deals_then_refresh(true).await;
+    held_now(3).await;
+    let kind: String = sqlx::query_scalar(
+        "SELECT k.kind FROM deliveries d JOIN sale_notice_chunks k ON k.sale_id = d.sale_id AND k.chunk = d.chunk
+         WHERE d.sale_id = $1 AND d.buyer_id = $2",
+    )
+    .bind(sale_id)
+    .bind(buyer)
+    .fetch_one(&app.pool)
+    .await
+    .expect("the revived row's chunk");
+    assert_eq!(kind, "email", "a revived email is in an email chunk");
+    assert!(Utc::now() < starts_at, "all before the start");
+
+    eventually("one email per subscriber", Duration::from_secs(40), || async {
+        (smtp.messages().len() >= 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut to: Vec<String> = smtp.messages().into_iter().flat_map(|m| m.to).collect();
+    to.sort();
+    let mut want = emails;
+    want.sort();
+    assert_eq!(to, want, "the subscriber who came back is sent it once, as everyone else");
+}

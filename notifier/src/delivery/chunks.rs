@@ -5,17 +5,16 @@
 
 use gavel_domain::ids::DeliveryId;
 
-use super::{ChunkKind, Claimed, Deliverer, Lease, Outcome, lease_kept, report_lost, split};
+use super::{ChunkKind, ChunkLease, Claimed, Deliverer, Lease, Outcome, lease_kept, report_lost, split};
 
 impl Deliverer {
     /// `sent` for deliveries of this worker's chunk (still `held`): one
     /// write per delivery in all, guarded on the chunk's lease.
     pub(super) async fn record_sent_held(
         &self,
-        chunk: Option<Lease>,
+        ChunkLease { sale, chunk }: ChunkLease,
         sent: Vec<(DeliveryId, Option<String>)>,
     ) -> Result<(), sqlx::Error> {
-        let Some(Lease::Chunk { sale, chunk }) = chunk else { return Ok(()) };
         let (ids, provider_ids) = split(&sent);
         let done = sqlx::query!(
             "UPDATE deliveries d SET status = 'sent', provider_id = NULLIF(u.provider_id, ''), sent_at = now(),
@@ -38,7 +37,10 @@ impl Deliverer {
 
     /// Takes the next chunk of a released sale's held deliveries whose lease
     /// is free (never taken, or its sender crashed), with its rows.
-    pub(super) async fn claim_chunk(&self, prefer: ChunkKind) -> Result<Option<(Lease, Vec<Claimed>)>, sqlx::Error> {
+    pub(super) async fn claim_chunk(
+        &self,
+        prefer: ChunkKind,
+    ) -> Result<Option<(ChunkLease, Vec<Claimed>)>, sqlx::Error> {
         let c = &self.inner.config;
         let taken = sqlx::query!(
             r#"WITH next AS (
@@ -57,7 +59,7 @@ impl Deliverer {
         .fetch_optional(&self.inner.pool)
         .await?;
         let Some(taken) = taken else { return Ok(None) };
-        let lease = Lease::Chunk { sale: taken.sale_id, chunk: taken.chunk };
+        let lease = ChunkLease { sale: taken.sale_id, chunk: taken.chunk };
         let mut rows = sqlx::query_as::<_, Claimed>(
             "SELECT d.id, d.channel, d.device_id, d.payload, d.attempts, b.email, b.name,
                     dv.token, dv.status AS device_status
@@ -69,7 +71,7 @@ impl Deliverer {
         .fetch_all(&self.inner.pool)
         .await?;
         for row in &mut rows {
-            row.lease = lease;
+            row.lease = Lease::Chunk(lease);
         }
         Ok(Some((lease, rows)))
     }
@@ -77,8 +79,7 @@ impl Deliverer {
     /// A chunk none of whose rows is `held` any more is finished; one that
     /// still has some (an outcome not recorded) keeps its lease until it runs
     /// out, and then is taken again for those.
-    pub(super) async fn finish_chunk(&self, chunk: Option<Lease>) -> Result<(), sqlx::Error> {
-        let Some(Lease::Chunk { sale, chunk }) = chunk else { return Ok(()) };
+    pub(super) async fn finish_chunk(&self, ChunkLease { sale, chunk }: ChunkLease) -> Result<(), sqlx::Error> {
         sqlx::query!(
             "UPDATE sale_notice_chunks SET finished_at = now(), lease_owner = NULL, lease_until = NULL
              WHERE sale_id = $1 AND chunk = $2 AND lease_owner = $3
@@ -97,7 +98,7 @@ impl Deliverer {
     /// row has, so that the rest of its life (retries, the dead-letter
     /// queue) is the same as every delivery's.
     pub(super) async fn record_other(&self, mut row: Claimed, outcome: Outcome) -> Result<(), sqlx::Error> {
-        if let Lease::Chunk { sale, chunk } = row.lease {
+        if let Lease::Chunk(ChunkLease { sale, chunk }) = row.lease {
             let c = &self.inner.config;
             let adopted = sqlx::query_scalar!(
                 "UPDATE deliveries d SET status = 'sending', lease_owner = $4,
