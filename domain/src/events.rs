@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
 use crate::error::{Error, Result};
-use crate::ids::{AuctionId, BuyerId, ClaimId, EventId, MerchantId, OrderId, PaymentId, ProductId, SaleId};
+use crate::ids::{
+    AuctionId, BuyerId, ClaimId, EventId, MerchantId, OrderId, PaymentId, ProductId, SaleId, WebhookEndpointId,
+};
 use crate::money::Money;
 
 /// The payload schema's version. A change that a consumer could trip over
@@ -82,6 +84,25 @@ pub enum DomainEvent {
     /// for its current end).
     #[serde(rename = "auction.ending_soon")]
     AuctionEndingSoon(AuctionEndingSoon),
+    /// Gavel disabled one of the merchant's webhook endpoints (it answered
+    /// `410 Gone`, or every attempt failed for the disabling window); sent to
+    /// the merchant's other endpoints.
+    #[serde(rename = "webhook_endpoint.disabled")]
+    WebhookEndpointDisabled(WebhookEndpointDisabled),
+}
+
+/// `webhook_endpoint.disabled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookEndpointDisabled {
+    pub endpoint_id: WebhookEndpointId,
+    pub url: String,
+    /// Why Gavel disabled it.
+    pub reason: String,
+    pub disabled_at: DateTime<Utc>,
+    /// The endpoint's `version` once disabled (enabling it again and a later
+    /// disabling is another event).
+    pub endpoint_version: i32,
 }
 
 /// `claim.expiring`.
@@ -290,6 +311,7 @@ impl DomainEvent {
             Self::OrderCancelled(_) => "order.cancelled",
             Self::ClaimExpiring(_) => "claim.expiring",
             Self::AuctionEndingSoon(_) => "auction.ending_soon",
+            Self::WebhookEndpointDisabled(_) => "webhook_endpoint.disabled",
         }
     }
 
@@ -309,6 +331,7 @@ impl DomainEvent {
             Self::OrderCancelled(e) => e.order_id.to_string(),
             Self::ClaimExpiring(e) => e.claim_id.to_string(),
             Self::AuctionEndingSoon(e) => e.auction_id.to_string(),
+            Self::WebhookEndpointDisabled(e) => e.endpoint_id.to_string(),
         }
     }
 
@@ -339,6 +362,7 @@ impl DomainEvent {
                 e.ends_at.timestamp_micros(),
                 e.lead_seconds
             ),
+            Self::WebhookEndpointDisabled(e) => format!("{}:{}:{}", self.kind(), e.endpoint_id, e.endpoint_version),
         }
     }
 

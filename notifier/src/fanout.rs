@@ -308,7 +308,8 @@ fn target(event: &DomainEvent) -> Option<Target> {
         | DomainEvent::AuctionEnded(_)
         | DomainEvent::AuctionCancelled(_)
         | DomainEvent::AuctionExtended(_)
-        | DomainEvent::OrderCancelled(_) => return None,
+        | DomainEvent::OrderCancelled(_)
+        | DomainEvent::WebhookEndpointDisabled(_) => return None,
     })
 }
 

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::EVENT_TYPES;
 use crate::dead_letters::{self, Kind, NewDeadLetter};
 use crate::error::{Error, Result};
+use crate::events::{self, DomainEvent, WebhookEndpointDisabled};
 use crate::ids::{EventId, MerchantId, WebhookAttemptId, WebhookDeliveryId, WebhookEndpointId};
 
 /// What one [`fan_out`] did.
@@ -357,17 +358,20 @@ pub async fn finish(
     Ok(Some(endpoint))
 }
 
-/// Disables an endpoint (Gavel's decision, with its reason) and fails its
-/// pending deliveries; a one-off re-send still goes.
+/// Disables an endpoint (Gavel's decision, with its reason), fails its
+/// pending deliveries (a one-off re-send still goes) and, in the same
+/// transaction, records `webhook_endpoint.disabled` for the merchant's other
+/// endpoints: the merchant hears of it beyond the endpoint's own state.
 async fn disable(conn: &mut sqlx::PgConnection, endpoint: WebhookEndpointId, reason: &str) -> Result<()> {
-    sqlx::query!(
+    let disabled = sqlx::query!(
         "UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, disabled_at = now(),
                 version = version + 1, updated_at = now()
-         WHERE id = $1 AND enabled",
+         WHERE id = $1 AND enabled
+         RETURNING merchant_id AS \"merchant_id: MerchantId\", url, version, disabled_at AS \"disabled_at!\"",
         endpoint as WebhookEndpointId,
         reason,
     )
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
     sqlx::query!(
         "UPDATE webhook_deliveries SET status = 'failed' WHERE endpoint_id = $1 AND status = 'pending' AND NOT once",
@@ -375,6 +379,16 @@ async fn disable(conn: &mut sqlx::PgConnection, endpoint: WebhookEndpointId, rea
     )
     .execute(&mut *conn)
     .await?;
+    if let Some(d) = disabled {
+        let event = DomainEvent::WebhookEndpointDisabled(WebhookEndpointDisabled {
+            endpoint_id: endpoint,
+            url: d.url,
+            reason: reason.to_owned(),
+            disabled_at: d.disabled_at,
+            endpoint_version: d.version,
+        });
+        events::record(conn, d.merchant_id, &event).await?;
+    }
     Ok(())
 }
 

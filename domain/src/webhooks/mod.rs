@@ -15,6 +15,8 @@ use crate::error::Invalid;
 /// The event types a merchant's endpoint can receive (an endpoint with no
 /// list receives all of them). `order.cancelled` is accepted for forward
 /// compatibility: no order can be cancelled yet, so none is sent.
+/// `webhook_endpoint.disabled` tells a merchant's other endpoints that Gavel
+/// disabled one (the disabled one is no longer sent anything).
 pub const EVENT_TYPES: &[&str] = &[
     "sale.started",
     "sale.ended",
@@ -25,6 +27,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "auction.ended",
     "auction.won",
     "order.lapsed",
+    "webhook_endpoint.disabled",
 ];
 
 /// An endpoint's subscription: some event types, or (empty) all of them.

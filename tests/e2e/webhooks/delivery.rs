@@ -1,7 +1,8 @@
 //! Delivery: exactly the committed changes produce deliveries (one per
 //! subscribed endpoint); a receiver that is down gets the schedule and, once
 //! back, the delivery once; down for good → failed, dead-lettered, disabled;
-//! a manual retry delivers with the same `webhook-id`; 410 disables at once;
+//! a manual retry delivers with the same `webhook-id`; 410 disables at once
+//! (and the merchant's other endpoints hear `webhook_endpoint.disabled`);
 //! 429 slows down without spending the budget; a hanging endpoint does not
 //! delay another's deliveries.
 
@@ -207,14 +208,26 @@ async fn a_410_disables_the_endpoint_at_once_and_a_429_slows_down_without_spendi
     assert!(r.body["disabled_reason"].as_str().is_some_and(|s| s.contains("410")), "{}", r.raw);
     assert_eq!(gone.received().len(), 1, "no retry after 410");
 
-    // 429 + Retry-After: 1 s: about one attempt a second, never dead-lettered.
+    // 429 + Retry-After: 1 s: about one attempt a second (of the sale's
+    // start; the endpoint also has the disabling to send), never dead-lettered.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let attempts = busy.received().len();
+    let attempts = busy.received().iter().filter(|r| body_of(r)["type"] == "sale.started").count();
     assert!((2..=4).contains(&attempts), "Retry-After paced the attempts: {attempts}");
     let listed = deliveries(&app, &merchant, &format!("endpoint={busy_id}")).await;
-    assert_eq!(listed[0]["status"], "pending", "throttling spends no retries: {}", listed[0]);
+    assert!(listed.iter().all(|d| d["status"] == "pending"), "throttling spends no retries: {listed:?}");
     busy.set_faults(ReceiverFaults::default());
-    received_ok(&busy, 1, Duration::from_secs(5)).await;
+    // The sale's start, and the merchant told of the disabling through its other endpoint.
+    let got = received_ok(&busy, 2, Duration::from_secs(5)).await;
+    let told: Vec<Value> = got
+        .iter()
+        .filter(|r| (200..300).contains(&r.answered))
+        .map(body_of)
+        .filter(|b| b["type"] == "webhook_endpoint.disabled")
+        .collect();
+    assert_eq!(told.len(), 1, "{got:?}");
+    assert_eq!(told[0]["data"]["endpoint_id"], gone_id.as_str(), "{}", told[0]);
+    assert!(told[0]["data"]["reason"].as_str().is_some_and(|s| s.contains("410")), "{}", told[0]);
+    assert_eq!(gone.received().len(), 1, "the disabled endpoint is sent nothing more, not even its own disabling");
 }
 
 #[tokio::test]
