@@ -19,7 +19,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::child::ChildServer;
-use crate::helpers::{TestApp, eventually, fresh_database, uuid_of};
+use crate::helpers::{Merchant, TestApp, eventually, fresh_database, uuid_of};
 
 /// The audience: watchers (i % 3 != 1) ∪ deal subscribers (i % 3 != 0).
 const AUDIENCE: usize = 20_000;
@@ -331,18 +331,48 @@ async fn subscribers(pool: &PgPool, product: Uuid) -> Vec<String> {
     emails
 }
 
+/// An app with the notifier and an SMTP stand-in, a merchant's product and
+/// its three email-only subscribers ([`subscribers`]).
+struct EmailOnly {
+    smtp: SmtpStandIn,
+    app: TestApp,
+    merchant: Merchant,
+    product: String,
+    emails: Vec<String>,
+}
+
+impl EmailOnly {
+    async fn start() -> Self {
+        let smtp = SmtpStandIn::start(([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into()).await.expect("smtp");
+        let url = smtp.url();
+        let app = TestApp::spawn_on(&fresh_database().await, &[Role::Api, Role::Workers, Role::Notifier], |c| {
+            c.notifier.smtp_url = Some(url)
+        })
+        .await;
+        let merchant = app.merchant().await;
+        let product = app.product(&merchant).await;
+        let emails = subscribers(&app.pool, uuid_of(&product)).await;
+        Self { smtp, app, merchant, product, emails }
+    }
+}
+
+/// Waits for the subscribers' emails, then checks that each got exactly one
+/// (the watcher who is also a subscriber included once).
+async fn one_email_each(smtp: &SmtpStandIn, emails: &[String], within: Duration) {
+    eventually("one email per subscriber", within, || async { (smtp.messages().len() >= emails.len()).then_some(()) })
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut to: Vec<String> = smtp.messages().into_iter().flat_map(|m| m.to).collect();
+    to.sort();
+    let mut want = emails.to_vec();
+    want.sort();
+    assert_eq!(to, want, "one email each");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_sale_sends_nothing_and_a_rescheduled_one_waits_for_its_new_start() {
-    let smtp = SmtpStandIn::start(([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into()).await.expect("smtp");
-    let url = smtp.url();
-    let app = TestApp::spawn_on(&fresh_database().await, &[Role::Api, Role::Workers, Role::Notifier], |c| {
-        c.notifier.smtp_url = Some(url)
-    })
-    .await;
-    let merchant = app.merchant().await;
+    let EmailOnly { smtp, app, merchant, product, emails } = EmailOnly::start().await;
     let api = app.as_(&merchant.key);
-    let product = app.product(&merchant).await;
-    let emails = subscribers(&app.pool, uuid_of(&product)).await;
     let sale_at = |secs: i64| {
         json!({ "product_id": product, "price": 500, "currency": "usd", "inventory": 5,
                 "starts_at": (Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339() })
@@ -377,30 +407,13 @@ async fn a_cancelled_sale_sends_nothing_and_a_rescheduled_one_waits_for_its_new_
     assert!(smtp.messages().is_empty(), "nothing at the old start, nor for the cancelled sale");
     assert_eq!(statuses(&app.pool, uuid_of(&moved.id)).await.get("held"), Some(&3), "still held");
     app.wait_for_status(&merchant, &moved.id, "active", Duration::from_secs(20)).await;
-    eventually("one email per subscriber", Duration::from_secs(20), || async {
-        (smtp.messages().len() >= 3).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let mut to: Vec<String> = smtp.messages().into_iter().flat_map(|m| m.to).collect();
-    to.sort();
-    let mut want = emails.clone();
-    want.sort();
-    assert_eq!(to, want, "one email each, the watcher who is also a subscriber included once");
+    one_email_each(&smtp, &emails, Duration::from_secs(20)).await;
     assert!(Utc::now() >= new_start, "sent at the new start, not the old one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_who_opts_out_and_back_in_before_the_start_is_sent_the_notice_once() {
-    let smtp = SmtpStandIn::start(([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into()).await.expect("smtp");
-    let url = smtp.url();
-    let app = TestApp::spawn_on(&fresh_database().await, &[Role::Api, Role::Workers, Role::Notifier], |c| {
-        c.notifier.smtp_url = Some(url)
-    })
-    .await;
-    let merchant = app.merchant().await;
-    let product = app.product(&merchant).await;
-    let emails = subscribers(&app.pool, uuid_of(&product)).await;
+    let EmailOnly { smtp, app, merchant, product, emails } = EmailOnly::start().await;
     let starts_at = Utc::now() + chrono::Duration::seconds(20);
     let sale = app
         .as_(&merchant.key)
@@ -460,14 +473,6 @@ async fn a_subscriber_who_opts_out_and_back_in_before_the_start_is_sent_the_noti
     assert_eq!(kind, "email", "a revived email is in an email chunk");
     assert!(Utc::now() < starts_at, "all before the start");
 
-    eventually("one email per subscriber", Duration::from_secs(40), || async {
-        (smtp.messages().len() >= 3).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let mut to: Vec<String> = smtp.messages().into_iter().flat_map(|m| m.to).collect();
-    to.sort();
-    let mut want = emails;
-    want.sort();
-    assert_eq!(to, want, "the subscriber who came back is sent it once, as everyone else");
+    // The subscriber who came back is sent it once, as everyone else.
+    one_email_each(&smtp, &emails, Duration::from_secs(40)).await;
 }
