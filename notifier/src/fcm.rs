@@ -8,8 +8,8 @@
 //! with the account's PKCS#8 RSA key; scope `firebase.messaging`), is cached
 //! until five minutes before it expires, and a `401` mints a new one once.
 //! Sends go over HTTP/2 (ALPN `h2` to Google, prior knowledge to a plain
-//! `http://` stand-in), many streams on one connection, as Google advises for
-//! high volume; the token endpoint is asked over whatever it negotiates.
+//! `http://` stand-in), many streams on one connection; the token endpoint
+//! is asked over whatever it negotiates.
 //!
 //! Construct with [`FcmChannel::from_config`] when [`FcmConfig::is_configured`].
 
