@@ -159,6 +159,10 @@ pub struct Jobs {
     /// The workers' own connection pool, apart from the API's, so a burst of
     /// requests never starves the queues (nor the reverse).
     pub pool_size: u32,
+    /// A failed job runs again after this long, doubled after each further
+    /// failure up to `retry_max_ms`; its 25th failure dead-letters it.
+    pub retry_first_ms: u64,
+    pub retry_max_ms: u64,
 }
 
 /// An auction order's payment deadline: when its buyer is reminded.

@@ -24,7 +24,8 @@ pub mod queues {
     pub const RECONCILIATION: &str = "gavel.reconciliation.v1";
 }
 
-/// Attempts before apalis gives a job up (it then stays `Failed` for an operator).
+/// Attempts before a job is given up: its last failure dead-letters it
+/// (`gavel-workers`), and apalis leaves it `Failed`.
 const MAX_ATTEMPTS: i32 = 25;
 
 /// Jobs of the sale-lifecycle queue. Each handler re-reads the sale and acts only
@@ -143,4 +144,17 @@ pub async fn prune_done<'c>(db: impl PgExecutor<'c>, days: i32) -> Result<u64> {
     .execute(db)
     .await?
     .rows_affected())
+}
+
+/// A failed run of job `task_id` (apalis's id): it becomes due again after
+/// `delay` rather than at once, as apalis would have it. Returns the job's
+/// `max_attempts`, or `None` if there is no such job.
+pub async fn defer(conn: &mut PgConnection, task_id: &str, delay: std::time::Duration) -> Result<Option<i32>> {
+    Ok(sqlx::query_scalar!(
+        "UPDATE apalis.jobs SET run_at = now() + make_interval(secs => $2) WHERE id = $1 RETURNING max_attempts",
+        task_id,
+        delay.as_secs_f64(),
+    )
+    .fetch_optional(conn)
+    .await?)
 }

@@ -4,6 +4,7 @@
 
 pub mod auctions;
 pub mod auth;
+pub mod backoff;
 pub mod breaker;
 pub mod buyers;
 pub mod claims;

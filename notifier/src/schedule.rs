@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rand::Rng;
+use gavel_domain::backoff::jitter;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetrySchedule {
@@ -68,15 +68,6 @@ impl Default for RetrySchedule {
     }
 }
 
-/// Up to ±10% of `delay`, at random.
-pub fn jitter(delay: Duration) -> Duration {
-    if delay.is_zero() {
-        return delay;
-    }
-    let factor = rand::rng().random_range(0.9..=1.1);
-    delay.mul_f64(factor)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,15 +90,6 @@ mod tests {
         assert_eq!(s.after(1, Some(Duration::from_secs(60))), Next::RetryIn(Duration::from_secs(60)));
         let Next::RetryIn(d) = s.after(1, Some(Duration::from_secs(1))) else { panic!("retry") };
         assert!(d >= Duration::from_secs(9), "{d:?}");
-    }
-
-    #[test]
-    fn jitter_stays_within_ten_percent() {
-        for _ in 0..1000 {
-            let d = jitter(Duration::from_secs(100));
-            assert!((Duration::from_secs(90)..=Duration::from_secs(110)).contains(&d), "{d:?}");
-        }
-        assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cron;
+mod failures;
 pub mod webhooks;
 
 use std::future::Future;
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
+use failures::Failures;
+pub use failures::JobRetry;
 use gavel_domain::health::{Liveness, supervise};
 use gavel_domain::jobs::{AuctionJob, MaintenanceJob, PaymentJob, ReconciliationJob, SaleJob, queues};
 use gavel_workflows::auction_close::PaymentReminders;
@@ -43,6 +46,8 @@ pub struct WorkerConfig {
     /// When (after midnight UTC) the daily platform reconciliation of the
     /// day before is queued; `None`: it is not.
     pub daily_reconciliation: Option<Duration>,
+    /// The delays between a failing job's runs.
+    pub retry: JobRetry,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,40 +62,61 @@ pub async fn setup(pool: &PgPool) -> Result<(), WorkersError> {
     Ok(())
 }
 
-async fn sale_lifecycle(job: SaleJob, pool: Data<PgPool>) -> Result<(), BoxDynError> {
-    gavel_workflows::sale_lifecycle::run(&pool, job.clone()).await.map_err(|err| {
-        tracing::warn!(?job, error = %err, "sale lifecycle job failed; it will be retried");
-        Box::new(err) as BoxDynError
-    })
+async fn sale_lifecycle(
+    job: SaleJob,
+    pool: Data<PgPool>,
+    failures: Data<Failures>,
+    task: TaskId,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let Err(err) = gavel_workflows::sale_lifecycle::run(&pool, job.clone()).await else { return Ok(()) };
+    Err(failures.failed(queues::SALE_LIFECYCLE, &task, &attempt, &job, err).await)
 }
 
 async fn auction_lifecycle(
     job: AuctionJob,
     pool: Data<PgPool>,
     reminders: Data<PaymentReminders>,
+    failures: Data<Failures>,
+    task: TaskId,
+    attempt: Attempt,
 ) -> Result<(), BoxDynError> {
-    gavel_workflows::auction_lifecycle::run(&pool, &reminders, job.clone()).await.map_err(|err| {
-        tracing::warn!(?job, error = %err, "auction lifecycle job failed; it will be retried");
-        Box::new(err) as BoxDynError
-    })
+    let Err(err) = gavel_workflows::auction_lifecycle::run(&pool, &reminders, job.clone()).await else { return Ok(()) };
+    Err(failures.failed(queues::AUCTION_LIFECYCLE, &task, &attempt, &job, err).await)
 }
 
-async fn payments(job: PaymentJob, payments: Data<Checkout>) -> Result<(), BoxDynError> {
-    payments.run(job.clone()).await.map_err(|err| {
-        tracing::warn!(?job, error = %err, "payment job failed; it will be retried");
-        Box::new(err) as BoxDynError
-    })
+async fn payments(
+    job: PaymentJob,
+    payments: Data<Checkout>,
+    failures: Data<Failures>,
+    task: TaskId,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let Err(err) = payments.run(job.clone()).await else { return Ok(()) };
+    Err(failures.failed(queues::PAYMENTS, &task, &attempt, &job, err).await)
 }
 
-async fn reconciliation(job: ReconciliationJob, reconciler: Data<Reconciler>) -> Result<(), BoxDynError> {
-    reconciler.run(job.clone()).await.map_err(|err| {
-        tracing::warn!(?job, error = %err, "reconciliation job failed; it will be retried");
-        Box::new(err) as BoxDynError
-    })
+async fn reconciliation(
+    job: ReconciliationJob,
+    reconciler: Data<Reconciler>,
+    failures: Data<Failures>,
+    task: TaskId,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let Err(err) = reconciler.run(job.clone()).await else { return Ok(()) };
+    Err(failures.failed(queues::RECONCILIATION, &task, &attempt, &job, err).await)
 }
 
-async fn maintenance(job: MaintenanceJob, pool: Data<PgPool>, retention: Data<Retention>) -> Result<(), BoxDynError> {
-    gavel_workflows::maintenance::run_with(&pool, job, *retention).await.map_err(|err| Box::new(err) as BoxDynError)
+async fn maintenance(
+    job: MaintenanceJob,
+    pool: Data<PgPool>,
+    retention: Data<Retention>,
+    failures: Data<Failures>,
+    task: TaskId,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let Err(err) = gavel_workflows::maintenance::run_with(&pool, job.clone(), *retention).await else { return Ok(()) };
+    Err(failures.failed(queues::MAINTENANCE, &task, &attempt, &job, err).await)
 }
 
 /// How often housekeeping runs.
@@ -132,6 +158,7 @@ pub fn run(
             .poll_with_interval(c.poll_interval);
         let worker = WorkerBuilder::new(format!("{}:{}", c.instance, queues::SALE_LIFECYCLE))
             .backend(storage)
+            .data(Failures::new(p.clone(), c.retry))
             .data(p.clone())
             .build(sale_lifecycle);
         until(worker.run_until(stopped(s.clone())))
@@ -145,6 +172,7 @@ pub fn run(
             .poll_with_interval(c.poll_interval);
         let worker = WorkerBuilder::new(format!("{}:{}", c.instance, queues::AUCTION_LIFECYCLE))
             .backend(storage)
+            .data(Failures::new(p.clone(), c.retry))
             .data(p.clone())
             .data(c.payment_reminders.clone())
             .build(auction_lifecycle);
@@ -159,6 +187,7 @@ pub fn run(
             .poll_with_interval(c.poll_interval);
         let worker = WorkerBuilder::new(format!("{}:{}", c.instance, queues::PAYMENTS))
             .backend(storage)
+            .data(Failures::new(p.clone(), c.retry))
             .data(saga_.clone())
             .build(payments);
         until(worker.run_until(stopped(s.clone())))
@@ -172,6 +201,7 @@ pub fn run(
             .poll_with_interval(Duration::from_secs(5));
         let worker = WorkerBuilder::new(format!("{}:{}", c.instance, queues::MAINTENANCE))
             .backend(storage)
+            .data(Failures::new(p.clone(), c.retry))
             .data(p.clone())
             .data(c.retention)
             .build(maintenance);
@@ -187,6 +217,7 @@ pub fn run(
             .poll_with_interval(c.poll_interval.max(Duration::from_millis(500)));
         let worker = WorkerBuilder::new(format!("{}:{}", c.instance, queues::RECONCILIATION))
             .backend(storage)
+            .data(Failures::new(p.clone(), c.retry))
             .data(r.clone())
             .build(reconciliation);
         until(worker.run_until(stopped(s.clone())))

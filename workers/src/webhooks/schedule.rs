@@ -1,12 +1,12 @@
 //! The webhook retry schedule (`webhooks.retry_schedule_seconds`): element
 //! `i` is the delay before attempt `i + 1`, so the budget is one attempt per
 //! element; up to ±10% jitter; a receiver's `Retry-After` lengthens the next
-//! delay, never shortens it. The same rule as the notifier's schedule (the
-//! two roles share no code: they meet only in the database).
+//! delay, never shortens it. The same rule as the notifier's schedule, with
+//! the same jitter (`gavel_domain::backoff`).
 
 use std::time::Duration;
 
-use rand::Rng;
+use gavel_domain::backoff::jitter;
 
 /// `[0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h]`: eight attempts over about 28 hours
 /// of delays; with the 5-day disabling window an endpoint is given up on after days, not hours.
@@ -40,14 +40,6 @@ impl Default for Schedule {
     fn default() -> Self {
         Self::new(DEFAULT_SECONDS.iter().map(|s| Duration::from_secs_f64(*s)).collect())
     }
-}
-
-/// Up to ±10% of `delay`, at random.
-fn jitter(delay: Duration) -> Duration {
-    if delay.is_zero() {
-        return delay;
-    }
-    delay.mul_f64(rand::rng().random_range(0.9..=1.1))
 }
 
 #[cfg(test)]
