@@ -462,7 +462,6 @@ impl Config {
         PaymentReminders::new(self.auction_payments.reminder_lead_seconds.iter().map(|s| Duration::from_secs(*s)))
     }
 
-    /// The retry schedule, refusing negative or non-finite delays (naming the setting).
     /// The notifier's delivery policy (coalescing, per-buyer push limits).
     pub fn notifier_policy(&self) -> anyhow::Result<gavel_notifier::policy::PolicyConfig> {
         let n = &self.notifier;
@@ -479,14 +478,9 @@ impl Config {
         })
     }
 
+    /// The notifier's retry schedule, refusing a bad delay (naming the setting).
     pub fn notifier_schedule(&self) -> Result<gavel_notifier::schedule::RetrySchedule, String> {
-        let mut delays = Vec::new();
-        for s in &self.notifier.retry_schedule_seconds {
-            if !s.is_finite() || *s < 0.0 || *s > 7.0 * 86_400.0 {
-                return Err(format!("notifier.retry_schedule_seconds: {s} is not a delay of 0 to 604800 seconds"));
-            }
-            delays.push(Duration::from_secs_f64(*s));
-        }
+        let delays = schedule("notifier.retry_schedule_seconds", &self.notifier.retry_schedule_seconds)?;
         Ok(gavel_notifier::schedule::RetrySchedule::from_delays(delays))
     }
 
@@ -501,13 +495,7 @@ impl Config {
     /// The webhook dispatcher's settings, refusing a bad schedule (naming the setting).
     pub fn webhook_dispatch(&self, owner: String) -> Result<gavel_workers::webhooks::DispatchConfig, String> {
         let w = &self.webhooks;
-        let mut delays = Vec::new();
-        for s in &w.retry_schedule_seconds {
-            if !s.is_finite() || *s < 0.0 || *s > 7.0 * 86_400.0 {
-                return Err(format!("webhooks.retry_schedule_seconds: {s} is not a delay of 0 to 604800 seconds"));
-            }
-            delays.push(Duration::from_secs_f64(*s));
-        }
+        let delays = schedule("webhooks.retry_schedule_seconds", &w.retry_schedule_seconds)?;
         if !w.disable_after_seconds.is_finite() || w.disable_after_seconds <= 0.0 {
             return Err("webhooks.disable_after_seconds must be a positive number of seconds".into());
         }
@@ -541,6 +529,18 @@ impl Config {
     }
 }
 
+/// A retry schedule setting's delays (seconds, fractions allowed), refusing
+/// a negative, non-finite or longer-than-a-week delay by the setting's name.
+fn schedule(setting: &str, seconds: &[f64]) -> Result<Vec<Duration>, String> {
+    seconds
+        .iter()
+        .map(|s| match Duration::try_from_secs_f64(*s) {
+            Ok(d) if d <= Duration::from_secs(7 * 86_400) => Ok(d),
+            _ => Err(format!("{setting}: {s} is not a delay of 0 to 604800 seconds")),
+        })
+        .collect()
+}
+
 /// Secrets that ship in this repository (config files, docs, tests, older
 /// defaults): never accepted outside `test`, `bench` and `demo`.
 const PUBLISHED_SECRETS: &[&str] = &[
@@ -565,5 +565,22 @@ fn env_file(dir: &str, env: &str) -> String {
             "bench" => include_str!("../config/bench.toml").to_owned(),
             _ => String::new(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_takes_fractions_and_refuses_bad_delays_by_name() {
+        assert_eq!(
+            schedule("x.s", &[0.0, 0.25, 5.0]),
+            Ok(vec![Duration::ZERO, Duration::from_millis(250), Duration::from_secs(5)])
+        );
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 8.0 * 86_400.0] {
+            let err = schedule("notifier.retry_schedule_seconds", &[1.0, bad]).expect_err("refused");
+            assert!(err.starts_with("notifier.retry_schedule_seconds: "), "{err}");
+        }
     }
 }
