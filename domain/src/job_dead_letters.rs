@@ -77,6 +77,26 @@ pub(crate) async fn replay(
     Ok(())
 }
 
+/// Deletes at most `limit` recorded failures older than `days` (the hourly
+/// maintenance job): those of jobs that since succeeded or whose dead letter
+/// was discarded. A dead letter still open or replayed keeps its subject's
+/// rounds, so that a replay failing again re-opens it with all of them.
+pub async fn prune(pool: &sqlx::PgPool, days: i32, limit: i64) -> Result<u64> {
+    Ok(sqlx::query!(
+        "DELETE FROM job_attempts WHERE ctid IN (
+            SELECT a.ctid FROM job_attempts a
+            WHERE a.at < now() - make_interval(days => $1)
+              AND NOT EXISTS (SELECT 1 FROM dead_letters d
+                              WHERE d.kind = 'job' AND d.subject = a.subject AND d.status <> 'discarded')
+            LIMIT $2)",
+        days,
+        limit,
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 /// Bounded metric labels: the known queues, else `other`.
 fn queue_label(queue: &str) -> &'static str {
     use crate::jobs::queues;

@@ -47,7 +47,7 @@ async fn metrics_report_requests_claims_and_stock() {
 }
 
 #[tokio::test]
-async fn maintenance_prunes_old_finished_jobs_and_idempotency_keys_only() {
+async fn maintenance_prunes_old_finished_jobs_idempotency_keys_and_job_errors_only() {
     let app = TestApp::spawn().await;
     for (status, age) in [("Done", "8 days"), ("Done", "1 hour"), ("Killed", "30 days")] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -67,8 +67,37 @@ async fn maintenance_prunes_old_finished_jobs_and_idempotency_keys_only() {
         .await
         .expect("the test's SQL runs");
     }
+    // Failed jobs' errors: old ones go unless their dead letter is still
+    // open (or replayed); fresh ones stay. (The dead letters first: the
+    // workers' own maintenance may run meanwhile.)
+    for (subject, status) in [("q:open", "open"), ("q:discarded", "discarded")] {
+        sqlx::query(
+            "INSERT INTO dead_letters (id, kind, status, subject, payload, attempts)
+             VALUES (gen_random_uuid(), 'job', $2, $1, '{}', '[]')",
+        )
+        .bind(subject)
+        .bind(status)
+        .execute(&app.pool)
+        .await
+        .expect("the test's SQL runs");
+    }
+    for (subject, age) in
+        [("q:succeeded", "31 days"), ("q:open", "31 days"), ("q:discarded", "31 days"), ("q:fresh", "1 day")]
+    {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO job_attempts (subject, at, error) VALUES ('{subject}', now() - interval '{age}', 'boom')"
+        )))
+        .execute(&app.pool)
+        .await
+        .expect("the test's SQL runs");
+    }
     let job = gavel_domain::jobs::MaintenanceJob::Prune { tick: 1 };
     gavel_workflows::maintenance::run(&app.pool, job).await.expect("the maintenance job runs");
+    let kept: Vec<String> = sqlx::query_scalar("SELECT subject FROM job_attempts ORDER BY subject")
+        .fetch_all(&app.pool)
+        .await
+        .expect("the test's SQL runs");
+    assert_eq!(kept, vec!["q:fresh".to_owned(), "q:open".to_owned()]);
     let jobs: Vec<(String, bool)> = sqlx::query_as(
         "SELECT status, done_at > now() - interval '1 day' FROM apalis.jobs WHERE job_type = 'test.queue' ORDER BY status",
     )
