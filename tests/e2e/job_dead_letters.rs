@@ -19,6 +19,16 @@ use serde_json::{Value, json};
 use crate::checkout::Shop;
 use crate::helpers::{OPERATOR_TOKEN, TestApp, eventually, in_secs, uuid_of};
 
+/// The first open dead letter of kind `job`, once there is one.
+async fn first_open_job_dead_letter(app: &TestApp, what: &str) -> Value {
+    eventually(what, Duration::from_secs(30), || async {
+        let r = app.get("/v1/admin/dead_letters?kind=job&status=open", Some(OPERATOR_TOKEN)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+        r.body["data"].as_array().and_then(|d| d.first().cloned())
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_refund_that_keeps_failing_is_dead_lettered_as_a_job_and_a_replay_refunds_once() {
     let shop = Shop::open(|c| c.payments.refund_retry_schedule_seconds = vec![0.2, 0.2]).await;
@@ -40,12 +50,7 @@ async fn a_refund_that_keeps_failing_is_dead_lettered_as_a_job_and_a_replay_refu
     tx.commit().await.expect("commit");
 
     let app = &shop.app;
-    let entry: Value = eventually("the refund is dead-lettered", Duration::from_secs(30), || async {
-        let r = app.get("/v1/admin/dead_letters?kind=job&status=open", Some(OPERATOR_TOKEN)).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
-        r.body["data"].as_array().and_then(|d| d.first().cloned())
-    })
-    .await;
+    let entry = first_open_job_dead_letter(app, "the refund is dead-lettered").await;
     let id = entry["id"].as_str().expect("an id").to_owned();
     assert_eq!((entry["kind"].as_str(), entry["status"].as_str()), (Some("job"), Some("open")));
     assert_eq!(entry["subject"], format!("refund:{payment_id}"));
@@ -110,12 +115,7 @@ async fn a_sale_start_that_keeps_failing_is_dead_lettered_after_spaced_attempts_
         .expect("shorten the budget");
     assert!(budgeted.rows_affected() >= 1, "the sale's start job is queued");
 
-    let entry: Value = eventually("the sale start is dead-lettered", Duration::from_secs(30), || async {
-        let r = app.get("/v1/admin/dead_letters?kind=job&status=open", Some(OPERATOR_TOKEN)).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
-        r.body["data"].as_array().and_then(|d| d.first().cloned())
-    })
-    .await;
+    let entry = first_open_job_dead_letter(&app, "the sale start is dead-lettered").await;
     let id = entry["id"].as_str().expect("an id").to_owned();
     let subject = entry["subject"].as_str().unwrap_or_default();
     assert!(subject.starts_with(&format!("{SALE_LIFECYCLE}:")) && subject.contains(&sale.id), "{entry}");
