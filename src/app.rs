@@ -63,6 +63,7 @@ impl Application {
         let mut tasks = JoinSet::new();
         let (mut addr, mut ops_addr) = (None, None);
         let gateway = Gateway::new(&config.gateway_config()).map_err(anyhow::Error::msg)?;
+        let checkout = config.checkout_config().map_err(anyhow::Error::msg)?;
         let ops = Ops {
             pool: pool.clone(),
             liveness: liveness.clone(),
@@ -73,7 +74,7 @@ impl Application {
         // answer the probes start after them.
         if roles.contains(&Role::Workers) {
             let jobs_pool = database::connect(&url, config.jobs.pool_size.max(2)).await?;
-            let payments = Checkout::new(jobs_pool.clone(), gateway.clone(), config.checkout_config());
+            let payments = Checkout::new(jobs_pool.clone(), gateway.clone(), checkout.clone());
             let worker_config = WorkerConfig {
                 poll_interval: std::time::Duration::from_millis(config.jobs.poll_interval_ms),
                 batch_size: config.jobs.batch_size.max(1),
@@ -130,7 +131,7 @@ impl Application {
             ));
         }
         if roles.contains(&Role::Api) {
-            let payments = Checkout::new(pool.clone(), gateway.clone(), config.checkout_config());
+            let payments = Checkout::new(pool.clone(), gateway.clone(), checkout.clone());
             let feed = FeedHub::new(pool.clone(), config.feed_config(), shutdown.clone());
             let state = app_state(&config, pool.clone(), payments, ops.clone(), feed.clone())?;
             let (engine, hub, listen_pool, stop) = (state.claims.clone(), feed.clone(), pool.clone(), shutdown.clone());

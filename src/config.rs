@@ -514,18 +514,15 @@ impl Config {
         })
     }
 
-    pub fn checkout_config(&self) -> CheckoutConfig {
-        CheckoutConfig {
-            wait: Duration::from_millis(self.payments.checkout_wait_ms),
-            resume_after: Duration::from_millis(self.payments.resume_after_ms),
+    /// The checkout saga's settings, refusing a bad refund schedule (naming the setting).
+    pub fn checkout_config(&self) -> Result<CheckoutConfig, String> {
+        let p = &self.payments;
+        Ok(CheckoutConfig {
+            wait: Duration::from_millis(p.checkout_wait_ms),
+            resume_after: Duration::from_millis(p.resume_after_ms),
             pause_at: self.faults.pause_at,
-            refund_backoff: self
-                .payments
-                .refund_retry_schedule_seconds
-                .iter()
-                .map(|s| Duration::try_from_secs_f64(*s).unwrap_or(Duration::from_secs(60)))
-                .collect(),
-        }
+            refund_backoff: schedule("payments.refund_retry_schedule_seconds", &p.refund_retry_schedule_seconds)?,
+        })
     }
 }
 
@@ -582,5 +579,13 @@ mod tests {
             let err = schedule("notifier.retry_schedule_seconds", &[1.0, bad]).expect_err("refused");
             assert!(err.starts_with("notifier.retry_schedule_seconds: "), "{err}");
         }
+    }
+
+    #[test]
+    fn a_bad_refund_schedule_is_refused_by_name() {
+        let mut config = Config::for_environment("test").expect("config/test.toml loads");
+        config.payments.refund_retry_schedule_seconds = vec![1.0, -5.0];
+        let err = config.checkout_config().expect_err("refused");
+        assert!(err.starts_with("payments.refund_retry_schedule_seconds: -5 "), "{err}");
     }
 }

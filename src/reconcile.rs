@@ -31,7 +31,7 @@ pub async fn reconcile(
     let period = Period::new(from, to).map_err(|e| anyhow::anyhow!("the period: {e}"))?;
     let scope = merchant.map_or(Scope::Platform, Scope::Merchant);
     let gateway = Gateway::new(&config.gateway_config()).map_err(anyhow::Error::msg)?;
-    let checkout = Checkout::new(pool.clone(), gateway, config.checkout_config());
+    let checkout = Checkout::new(pool.clone(), gateway, config.checkout_config().map_err(anyhow::Error::msg)?);
     let reconciler = Reconciler::new(pool.clone(), checkout, config.reconciliation_config());
     let (run, _) = reconciler.request(scope, period).await?;
     let mut run = reconciler.work(run.id).await?;

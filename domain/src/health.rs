@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde::Serialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -127,7 +126,7 @@ where
             backoff = RESTART_MIN;
         }
         restarts = restarts.saturating_add(1);
-        let pause = backoff.mul_f64(rand::rng().random_range(0.9..1.1));
+        let pause = crate::backoff::jitter(backoff);
         tracing::error!(part, error, restarts, retry_in_ms = pause.as_millis() as u64, "part stopped; restarting");
         metrics::counter!("gavel_part_restarts_total", "part" => part).increment(1);
         liveness.down(part, error, restarts);
