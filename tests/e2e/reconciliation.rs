@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gavel::Role;
+use gavel_domain::payments::{self, refunds};
 use gavel_standins::stripe::Faults;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -271,4 +272,72 @@ async fn merchants_request_and_read_their_own_runs_and_bad_input_is_refused() {
     let runs_after: i64 =
         sqlx::query_scalar("SELECT count(*) FROM reconciliation_runs").fetch_one(&shop.app.pool).await.expect("count");
     assert_eq!(runs_before, runs_after, "bad input writes nothing");
+}
+
+#[tokio::test]
+async fn an_owed_refund_the_provider_shows_made_is_settled_and_one_for_other_money_is_left_for_review() {
+    let shop = Shop::open(|_| {}).await;
+    let base = shop.stripe.api_base();
+    let (_, held) = shop.holders(2, json!({})).await;
+    let mut owed = Vec::new();
+    for (token, claim) in &held {
+        let (_, payment) = paid(&shop, token, claim).await;
+        let pi = intent_of(&shop, &payment).await;
+        // Gavel owes a refund (no job runs it here) ...
+        let mut tx = shop.app.pool.begin().await.expect("begin");
+        let p = payments::get(&mut tx, payment.parse().expect("a payment id")).await.expect("read").expect("it");
+        refunds::owe(&mut tx, &p, "unit_no_longer_available").await.expect("owe");
+        tx.commit().await.expect("commit");
+        owed.push((payment, pi));
+    }
+    // ... and the provider has made it, as if the refund job's answer had
+    // been lost: [0] for the whole payment, [1] for other money.
+    let mut made = Vec::new();
+    for ((payment, pi), amount) in owed.iter().zip([1999, 500]) {
+        let body = json!({ "payment_intent": pi, "amount": amount, "metadata": { "gavel_payment_id": payment } });
+        made.push(control(&base, "/_control/refunds", body).await["id"].as_str().expect("an id").to_owned());
+    }
+
+    let key = shop.merchant.key.clone();
+    let from = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let to = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let r = shop.app.post("/v1/reconciliation_runs", Some(&key), json!({ "from": from, "to": to })).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.raw);
+    let id = r.body["id"].as_str().expect("a run id").to_owned();
+    let run = eventually("the run completes", Duration::from_secs(30), || async {
+        let r = shop.app.get(&format!("/v1/reconciliation_runs/{id}"), Some(&key)).await;
+        (r.body["status"] == "completed").then_some(r.body)
+    })
+    .await;
+    let count = |class: &str| run["classes"][class]["count"].as_i64().unwrap_or(-1);
+    assert_eq!((count("status_mismatch"), count("amount_mismatch")), (2, 1), "{run:#}");
+    let rows = run["discrepancies"].as_array().cloned().unwrap_or_default();
+    let row = |class: &str, provider: &str| {
+        rows.iter()
+            .find(|d| d["class"] == class && d["provider_id"] == provider)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {class} row for {provider}: {run:#}"))
+    };
+    let settled = row("status_mismatch", &made[0]);
+    assert_eq!((settled["object"].as_str(), settled["resolution"].as_str()), (Some("refund"), Some("auto_settled")));
+    assert_eq!(row("status_mismatch", &made[1])["resolution"], "needs_review");
+    assert_eq!(row("amount_mismatch", &made[1])["resolution"], "needs_review");
+
+    // [0] is done as the refund job would have recorded it; [1] still owed.
+    let state = |payment: String| {
+        let pool = shop.app.pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>, String)>(
+                "SELECT r.status, r.provider_id, p.status FROM refunds r JOIN payments p ON p.id = r.payment_id
+                 WHERE r.payment_id = $1",
+            )
+            .bind(uuid_of(&payment))
+            .fetch_one(&pool)
+            .await
+            .expect("the refund")
+        }
+    };
+    assert_eq!(state(owed[0].0.clone()).await, ("succeeded".into(), Some(made[0].clone()), "refunded".into()));
+    assert_eq!(state(owed[1].0.clone()).await, ("pending".into(), None, "succeeded".into()));
+    assert_eq!(shop.stripe.refunds().len(), 2, "no refund made by the run");
 }

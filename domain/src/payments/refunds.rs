@@ -84,3 +84,20 @@ pub async fn complete(conn: &mut PgConnection, payment: PaymentId, provider_id: 
     }
     Ok(true)
 }
+
+/// Completes refund `refund` with the provider's `provider_id` if it is
+/// still owed — the reconciliation's settlement of a refund the provider
+/// shows made whose answer never reached Gavel; `false` if it is not owed.
+pub async fn complete_owed(conn: &mut PgConnection, refund: RefundId, provider_id: &str) -> Result<bool> {
+    let payment = sqlx::query_scalar!(
+        r#"SELECT payment_id AS "payment_id: PaymentId" FROM refunds WHERE id = $1 AND status = $2 FOR UPDATE"#,
+        refund as RefundId,
+        RefundStatus::Pending as RefundStatus,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match payment {
+        Some(payment) => complete(conn, payment, provider_id).await,
+        None => Ok(false),
+    }
+}

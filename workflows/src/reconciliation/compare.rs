@@ -7,9 +7,13 @@
 //! failed, with the amount and currency agreeing — exactly what payment
 //! verification settles. It is settled by that same path (a `Verify` step of
 //! the checkout saga, which asks Stripe again and moves the attempt and its
-//! order through their guarded transitions). Everything else — money taken
-//! for a failed order, a refund Gavel did not make, amounts that disagree — is
-//! left for a person.
+//! order through their guarded transitions). Likewise a refund Gavel owes
+//! (`pending`) whose own refund — named by its metadata, against the
+//! payment's PaymentIntent, for the same money — the provider shows
+//! `succeeded`: the refund job's answer was lost, and the run records what
+//! that answer would have (`refunds::complete`, in the page's transaction).
+//! Everything else — money taken for a failed order, a refund Gavel did not
+//! make, amounts that disagree — is left for a person.
 
 use chrono::{DateTime, Utc};
 use gavel_domain::ids::{MerchantId, OrderId, PaymentId, RefundId};
@@ -177,6 +181,7 @@ fn refund_row(class: Class, r: Option<&LedgerRefund>, pr: Option<&RefundRecord>,
 /// A ledger refund against the provider's.
 pub fn refund_vs_refund(judge: &Judge, r: &LedgerRefund, pr: &RefundRecord) -> Vec<Discrepancy> {
     let mut found = Vec::new();
+    let same_money = r.currency.eq_ignore_ascii_case(&pr.currency) && r.amount == pr.amount;
     if !r.currency.eq_ignore_ascii_case(&pr.currency) {
         let detail = format!("Gavel refunded in {}, the provider in {}", r.currency, pr.currency.to_lowercase());
         found.push(refund_row(Class::CurrencyMismatch, Some(r), Some(pr), detail));
@@ -193,6 +198,18 @@ pub fn refund_vs_refund(judge: &Judge, r: &LedgerRefund, pr: &RefundRecord) -> V
     if !agree {
         let detail = format!("the refund is {} in Gavel, {} at the provider", r.status, pr.status);
         found.push(refund_row(Class::StatusMismatch, Some(r), Some(pr), detail));
+    } else if r.status == "pending" && pr.status == "succeeded" {
+        let mut row = refund_row(Class::StatusMismatch, Some(r), Some(pr), String::new());
+        let same_intent = pr.payment_intent.is_some() && pr.payment_intent == r.payment_provider_id;
+        if same_money && same_intent {
+            row.resolution = Resolution::AutoSettled;
+            row.detail = "owed in Gavel, succeeded at the provider: settled as refunded".into();
+        } else if !same_intent {
+            row.detail = "owed in Gavel; a refund naming it succeeded at the provider, against another payment".into();
+        } else {
+            row.detail = "owed in Gavel, succeeded at the provider, but they disagree on the money".into();
+        }
+        found.push(row);
     } else if r.status == "pending" && judge.stuck(r.created_at) {
         let detail = format!("owed since {}; the provider has it {}", r.created_at.to_rfc3339(), pr.status);
         found.push(refund_row(Class::StuckPending, Some(r), Some(pr), detail));

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use gavel_domain::ids::PaymentId;
+use gavel_domain::ids::{PaymentId, RefundId};
 use gavel_domain::jobs::{self, PaymentJob, queues};
+use gavel_domain::payments::refunds;
 use gavel_domain::reconciliation::ledger::{self, Keyset, LedgerPayment};
-use gavel_domain::reconciliation::{self as recon, Discrepancy, Phase, Run, Scope};
+use gavel_domain::reconciliation::{self as recon, Discrepancy, ObjectKind, Phase, Resolution, Run, Scope};
 use gavel_domain::{Error, Result};
 use uuid::Uuid;
 
@@ -20,6 +21,25 @@ struct Findings {
     found: Vec<Discrepancy>,
     seen: Vec<Uuid>,
     checked: (i64, i64),
+}
+
+/// An auto-settled refund discrepancy (an owed refund the provider shows
+/// made): completes the refund as the refund job's lost answer would have,
+/// in the page's transaction. Should it no longer be owed (the job heard
+/// back meanwhile), the row is left for review instead.
+async fn complete_refund(conn: &mut sqlx::PgConnection, d: &mut Discrepancy) -> Result<()> {
+    if d.object != ObjectKind::Refund || d.resolution != Resolution::AutoSettled {
+        return Ok(());
+    }
+    let (Some(refund), Some(provider_id)) = (d.gavel_id.as_deref(), d.provider_id.as_deref()) else {
+        return Err(Error::Internal("an auto-settled refund names no refund".into()));
+    };
+    let refund: RefundId = refund.parse().map_err(|_| Error::Internal(format!("not a refund id: {refund}")))?;
+    if !refunds::complete_owed(conn, refund, provider_id).await? {
+        d.resolution = Resolution::NeedsReview;
+        d.detail = "owed in Gavel when read, succeeded at the provider; no longer owed when settled".into();
+    }
+    Ok(())
 }
 
 fn provider(err: String) -> Error {
@@ -59,7 +79,7 @@ fn after_ledger_page<T>(
 impl Reconciler {
     /// Does one page of the run's phase; returns where the run goes next.
     pub(super) async fn step(&self, run: &Run) -> Result<(Phase, Option<String>)> {
-        let (findings, next) = match run.phase {
+        let (mut findings, next) = match run.phase {
             Phase::ProviderPayments => self.provider_payments(run).await?,
             Phase::ProviderRefunds => self.provider_refunds(run).await?,
             Phase::LedgerPayments => self.ledger_payments(run).await?,
@@ -72,6 +92,9 @@ impl Reconciler {
         };
         let settle: Vec<Uuid> = findings.found.iter().filter_map(|d| d.settles_payment).collect();
         let mut tx = self.pool.begin().await?;
+        for d in &mut findings.found {
+            complete_refund(&mut tx, d).await?;
+        }
         recon::record(&mut tx, run.id, &findings.found).await?;
         recon::mark_seen(&mut tx, run.id, &findings.seen).await?;
         for payment in &settle {
