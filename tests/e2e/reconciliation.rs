@@ -41,6 +41,22 @@ async fn paid(shop: &Shop, token: &str, claim: &str) -> (String, String) {
     (order, r.body["payment"]["id"].as_str().expect("a payment id").to_owned())
 }
 
+/// The shop's merchant's run over the hour around now, requested over the
+/// API and read once it completes.
+async fn merchant_run_of_the_last_hour(shop: &Shop) -> Value {
+    let key = &shop.merchant.key;
+    let from = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let to = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let r = shop.app.post("/v1/reconciliation_runs", Some(key), json!({ "from": from, "to": to })).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.raw);
+    let id = r.body["id"].as_str().expect("a run id").to_owned();
+    eventually("the run completes", Duration::from_secs(30), || async {
+        let r = shop.app.get(&format!("/v1/reconciliation_runs/{id}"), Some(key)).await;
+        (r.body["status"] == "completed").then_some(r.body)
+    })
+    .await
+}
+
 fn rows_of(csv: &str) -> Vec<BTreeMap<String, String>> {
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
@@ -298,17 +314,7 @@ async fn an_owed_refund_the_provider_shows_made_is_settled_and_one_for_other_mon
         made.push(control(&base, "/_control/refunds", body).await["id"].as_str().expect("an id").to_owned());
     }
 
-    let key = shop.merchant.key.clone();
-    let from = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
-    let to = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let r = shop.app.post("/v1/reconciliation_runs", Some(&key), json!({ "from": from, "to": to })).await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.raw);
-    let id = r.body["id"].as_str().expect("a run id").to_owned();
-    let run = eventually("the run completes", Duration::from_secs(30), || async {
-        let r = shop.app.get(&format!("/v1/reconciliation_runs/{id}"), Some(&key)).await;
-        (r.body["status"] == "completed").then_some(r.body)
-    })
-    .await;
+    let run = merchant_run_of_the_last_hour(&shop).await;
     let count = |class: &str| run["classes"][class]["count"].as_i64().unwrap_or(-1);
     assert_eq!((count("status_mismatch"), count("amount_mismatch")), (2, 1), "{run:#}");
     let rows = run["discrepancies"].as_array().cloned().unwrap_or_default();
