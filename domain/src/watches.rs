@@ -79,6 +79,31 @@ pub async fn watchers<'c>(db: impl PgExecutor<'c>, product: ProductId) -> Result
     .await?)
 }
 
+/// The buyers of `product`'s sale-start audience (its watchers and the deal
+/// subscribers) who joined it, changed their preferences or added a device
+/// since `since`: what one more pass at a sale's start adds to an audience
+/// prepared before it.
+pub async fn audience_changed_since<'c>(
+    db: impl PgExecutor<'c>,
+    product: ProductId,
+    since: DateTime<Utc>,
+) -> Result<Vec<BuyerId>> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT c.buyer_id AS "buyer_id!: BuyerId" FROM (
+               SELECT buyer_id FROM watches WHERE product_id = $1 AND created_at >= $2
+               UNION SELECT buyer_id FROM notification_preferences WHERE updated_at >= $2
+               UNION SELECT buyer_id FROM devices WHERE created_at >= $2
+           ) c
+           WHERE EXISTS (SELECT 1 FROM watches w WHERE w.buyer_id = c.buyer_id AND w.product_id = $1)
+              OR EXISTS (SELECT 1 FROM notification_preferences p WHERE p.buyer_id = c.buyer_id AND p.deals)
+           ORDER BY 1"#,
+        product as ProductId,
+        since,
+    )
+    .fetch_all(db)
+    .await?)
+}
+
 /// Stops watching; `false`: the buyer did not watch it.
 pub async fn unwatch<'c>(db: impl PgExecutor<'c>, buyer: BuyerId, product: ProductId) -> Result<bool> {
     let done = sqlx::query("DELETE FROM watches WHERE buyer_id = $1 AND product_id = $2")

@@ -16,6 +16,12 @@
 //!   subscribers are added, buyers who opted out since are `skipped`. The
 //!   audience is read outside any lock; the writes take the sale's
 //!   `sale_notice_preparations` row lock, which the release takes too.
+//! - **Catch-up** ([`SaleStart::catch_up`], the same loop): a sale released
+//!   after its last preparation gets one more pass for the buyers who joined
+//!   its audience (or turned a channel on, or added a device) since that
+//!   preparation read it, so that one who watches in the last seconds
+//!   before the start is not missed; it reads only those buyers, not the
+//!   whole audience, and adds their rows in new chunks of the released sale.
 //! - **Release** ([`SaleStart::release`]): the sale's `sale.started` event,
 //!   taken by the fan-out, sets the sale's `released_at` in the fan-out's
 //!   transaction — one row, whatever the audience — and from then on the
@@ -115,7 +121,68 @@ impl SaleStart {
             let written = self.prepare(*sale).await?;
             tracing::info!(sale = %sale, written, "sale-start recipients prepared");
         }
-        Ok(due.len())
+        let late = sqlx::query_scalar!(
+            r#"SELECT sale_id AS "id: SaleId" FROM sale_notice_preparations
+               WHERE released_at IS NOT NULL AND prepared_at < released_at
+               ORDER BY released_at LIMIT $1"#,
+            SALES_PER_PASS,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for sale in &late {
+            let written = self.catch_up(*sale).await?;
+            tracing::info!(sale = %sale, written, "sale-start recipients caught up at the start");
+        }
+        Ok(due.len() + late.len())
+    }
+
+    /// The pass owed to a sale released after its last preparation: the
+    /// buyers who joined its audience, or changed their preferences or
+    /// devices, since a margin before that preparation (which read the
+    /// audience a moment before it wrote `prepared_at`) get their rows; rows
+    /// that exist stay as they are (and take no chunk). Returns how many rows
+    /// it wrote.
+    pub async fn catch_up(&self, sale: SaleId) -> Result<u64, sqlx::Error> {
+        const MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+        let prepared_at =
+            sqlx::query_scalar!("SELECT prepared_at FROM sale_notice_preparations WHERE sale_id = $1", sale as SaleId)
+                .fetch_one(&self.pool)
+                .await?;
+        let facts = self.facts(sale).await?;
+        let plan = match (&facts, prepared_at) {
+            (Some(facts), Some(at)) => {
+                let mut conn = self.pool.acquire().await?;
+                let audience =
+                    watches::audience_changed_since(&mut *conn, facts.product_id, at - MARGIN).await.map_err(db)?;
+                Some(self.plan_for(&mut conn, facts, audience).await?)
+            }
+            _ => None,
+        };
+        let mut tx = self.pool.begin().await?;
+        lock(&mut tx, sale).await?;
+        let active = sqlx::query_scalar!("SELECT status FROM sales WHERE id = $1", sale as SaleId)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some_and(|status| status == "active");
+        let written = match (facts, plan) {
+            (Some(facts), Some(plan)) if active => {
+                let keys: Vec<String> = plan.keys().map(str::to_owned).collect();
+                let existing: HashMap<String, String> =
+                    sqlx::query_scalar!("SELECT dedupe_key FROM deliveries WHERE dedupe_key = ANY($1)", &keys)
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .map(|k| (k, String::new()))
+                        .collect();
+                self.write(&mut tx, &facts, &plan, &existing).await?
+            }
+            _ => 0,
+        };
+        sqlx::query!("UPDATE sale_notice_preparations SET prepared_at = now() WHERE sale_id = $1", sale as SaleId)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(written)
     }
 
     /// Prepares (or refreshes) one sale; returns how many rows changed.
@@ -283,6 +350,16 @@ impl SaleStart {
         audience.extend(preferences::deal_subscribers(&mut *conn).await.map_err(db)?);
         audience.sort_unstable();
         audience.dedup();
+        self.plan_for(conn, sale, audience).await
+    }
+
+    /// What `audience` (distinct buyers) gets of `sale`'s start.
+    async fn plan_for(
+        &self,
+        conn: &mut PgConnection,
+        sale: &SaleFacts,
+        audience: Vec<BuyerId>,
+    ) -> Result<Plan, sqlx::Error> {
         let prefs = preferences::for_buyers(&mut *conn, &audience).await.map_err(db)?;
         let kind = NotificationKind::SaleStarting;
         let channels = &self.config.channels;

@@ -306,29 +306,54 @@ async fn twenty_thousand_recipients_get_one_message_per_channel_and_device_acros
 
 /// Three deal subscribers (one also a watcher), email only.
 async fn subscribers(pool: &PgPool, product: Uuid) -> Vec<String> {
-    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
-    let emails: Vec<String> = (0..3).map(|i| format!("deal{i}-{}@sale-start.test", Uuid::new_v4().simple())).collect();
-    sqlx::query(
-        "INSERT INTO buyers (id, email, password_hash) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[])",
-    )
-    .bind(&ids)
-    .bind(&emails)
-    .bind(vec!["not-a-login".to_owned(); 3])
-    .execute(pool)
-    .await
-    .expect("buyers");
+    let emails = email_buyers(pool, "deal", 3).await;
+    let ids = buyer_ids(pool, &emails).await;
     sqlx::query("INSERT INTO notification_preferences (buyer_id, deals) SELECT unnest($1::uuid[]), true")
         .bind(&ids)
         .execute(pool)
         .await
         .expect("deals on");
+    watch(pool, ids[0], product).await;
+    emails
+}
+
+/// `n` buyers (no devices, default preferences: email on); their emails.
+async fn email_buyers(pool: &PgPool, tag: &str, n: usize) -> Vec<String> {
+    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    let emails: Vec<String> = (0..n).map(|i| format!("{tag}{i}-{}@sale-start.test", Uuid::new_v4().simple())).collect();
+    sqlx::query(
+        "INSERT INTO buyers (id, email, password_hash) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[])",
+    )
+    .bind(&ids)
+    .bind(&emails)
+    .bind(vec!["not-a-login".to_owned(); n])
+    .execute(pool)
+    .await
+    .expect("buyers");
+    emails
+}
+
+async fn buyer_ids(pool: &PgPool, emails: &[String]) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for email in emails {
+        ids.push(
+            sqlx::query_scalar("SELECT id FROM buyers WHERE email = $1")
+                .bind(email)
+                .fetch_one(pool)
+                .await
+                .expect("the buyer"),
+        );
+    }
+    ids
+}
+
+async fn watch(pool: &PgPool, buyer: Uuid, product: Uuid) {
     sqlx::query("INSERT INTO watches (buyer_id, product_id) VALUES ($1, $2)")
-        .bind(ids[0])
+        .bind(buyer)
         .bind(product)
         .execute(pool)
         .await
         .expect("a watch");
-    emails
 }
 
 /// An app with the notifier and an SMTP stand-in, a merchant's product and
@@ -423,11 +448,7 @@ async fn a_subscriber_who_opts_out_and_back_in_before_the_start_is_sent_the_noti
         .expect("a sale");
     let sale_id = uuid_of(&sale.id);
     // The subscriber who does not watch the product (subscribers()[1]).
-    let buyer: Uuid = sqlx::query_scalar("SELECT id FROM buyers WHERE email = $1")
-        .bind(&emails[1])
-        .fetch_one(&app.pool)
-        .await
-        .expect("the buyer");
+    let buyer = buyer_ids(&app.pool, &emails[1..2]).await[0];
     let held_now = |n: i64| {
         let pool = app.pool.clone();
         async move {
@@ -475,4 +496,42 @@ async fn a_subscriber_who_opts_out_and_back_in_before_the_start_is_sent_the_noti
 
     // The subscriber who came back is sent it once, as everyone else.
     one_email_each(&smtp, &emails, Duration::from_secs(40)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buyers_who_join_the_audience_after_the_last_preparation_are_caught_up_at_the_start() {
+    let EmailOnly { smtp, app, merchant, product, emails } = EmailOnly::start().await;
+    let sale = app
+        .as_(&merchant.key)
+        .create_sale(json!({ "product_id": product, "price": 500, "currency": "usd", "inventory": 5,
+                             "starts_at": (Utc::now() + chrono::Duration::seconds(6)).to_rfc3339() }))
+        .await
+        .expect("a sale");
+    let sale_id = uuid_of(&sale.id);
+    eventually("the sale is prepared", Duration::from_secs(10), || async {
+        (statuses(&app.pool, sale_id).await.get("held") == Some(&3)).then_some(())
+    })
+    .await;
+    // After that preparation, well within a refresh period of the start: a
+    // new watcher and a new deal subscriber.
+    let late = email_buyers(&app.pool, "late", 2).await;
+    let ids = buyer_ids(&app.pool, &late).await;
+    watch(&app.pool, ids[0], uuid_of(&product)).await;
+    sqlx::query("INSERT INTO notification_preferences (buyer_id, deals) VALUES ($1, true)")
+        .bind(ids[1])
+        .execute(&app.pool)
+        .await
+        .expect("deals on");
+    assert_eq!(statuses(&app.pool, sale_id).await.get("held"), Some(&3), "not prepared for them before the start");
+
+    app.wait_for_status(&merchant, &sale.id, "active", Duration::from_secs(20)).await;
+    let everyone: Vec<String> = emails.iter().chain(&late).cloned().collect();
+    one_email_each(&smtp, &everyone, Duration::from_secs(20)).await;
+    let pending: Option<bool> =
+        sqlx::query_scalar("SELECT prepared_at < released_at FROM sale_notice_preparations WHERE sale_id = $1")
+            .bind(sale_id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("the preparation");
+    assert_eq!(pending, Some(false), "caught up once");
 }
