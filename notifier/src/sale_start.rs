@@ -138,16 +138,21 @@ impl SaleStart {
 
     /// The pass owed to a sale released after its last preparation: the
     /// buyers who joined its audience, or changed their preferences or
-    /// devices, since a margin before that preparation (which read the
-    /// audience a moment before it wrote `prepared_at`) get their rows; rows
-    /// that exist stay as they are (and take no chunk). Returns how many rows
-    /// it wrote.
+    /// devices, since that preparation read the audience (`prepared_at` is
+    /// that instant, the database's clock) get their rows; rows that exist
+    /// stay as they are (and take no chunk). Returns how many rows it wrote.
     pub async fn catch_up(&self, sale: SaleId) -> Result<u64, sqlx::Error> {
-        const MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-        let prepared_at =
-            sqlx::query_scalar!("SELECT prepared_at FROM sale_notice_preparations WHERE sale_id = $1", sale as SaleId)
-                .fetch_one(&self.pool)
-                .await?;
+        // A change is stamped when its transaction began, and may commit
+        // after a read that began later: changes this much older are looked
+        // at again.
+        const MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+        let row = sqlx::query!(
+            r#"SELECT prepared_at, now() AS "read_at!" FROM sale_notice_preparations WHERE sale_id = $1"#,
+            sale as SaleId
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let (prepared_at, read_at) = (row.prepared_at, row.read_at);
         let facts = self.facts(sale).await?;
         let plan = match (&facts, prepared_at) {
             (Some(facts), Some(at)) => {
@@ -178,9 +183,13 @@ impl SaleStart {
             }
             _ => 0,
         };
-        sqlx::query!("UPDATE sale_notice_preparations SET prepared_at = now() WHERE sale_id = $1", sale as SaleId)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE sale_notice_preparations SET prepared_at = $2 WHERE sale_id = $1",
+            sale as SaleId,
+            read_at
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(written)
     }
@@ -189,6 +198,8 @@ impl SaleStart {
     pub async fn prepare(&self, sale: SaleId) -> Result<u64, sqlx::Error> {
         let Some(facts) = self.facts(sale).await? else { return Ok(0) };
         let mut conn = self.pool.acquire().await?;
+        // When the audience is read: what a catch-up at the start reads since.
+        let read_at = sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(&mut *conn).await?;
         let plan = self.plan(&mut conn, &facts).await?;
         drop(conn);
         let mut tx = self.pool.begin().await?;
@@ -261,9 +272,10 @@ impl SaleStart {
         changed += self.write(&mut tx, &facts, &plan, &existing).await?;
         let recipients = i32::try_from(plan.recipients).unwrap_or(i32::MAX);
         sqlx::query!(
-            "UPDATE sale_notice_preparations SET prepared_at = now(), recipients = $2 WHERE sale_id = $1",
+            "UPDATE sale_notice_preparations SET prepared_at = $3, recipients = $2 WHERE sale_id = $1",
             sale as SaleId,
             recipients,
+            read_at,
         )
         .execute(&mut *tx)
         .await?;
