@@ -84,10 +84,7 @@ impl Application {
                 retention: gavel_workflows::maintenance::Retention { feed_days: config.feed.retention_days },
                 reconciliation: config.reconciliation_config(),
                 daily_reconciliation: config.reconciliation.daily_offset()?,
-                retry: gavel_workers::JobRetry {
-                    first: std::time::Duration::from_millis(config.jobs.retry_first_ms.max(1)),
-                    max: std::time::Duration::from_millis(config.jobs.retry_max_ms.max(config.jobs.retry_first_ms)),
-                },
+                retry: config.job_retry(),
             };
             let run = gavel_workers::run(jobs_pool, worker_config, payments, liveness.clone(), shutdown.clone());
             tasks.spawn(part("workers", run));

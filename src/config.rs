@@ -478,6 +478,16 @@ impl Config {
         })
     }
 
+    /// The delays between a failing job's runs: at least 1 ms, doubling up to
+    /// at least the first.
+    pub fn job_retry(&self) -> gavel_workers::JobRetry {
+        let j = &self.jobs;
+        gavel_workers::JobRetry {
+            first: Duration::from_millis(j.retry_first_ms.max(1)),
+            max: Duration::from_millis(j.retry_max_ms.max(j.retry_first_ms)),
+        }
+    }
+
     /// The notifier's retry schedule, refusing a bad delay (naming the setting).
     pub fn notifier_schedule(&self) -> Result<gavel_notifier::schedule::RetrySchedule, String> {
         let delays = schedule("notifier.retry_schedule_seconds", &self.notifier.retry_schedule_seconds)?;

@@ -175,14 +175,13 @@ impl SaleStart {
         let written = match (facts, plan) {
             (Some(facts), Some(plan)) if active => {
                 let keys: Vec<String> = plan.keys().map(str::to_owned).collect();
-                let existing: HashMap<String, String> =
+                let existing: HashSet<String> =
                     sqlx::query_scalar!("SELECT dedupe_key FROM deliveries WHERE dedupe_key = ANY($1)", &keys)
                         .fetch_all(&mut *tx)
                         .await?
                         .into_iter()
-                        .map(|k| (k, String::new()))
                         .collect();
-                self.write(&mut tx, &facts, &plan, &existing).await?
+                self.write(&mut tx, &facts, &plan, |k| existing.contains(k)).await?
             }
             _ => 0,
         };
@@ -272,7 +271,7 @@ impl SaleStart {
             .await?
             .rows_affected();
         }
-        changed += self.write(&mut tx, &facts, &plan, &existing).await?;
+        changed += self.write(&mut tx, &facts, &plan, |k| existing.contains_key(k)).await?;
         let recipients = i32::try_from(plan.recipients).unwrap_or(i32::MAX);
         sqlx::query!(
             "UPDATE sale_notice_preparations SET prepared_at = $3, recipients = $2 WHERE sale_id = $1",
@@ -307,7 +306,7 @@ impl SaleStart {
         }
         // Started before the preparer came to it: planned here and now.
         let plan = self.plan(&mut *tx, facts).await?;
-        let written = self.write(&mut *tx, facts, &plan, &HashMap::new()).await?;
+        let written = self.write(&mut *tx, facts, &plan, |_| false).await?;
         sqlx::query!(
             "UPDATE sale_notice_preparations SET prepared_at = now(), recipients = $2 WHERE sale_id = $1",
             sale as SaleId,

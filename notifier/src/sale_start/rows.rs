@@ -1,9 +1,6 @@
 //! A sale's fan-out rows: written `held` in numbered chunks (one insert
 //! statement each, with a lease row in `sale_notice_chunks`), under the
 //! sale's preparation lock.
-
-use std::collections::HashMap;
-
 use gavel_domain::ids::SaleId;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -11,7 +8,7 @@ use uuid::Uuid;
 use super::{CHUNK, KIND, Plan, SaleFacts, SaleStart};
 
 impl SaleStart {
-    /// Inserts the plan's rows not in `existing` as `held`, in chunks of one
+    /// Inserts the plan's rows whose key does not already `exists` as `held`, in chunks of one
     /// statement each (due as soon as the sale is released), push and email
     /// chunks in turn, a push chunk first: the delivery loop claims a
     /// released sale's held rows in the order of `deliveries_held`, which is
@@ -23,11 +20,11 @@ impl SaleStart {
         tx: &mut PgConnection,
         sale: &SaleFacts,
         plan: &Plan,
-        existing: &HashMap<String, String>,
+        exists: impl Fn(&str) -> bool,
     ) -> Result<u64, sqlx::Error> {
         let mut written = 0;
-        let emails: Vec<_> = plan.email.iter().filter(|e| !existing.contains_key(&e.0)).collect();
-        let pushes: Vec<_> = plan.push.iter().filter(|p| !existing.contains_key(&p.0)).collect();
+        let emails: Vec<_> = plan.email.iter().filter(|e| !exists(&e.0)).collect();
+        let pushes: Vec<_> = plan.push.iter().filter(|p| !exists(&p.0)).collect();
         // The message carries its collapse key (`sale:<sale>`, so a device
         // shows one notice per sale); the row's `collapse_key` column, which
         // makes a coalescing group of the delivery policy (policy.rs), stays

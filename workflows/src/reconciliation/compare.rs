@@ -11,7 +11,7 @@
 //! (`pending`) whose own refund — named by its metadata, against the
 //! payment's PaymentIntent, for the same money — the provider shows
 //! `succeeded`: the refund job's answer was lost, and the run records what
-//! that answer would have (`refunds::complete`, in the page's transaction).
+//! that answer would have (`refunds::complete_owed`, in the page's transaction).
 //! Everything else — money taken for a failed order, a refund Gavel did not
 //! make, amounts that disagree — is left for a person.
 
@@ -181,12 +181,13 @@ fn refund_row(class: Class, r: Option<&LedgerRefund>, pr: Option<&RefundRecord>,
 /// A ledger refund against the provider's.
 pub fn refund_vs_refund(judge: &Judge, r: &LedgerRefund, pr: &RefundRecord) -> Vec<Discrepancy> {
     let mut found = Vec::new();
-    let same_money = r.currency.eq_ignore_ascii_case(&pr.currency) && r.amount == pr.amount;
-    if !r.currency.eq_ignore_ascii_case(&pr.currency) {
+    let same_currency = r.currency.eq_ignore_ascii_case(&pr.currency);
+    let same_amount = r.amount == pr.amount;
+    if !same_currency {
         let detail = format!("Gavel refunded in {}, the provider in {}", r.currency, pr.currency.to_lowercase());
         found.push(refund_row(Class::CurrencyMismatch, Some(r), Some(pr), detail));
     }
-    if r.amount != pr.amount {
+    if !same_amount {
         let detail = format!("Gavel recorded a refund of {}, the provider {}", r.amount, pr.amount);
         found.push(refund_row(Class::AmountMismatch, Some(r), Some(pr), detail));
     }
@@ -201,7 +202,7 @@ pub fn refund_vs_refund(judge: &Judge, r: &LedgerRefund, pr: &RefundRecord) -> V
     } else if r.status == "pending" && pr.status == "succeeded" {
         let mut row = refund_row(Class::StatusMismatch, Some(r), Some(pr), String::new());
         let same_intent = pr.payment_intent.is_some() && pr.payment_intent == r.payment_provider_id;
-        if same_money && same_intent {
+        if same_amount && same_currency && same_intent {
             row.resolution = Resolution::AutoSettled;
             row.detail = "owed in Gavel, succeeded at the provider: settled as refunded".into();
         } else if !same_intent {
