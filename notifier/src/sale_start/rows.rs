@@ -1,6 +1,7 @@
 //! A sale's fan-out rows: written `held` in numbered chunks (one insert
 //! statement each, with a lease row in `sale_notice_chunks`), under the
 //! sale's preparation lock.
+
 use gavel_domain::ids::SaleId;
 use sqlx::PgConnection;
 use uuid::Uuid;
